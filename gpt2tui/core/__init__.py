@@ -1,0 +1,1 @@
+"""The engine: plain Python, no UI imports, heavy libraries imported lazily inside functions."""

@@ -1,0 +1,427 @@
+"""Datasets: validate a file, load it with ``datasets``, format rows as text, tokenize, pack into blocks.
+
+Every check that can fail on user input runs before anything is written, and fails with one
+:class:`UserError` sentence. Packing follows HF ``run_clm``'s ``group_texts``: documents are joined with the
+end-of-text token (which stays in the labels so the model learns to stop) and cut into equal blocks, so no
+padding is ever trained on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from gpt2tui.core.errors import UserError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+TXT_SUFFIXES = (".txt", ".text", ".md")
+CSV_SUFFIXES = (".csv",)
+JSONL_SUFFIXES = (".jsonl",)
+SUPPORTED = ", ".join((*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES))
+
+QA_TEMPLATE = "Question: {question}\nAnswer: {answer}"
+"""How a question/answer row is written for training; the end-of-text token follows it."""
+QA_PROMPT_TEMPLATE = "Question: {prompt}\nAnswer:"
+"""What a Q/A-trained model is given at generation time (``{prompt}`` is the user's text)."""
+QA_STOP_TEXT = "\nQuestion:"
+"""Where a Q/A model's answer ends if it does not emit end-of-text."""
+
+TxtSplit = Literal["paragraphs", "file"]
+Kind = Literal["text", "qa", "prompt-completion"]
+PACK_BATCH_ROWS = 10_000
+"""Rows joined per ``group_texts`` batch; a tail shorter than a block is dropped once per batch."""
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which file to train on and how to read it (every field maps to a CLI option)."""
+
+    path: str
+    encoding: str = "utf-8"
+    text_column: str | None = None
+    question_column: str | None = None
+    answer_column: str | None = None
+    txt_split: TxtSplit = "paragraphs"  # .txt: a document per blank-line-separated paragraph, or one per file
+
+
+@dataclass(frozen=True)
+class Formatting:
+    """How rows became training text; stored with the model so generation can apply the same template."""
+
+    kind: Kind
+    columns: tuple[str, ...]
+    prompt_template: str | None = None
+    stop_text: str | None = None
+
+
+@dataclass
+class LoadedData:
+    """A validated dataset: one ``text`` column, ready to tokenize."""
+
+    spec: DataSpec
+    format: str  # txt | csv | jsonl
+    formatting: Formatting
+    dataset: Dataset
+    columns: list[str]
+    sha256: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def characters(self) -> int:
+        return sum(len(t) for t in self.dataset["text"])
+
+    def texts(self) -> list[str]:
+        return list(self.dataset["text"])
+
+
+@dataclass
+class PackedData:
+    """Token blocks of exactly ``block_size`` ids; ``tokens`` counts every token before the last cut."""
+
+    blocks: list[list[int]]
+    tokens: int
+    block_size: int
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What the user sees before training: enough to tell whether the file is what they meant."""
+
+    path: str
+    format: str
+    kind: str
+    columns: list[str]
+    rows: int
+    characters: int
+    tokens: int
+    block_size: int
+    blocks: int
+    train_blocks: int
+    eval_blocks: int
+    sha256: str
+    preview: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def read_text(spec: DataSpec) -> tuple[str, str]:
+    """Return ``(text, sha256)`` of the file, or raise the one-sentence error for why it is unusable."""
+    path = Path(spec.path).expanduser()
+    name = str(spec.path)
+    if not path.exists():
+        raise UserError(f"No such file: {name}.")
+    if path.is_dir():
+        raise UserError(f"{name} is a directory; choose a {SUPPORTED} file.")
+    suffix = path.suffix.lower()
+    if suffix not in (*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES):
+        raise UserError(f"{name} has an unsupported type '{suffix or '(none)'}'; use a {SUPPORTED} file.")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"Could not read {name}: {err.strerror or err}.") from None
+    if not raw:
+        raise UserError(f"{name} is empty: there is no text to train on.")
+    if b"\x00" in raw:
+        raise UserError(f"{name} looks like a binary file (it contains NUL bytes), not text.")
+    try:
+        text = raw.decode(_codec(spec.encoding))
+    except LookupError:
+        raise UserError(
+            f"Unknown encoding '{spec.encoding}'; use a Python codec name such as utf-8 or latin-1."
+        ) from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{name} is not valid {spec.encoding} text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            f"if it uses another encoding, pass it with --encoding, e.g. --encoding latin-1."
+        ) from None
+    if not text.strip():
+        raise UserError(f"{name} contains only whitespace: there is no text to train on.")
+    return text, hashlib.sha256(raw).hexdigest()
+
+
+def _codec(encoding: str) -> str:
+    """Read UTF-8 files with or without a byte-order mark."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def _pick_columns(spec: DataSpec, columns: Sequence[str], where: str, word: str) -> Formatting:
+    """Choose text vs. pair columns from explicit options or defaults; ``word`` is 'columns' or 'fields'."""
+    have = ", ".join(columns) if columns else "none"
+    if spec.text_column:
+        if spec.text_column not in columns:
+            raise UserError(f"{where} has no '{spec.text_column}' {word[:-1]} (its {word} are: {have}).")
+        return Formatting("text", (spec.text_column,))
+    if spec.question_column or spec.answer_column:
+        pair = (spec.question_column or "question", spec.answer_column or "answer")
+        missing = [c for c in pair if c not in columns]
+        if missing:
+            raise UserError(f"{where} has no '{missing[0]}' {word[:-1]} (its {word} are: {have}).")
+        return _pair_formatting(pair)
+    if "text" in columns:
+        return Formatting("text", ("text",))
+    for pair in (("question", "answer"), ("prompt", "completion")):
+        if all(c in columns for c in pair):
+            return _pair_formatting(pair)
+    option = "--text-column or --question-column/--answer-column"
+    raise UserError(
+        f"{where} has no 'text' {word[:-1]} and no 'question'/'answer' or 'prompt'/'completion' pair "
+        f"(its {word} are: {have}); choose {word} with {option}."
+    )
+
+
+def _pair_formatting(pair: tuple[str, str]) -> Formatting:
+    if pair == ("prompt", "completion"):
+        # Prompt/completion files carry their own separators (completions usually start with a space).
+        return Formatting("prompt-completion", pair, prompt_template="{prompt}")
+    return Formatting("qa", pair, prompt_template=QA_PROMPT_TEMPLATE, stop_text=QA_STOP_TEXT)
+
+
+def csv_columns(text: str, name: str) -> list[str]:
+    """The header of a CSV file; an empty header is an error."""
+    try:
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as err:
+        raise UserError(f"{name} could not be read as CSV: {err}.") from None
+    columns = list(header)
+    if not any(c.strip() for c in columns):
+        raise UserError(f"{name} has no header row with column names.")
+    return columns
+
+
+def jsonl_records(text: str, name: str) -> list[tuple[int, dict[str, Any]]]:
+    """Parse every non-blank line, naming the first bad one by its 1-based line number."""
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"Line {number} of {name} is not valid JSON: {err.msg} (column {err.colno}).") from None
+        if not isinstance(value, dict):
+            raise UserError(f"Line {number} of {name} is not a JSON object.")
+        records.append((number, value))
+    if not records:
+        raise UserError(f"{name} has no JSON lines: there is no text to train on.")
+    return records
+
+
+def inspect_file(spec: DataSpec) -> tuple[str, list[str]]:
+    """Validate the file and return ``(format, columns)`` without loading it into ``datasets``.
+
+    The TUI uses this to offer a column choice when the defaults are not present.
+    """
+    text, _ = read_text(spec)
+    return _inspect_text(spec, text)
+
+
+def _inspect_text(spec: DataSpec, text: str) -> tuple[str, list[str]]:
+    name = str(spec.path)
+    suffix = Path(spec.path).suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv", csv_columns(text, name)
+    if suffix in JSONL_SUFFIXES:
+        records = jsonl_records(text, name)
+        columns: list[str] = []
+        for _, record in records:
+            columns.extend(k for k in record if k not in columns)
+        return "jsonl", columns
+    return "txt", []
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load_data(spec: DataSpec) -> LoadedData:
+    """Validate ``spec`` and load it through ``datasets.load_dataset`` as a one-column ``text`` dataset."""
+    text, sha = read_text(spec)
+    fmt, columns = _inspect_text(spec, text)
+    name = str(spec.path)
+    if fmt == "txt":
+        formatting = Formatting("text", ())
+    elif fmt == "csv":
+        formatting = _pick_columns(spec, columns, name, "columns")
+    else:
+        formatting = _pick_columns(spec, columns, name, "fields")
+        _check_jsonl_fields(jsonl_records(text, name), formatting, name)
+
+    dataset = _load_with_datasets(spec, fmt, formatting, columns)
+    if len(dataset) == 0:
+        raise UserError(f"{name} has no non-empty rows: there is no text to train on.")
+    return LoadedData(spec=spec, format=fmt, formatting=formatting, dataset=dataset, columns=columns, sha256=sha)
+
+
+def _check_jsonl_fields(records: list[tuple[int, dict[str, Any]]], formatting: Formatting, name: str) -> None:
+    for number, record in records:
+        for key in formatting.columns:
+            if key not in record:
+                raise UserError(f"Line {number} of {name} has no '{key}' field.")
+
+
+def _load_with_datasets(spec: DataSpec, fmt: str, formatting: Formatting, columns: list[str]) -> Dataset:
+    from datasets import load_dataset
+
+    from gpt2tui.core.quiet import quiet_datasets
+    from gpt2tui.paths import cache_dir
+
+    quiet_datasets()
+    path = str(Path(spec.path).expanduser().resolve())
+    common: dict[str, Any] = {
+        "data_files": path,
+        "split": "train",
+        "cache_dir": str(cache_dir() / "datasets"),
+        "keep_in_memory": True,
+        "encoding": _codec(spec.encoding),
+    }
+    try:
+        if fmt == "txt":
+            sample_by = "paragraph" if spec.txt_split == "paragraphs" else "document"
+            ds = load_dataset("text", sample_by=sample_by, **common)
+        elif fmt == "csv":
+            from datasets import Features, Value
+
+            features = Features({c: Value("string") for c in columns})
+            ds = load_dataset("csv", features=features, na_filter=False, **common)
+        else:
+            ds = load_dataset("json", **common)
+    except UserError:
+        raise
+    except Exception as err:  # datasets wraps parser errors in several types; the user needs one line.
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise UserError(f"{spec.path} could not be parsed as {fmt.upper()}: {reason}") from None
+
+    def to_text(batch: dict[str, list[Any]]) -> dict[str, list[str]]:
+        return {"text": format_rows(batch, formatting)}
+
+    ds = ds.map(to_text, batched=True, remove_columns=ds.column_names, keep_in_memory=True)
+    return ds.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True, keep_in_memory=True)
+
+
+def format_rows(batch: dict[str, list[Any]], formatting: Formatting) -> list[str]:
+    """Turn a batch of rows into training texts (the Q/A template is applied here)."""
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value).strip()
+
+    if formatting.kind == "text":
+        column = formatting.columns[0] if formatting.columns else "text"
+        return [cell(v) if formatting.columns else (v or "") for v in batch[column]]
+    first, second = formatting.columns
+    if formatting.kind == "qa":
+        return [
+            QA_TEMPLATE.format(question=cell(q), answer=cell(a)) if cell(q) and cell(a) else ""
+            for q, a in zip(batch[first], batch[second])
+        ]
+    return [
+        f"{'' if p is None else p}{'' if c is None else c}" if (p or c) else ""
+        for p, c in zip(batch[first], batch[second])
+    ]
+
+
+# -------------------------------------------------------------------------------------- tokenize and pack
+
+
+def pack_blocks(data: LoadedData, tokenizer: PreTrainedTokenizerBase, block_size: int) -> PackedData:
+    """Tokenize every text (``map(batched=True)``), append end-of-text, and cut into ``block_size`` blocks."""
+    from gpt2tui.core.quiet import quiet_datasets
+
+    quiet_datasets()
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError("The tokenizer has no end-of-text token, so documents cannot be separated.")
+
+    def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": [seq + [eos] for seq in ids]}
+
+    def group_texts(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
+        joined = list(chain.from_iterable(batch["input_ids"]))
+        usable = len(joined) // block_size * block_size
+        return {"input_ids": [joined[i : i + block_size] for i in range(0, usable, block_size)]}
+
+    tokenized = data.dataset.map(tokenize, batched=True, remove_columns=["text"], keep_in_memory=True)
+    tokens = sum(len(seq) for seq in tokenized["input_ids"])
+    grouped = tokenized.map(group_texts, batched=True, batch_size=PACK_BATCH_ROWS, keep_in_memory=True)
+    return PackedData(blocks=list(grouped["input_ids"]), tokens=tokens, block_size=block_size)
+
+
+def check_eval_split(eval_split: float) -> None:
+    if not 0.0 < eval_split < 1.0:
+        raise UserError(f"--eval-split must be between 0 and 1 (exclusive), not {eval_split}.")
+
+
+def split_blocks(
+    packed: PackedData, eval_split: float, seed: int, name: str
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Deterministic train/eval split of blocks: at least one of each, eval blocks chosen by ``seed``."""
+    check_eval_split(eval_split)
+    n = len(packed.blocks)
+    if n < 2:
+        largest = packed.tokens // 2
+        hint = (
+            f"use --block-size {largest} or less"
+            if largest >= 8
+            else "add more text"
+        )
+        raise UserError(
+            f"{name} has {packed.tokens} tokens, which is not enough for one train and one eval block "
+            f"of {packed.block_size} tokens; {hint}."
+        )
+    n_eval = min(n - 1, max(1, round(n * eval_split)))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    eval_ids = set(order[:n_eval])
+    train = [b for i, b in enumerate(packed.blocks) if i not in eval_ids]
+    evals = [b for i, b in enumerate(packed.blocks) if i in eval_ids]
+    return train, evals
+
+
+def summarize(
+    data: LoadedData,
+    tokenizer: PreTrainedTokenizerBase,
+    block_size: int,
+    eval_split: float = 0.1,
+    seed: int = 42,
+    preview_rows: int = 3,
+) -> DatasetSummary:
+    """Rows, characters, tokens and blocks at ``block_size``, plus the first examples as they will be trained.
+
+    Raises the same too-small error training would, so the user sees it before starting.
+    """
+    packed = pack_blocks(data, tokenizer, block_size)
+    train, evals = split_blocks(packed, eval_split, seed, str(data.spec.path))
+    texts = data.dataset.select(range(min(preview_rows, data.rows)))["text"]
+    return DatasetSummary(
+        path=str(data.spec.path),
+        format=data.format,
+        kind=data.formatting.kind,
+        columns=list(data.columns),
+        rows=data.rows,
+        characters=data.characters,
+        tokens=packed.tokens,
+        block_size=block_size,
+        blocks=len(packed.blocks),
+        train_blocks=len(train),
+        eval_blocks=len(evals),
+        sha256=data.sha256,
+        preview=[t + (tokenizer.eos_token or "") for t in texts],
+    )

@@ -1,0 +1,98 @@
+"""Held-out loss and perplexity, with the same packing training uses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from gpt2tui.core.errors import UserError
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedModel
+
+    from gpt2tui.core.data import DataSpec
+
+EVAL_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    perplexity: float
+    tokens: int
+    blocks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def perplexity_from_loss(loss: float) -> float:
+    """``exp(loss)``, infinite instead of an overflow error for a diverged model."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+def evaluate_loss(
+    model: PreTrainedModel,
+    blocks: list[list[int]],
+    batch_size: int = EVAL_BATCH_SIZE,
+    accelerator: Accelerator | None = None,
+) -> float:
+    """Mean next-token loss over ``blocks`` (each block weighs the same, as each holds the same tokens)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader: Any = DataLoader(torch.tensor(blocks, dtype=torch.long), batch_size=batch_size, shuffle=False)
+    if accelerator is not None:
+        loader = accelerator.prepare(loader)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = batch.to(device)
+            loss = model(input_ids=batch, labels=batch).loss.float()
+            losses = loss.repeat(batch.shape[0])
+            if accelerator is not None:
+                losses = accelerator.gather_for_metrics(losses)
+            total += float(losses.sum())
+            count += int(losses.numel())
+    if was_training:
+        model.train()
+    return total / max(count, 1)
+
+
+def evaluate_file(ref: str, spec: DataSpec, block_size: int | None = None, batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
+    """Perplexity of a stored model (or model folder) on every block of a dataset file."""
+    from gpt2tui.core.data import load_data, pack_blocks
+    from gpt2tui.core.models import context_length, load_model
+    from gpt2tui.core.store import ModelStore
+
+    info = ModelStore().resolve(ref)
+    data = load_data(spec)
+    model, tokenizer = load_model(info.path)
+    ctx = context_length(model.config)
+    size = block_size or min(ctx, int(info.get("block_size") or ctx))
+    check_block_size(size, ctx)
+    packed = pack_blocks(data, tokenizer, size)
+    if not packed.blocks:
+        raise UserError(
+            f"{spec.path} has {packed.tokens} tokens, fewer than one block of {size}; "
+            f"use --block-size {packed.tokens} or less."
+        )
+    loss = evaluate_loss(model, packed.blocks, batch_size)
+    return EvalResult(loss, perplexity_from_loss(loss), len(packed.blocks) * size, len(packed.blocks))
+
+
+def check_block_size(block_size: int, context: int) -> None:
+    if block_size < 2:
+        raise UserError(f"--block-size must be at least 2, not {block_size}.")
+    if block_size > context:
+        raise UserError(
+            f"--block-size {block_size} is larger than the model's context length ({context} tokens)."
+        )

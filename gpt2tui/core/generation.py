@@ -1,0 +1,325 @@
+"""Streaming generation: one API that yields text as the model produces it, and stops when asked.
+
+``model.generate`` runs in a thread feeding a ``TextIteratorStreamer``; the consumer polls the streamer with a
+short timeout so an error in the generating thread is re-raised to it instead of leaving it waiting, and a
+``StoppingCriteria`` watching a ``threading.Event`` ends generation at the next token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from gpt2tui.core.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Strategy = Literal["greedy", "beam", "top-k", "top-p"]
+STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings; ``seed`` None means a fresh random seed per reply (recorded in the reply)."""
+
+    strategy: Strategy = "top-p"
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 0.95
+    num_beams: int = 4
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 100
+    seed: int | None = None
+
+    def validate(self) -> GenerationSettings:
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"Unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}.")
+        checks = [
+            (self.temperature > 0, f"--temperature must be greater than 0, not {self.temperature}."),
+            (self.top_k >= 1, f"--top-k must be at least 1, not {self.top_k}."),
+            (0 < self.top_p <= 1, f"--top-p must be in (0, 1], not {self.top_p}."),
+            (self.num_beams >= 1, f"--num-beams must be at least 1, not {self.num_beams}."),
+            (self.repetition_penalty > 0, f"--repetition-penalty must be greater than 0, not {self.repetition_penalty}."),
+            (self.max_new_tokens >= 1, f"--max-new-tokens must be at least 1, not {self.max_new_tokens}."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        return self
+
+    def replace(self, **changes: Any) -> GenerationSettings:
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """The strategy and only the parameters it uses, for status lines and transcripts."""
+        parts = [self.strategy]
+        if self.strategy == "beam":
+            parts.append(f"beams={self.num_beams}")
+        elif self.strategy != "greedy":
+            parts.append(f"T={self.temperature:.2f}")
+            parts.append(f"k={self.top_k}" if self.strategy == "top-k" else f"p={self.top_p:.2f}")
+        if self.repetition_penalty != 1.0:
+            parts.append(f"rep={self.repetition_penalty:.2f}")
+        parts.append(f"max={self.max_new_tokens}")
+        return " ".join(parts)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty}
+        if self.strategy == "greedy":
+            kwargs.update(do_sample=False, num_beams=1)
+        elif self.strategy == "beam":
+            kwargs.update(do_sample=False, num_beams=self.num_beams, early_stopping=True)
+        elif self.strategy == "top-k":
+            kwargs.update(do_sample=True, top_k=self.top_k, top_p=1.0, temperature=self.temperature)
+        else:
+            kwargs.update(do_sample=True, top_p=self.top_p, top_k=0, temperature=self.temperature)
+        return kwargs
+
+
+@dataclass
+class Reply:
+    """What one generation produced, filled in when its stream ends."""
+
+    text: str = ""
+    new_tokens: int = 0
+    seconds: float = 0.0
+    stopped: bool = False  # ended by the stop event (partial text)
+    seed: int = 0
+    prompt_tokens: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate, with the prompt template and stop text its training data implied."""
+
+    name: str
+    path: Path
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    metadata: dict[str, Any]
+
+    @property
+    def template(self) -> str | None:
+        return (self.metadata.get("formatting") or {}).get("prompt_template")
+
+    @property
+    def stop_text(self) -> str | None:
+        return (self.metadata.get("formatting") or {}).get("stop_text")
+
+    @property
+    def context_length(self) -> int:
+        from gpt2tui.core.models import context_length
+
+        return context_length(self.model.config)
+
+
+def load(ref: str) -> LoadedModel:
+    """Load a stored model by name, or any model folder by path."""
+    from gpt2tui.core.models import load_model
+    from gpt2tui.core.store import ModelStore
+
+    info = ModelStore().resolve(ref)
+    model, tokenizer = load_model(info.path)
+    return LoadedModel(info.name, info.path, model, tokenizer, info.metadata)
+
+
+class _StopOn:
+    """A ``StoppingCriteria`` that ends generation once either event is set."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = any(e.is_set() for e in self.events)
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+def _held_back(text: str, stop_text: str | None) -> int:
+    """How many trailing characters could be the start of ``stop_text`` (so must not be shown yet)."""
+    if not stop_text:
+        return 0
+    for k in range(min(len(stop_text) - 1, len(text)), 0, -1):
+        if text.endswith(stop_text[:k]):
+            return k
+    return 0
+
+
+class ReplyStream:
+    """Iterate for text chunks as they are generated; ``reply`` holds the totals once iteration ends."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt: str,
+        settings: GenerationSettings,
+        stop: threading.Event | None = None,
+        *,
+        template: str | None = None,
+        stop_text: str | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.text = template.format(prompt=prompt) if template else prompt
+        self.settings = settings.validate()
+        self.stop = stop or threading.Event()
+        self.stop_text = stop_text
+        self.reply = Reply(seed=settings.seed if settings.seed is not None else random.randrange(2**31))
+
+    def _inputs(self) -> tuple[Any, int]:
+        """Prompt ids trimmed from the left so prompt + new tokens fit the context."""
+        import torch
+
+        from gpt2tui.core.models import context_length
+
+        ctx = context_length(self.model.config)
+        max_new = min(self.settings.max_new_tokens, ctx - 1)
+        ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"][-(ctx - max_new):]
+        if not ids:
+            ids = [self.tokenizer.eos_token_id]
+        device = next(self.model.parameters()).device
+        return torch.tensor([ids], device=device), max_new
+
+    def __iter__(self) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        input_ids, max_new = self._inputs()
+        self.reply.prompt_tokens = int(input_ids.shape[1])
+        halt = threading.Event()  # set when the stop text appears
+        streaming = self.settings.strategy != "beam"  # beam search has no single sequence to stream
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_SECONDS)
+        kwargs = {
+            **self.settings.generate_kwargs(),
+            "max_new_tokens": max_new,
+            "attention_mask": torch.ones_like(input_ids),
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "stopping_criteria": StoppingCriteriaList([_StopOn(self.stop, halt)]),
+        }
+        if streaming:
+            kwargs["streamer"] = streamer
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    outcome["ids"] = self.model.generate(input_ids, **kwargs)
+            except BaseException as err:  # re-raised in the consumer
+                outcome["error"] = err
+                if streaming:
+                    streamer.end()
+
+        torch.manual_seed(self.reply.seed)
+        started = time.perf_counter()
+        thread = threading.Thread(target=run, daemon=True, name="gpt2tui-generate")
+        thread.start()
+        shown = 0
+        text = ""
+        try:
+            chunks = iter(streamer) if streaming else iter(())
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except queue.Empty:
+                    if "error" in outcome or not thread.is_alive():
+                        break
+                    continue
+                text += chunk
+                cut = text.find(self.stop_text) if self.stop_text else -1
+                if cut >= 0:
+                    text = text[:cut]
+                    halt.set()
+                    if cut > shown:
+                        yield text[shown:cut]
+                    shown = cut
+                    break
+                safe = len(text) - _held_back(text, self.stop_text)
+                if safe > shown:
+                    yield text[shown:safe]
+                    shown = safe
+            thread.join()
+            if "error" in outcome:
+                raise outcome["error"]
+            ids = outcome["ids"][0][input_ids.shape[1]:]
+            if not streaming:
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                cut = text.find(self.stop_text) if self.stop_text else -1
+                text = text[:cut] if cut >= 0 else text
+            if len(text) > shown:  # what was held back as a possible stop text, once generation has ended
+                yield text[shown:]
+            self.reply.text = text
+            self.reply.new_tokens = int(ids.shape[0])
+        finally:
+            halt.set()
+            self.reply.seconds = time.perf_counter() - started
+            self.reply.stopped = self.stop.is_set()
+
+
+def stream(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    settings: GenerationSettings,
+    stop: threading.Event | None = None,
+    *,
+    template: str | None = None,
+    stop_text: str | None = None,
+) -> ReplyStream:
+    """Start nothing yet: iterating the returned stream runs generation and yields text chunks."""
+    return ReplyStream(model, tokenizer, prompt, settings, stop, template=template, stop_text=stop_text)
+
+
+def complete(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    settings: GenerationSettings,
+    *,
+    template: str | None = None,
+    stop_text: str | None = None,
+) -> str:
+    """The whole reply at once (training samples, tests)."""
+    return "".join(stream(model, tokenizer, prompt, settings, template=template, stop_text=stop_text))
+
+
+def chat_prompt(
+    history: list[tuple[str, str]],
+    message: str,
+    loaded: LoadedModel,
+    max_new_tokens: int,
+) -> str:
+    """The conversation so far plus ``message``, oldest turns dropped until it fits the context.
+
+    Turns are written the way the model was trained (its template, each answer closed by end-of-text), so a
+    Q/A model sees familiar text; the result is passed with ``template=None``.
+    """
+    template = loaded.template or "{prompt}"
+    eos = loaded.tokenizer.eos_token or ""
+    budget = loaded.context_length - min(max_new_tokens, loaded.context_length - 1)
+    turns = [template.format(prompt=q) + (" " if loaded.template and not a.startswith(" ") else "") + a + eos
+             for q, a in history]
+    current = template.format(prompt=message)
+    while turns:
+        text = "".join(turns) + current
+        if len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget:
+            return text
+        turns.pop(0)
+    return current

@@ -1,0 +1,303 @@
+"""Where a model comes from: a Hub id, a local ``save_pretrained`` folder, or a new GPT-2 built from scratch.
+
+Hub loading is kept real (users have the Hub) but fails fast: a cached copy loads offline, and otherwise a
+short reachability probe runs before transformers' own retries (about 50 s with no network) can start.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from gpt2tui.core.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+EOT = "<|endoftext|>"
+HUB_EXAMPLES = ("gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+HUB_PROBE_TIMEOUT = 3.0
+OFFLINE_CHOICES = (
+    "use a local save_pretrained folder (--base PATH) or train a new model (--base scratch)"
+)
+BaseKind = Literal["hub", "local", "scratch"]
+
+
+@dataclass(frozen=True)
+class ScratchSize:
+    """A GPT-2 shape for training from scratch, with the vocabulary size of the BPE trained for it."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    n_positions: int
+    vocab_size: int
+    block_size: int  # default training block size
+    lr: float  # default learning rate
+
+
+SCRATCH_SIZES: dict[str, ScratchSize] = {
+    # ~0.4M parameters: trains 200 steps in well under a minute on 2 CPU cores.
+    "tiny": ScratchSize(n_layer=2, n_head=2, n_embd=64, n_positions=256, vocab_size=2048, block_size=128, lr=3e-3),
+    # ~14M parameters: a real small model for a GPU or a patient CPU.
+    "small": ScratchSize(
+        n_layer=6, n_head=6, n_embd=384, n_positions=512, vocab_size=8192, block_size=256, lr=1e-3
+    ),
+    # The original 124M GPT-2 shape.
+    "gpt2": ScratchSize(
+        n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257, block_size=512, lr=6e-4
+    ),
+}
+PRETRAINED_LR = 5e-5
+PRETRAINED_BLOCK_SIZE = 512
+
+
+@dataclass
+class ResolvedBase:
+    """A model and tokenizer ready to train, and where they came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    base: str
+    kind: BaseKind
+    scratch_size: str | None = None
+
+    @property
+    def context_length(self) -> int:
+        return context_length(self.model.config)
+
+    @property
+    def default_lr(self) -> float:
+        return SCRATCH_SIZES[self.scratch_size].lr if self.scratch_size else PRETRAINED_LR
+
+    @property
+    def default_block_size(self) -> int:
+        size = SCRATCH_SIZES[self.scratch_size].block_size if self.scratch_size else PRETRAINED_BLOCK_SIZE
+        return min(size, self.context_length)
+
+
+def context_length(config: Any) -> int:
+    """The model's maximum sequence length (GPT-2 calls it ``n_positions``)."""
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1024
+
+
+def base_kind(base: str) -> BaseKind:
+    """Scratch, an existing folder, or (anything else) a Hub id."""
+    if base == "scratch":
+        return "scratch"
+    path = Path(base).expanduser()
+    if path.is_dir() or base.startswith((".", "/", "~")) or os.sep in base and path.parent.is_dir():
+        return "local"
+    return "hub"
+
+
+def check_scratch_size(size: str) -> ScratchSize:
+    if size not in SCRATCH_SIZES:
+        raise UserError(f"Unknown scratch size '{size}'; choose one of {', '.join(SCRATCH_SIZES)}.")
+    return SCRATCH_SIZES[size]
+
+
+# ------------------------------------------------------------------------------------------ tokenizers
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int) -> PreTrainedTokenizerBase:
+    """Train a byte-level BPE (GPT-2's scheme) on ``texts``, with ``<|endoftext|>`` as bos/eos/pad/unk."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=EOT,
+        eos_token=EOT,
+        unk_token=EOT,
+        pad_token=EOT,
+        model_max_length=model_max_length,
+    )
+    return fast
+
+
+def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """GPT-2 has no pad token; padding (generation batches) uses end-of-text."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------- hub
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """Whether the Hub answers within ``timeout`` seconds (any HTTP answer counts; DNS is bounded too)."""
+    if hub_offline():
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            request = urllib.request.Request(hub_endpoint() + "/api/models/gpt2", method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout):
+                result.append(True)
+        except urllib.error.HTTPError:
+            result.append(True)
+        except Exception:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True, name="gpt2tui-hub-probe")
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _from_pretrained(cls: Any, ref: str, **kwargs: Any) -> Any:
+    return cls.from_pretrained(ref, trust_remote_code=False, **kwargs)
+
+
+def _load_pair(ref: str, local_only: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gpt2tui.core.quiet import quiet_transformers
+
+    quiet_transformers()
+    tokenizer = _from_pretrained(AutoTokenizer, ref, local_files_only=local_only)
+    model = _from_pretrained(AutoModelForCausalLM, ref, local_files_only=local_only, use_safetensors=True)
+    return model, tokenizer
+
+
+def load_hub(base: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a Hub model: the local cache first, then a download if the Hub answers the probe."""
+    try:
+        return _load_pair(base, local_only=True)
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise UserError(
+            f"Could not download '{base}': the Hugging Face Hub cannot be reached and it is not in the "
+            f"local cache; offline, {OFFLINE_CHOICES}."
+        )
+    try:
+        return _load_pair(base, local_only=False)
+    except Exception as err:
+        name = type(err).__name__
+        if "NotFound" in name or "not a valid model identifier" in str(err) or "404" in str(err):
+            raise UserError(
+                f"'{base}' is not a model on the Hugging Face Hub; use an id such as "
+                f"{', '.join(HUB_EXAMPLES[:2])}, or {OFFLINE_CHOICES}."
+            ) from None
+        raise UserError(f"Could not download '{base}' from the Hugging Face Hub ({name}); {OFFLINE_CHOICES}.") from None
+
+
+def load_local(folder: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a ``save_pretrained`` folder with safetensors weights."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise UserError(f"No model folder at {folder}.")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{folder} is not a model folder: it has no config.json.")
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"{folder} has no .safetensors weights; save it with save_pretrained(safe_serialization=True).")
+    try:
+        return _load_pair(str(path), local_only=True)
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"Could not load the model in {folder}: {str(err).splitlines()[0] if str(err) else err!r}.") from None
+
+
+# ----------------------------------------------------------------------------------------------- scratch
+
+
+def build_scratch(texts: Iterable[str], size: str, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A new GPT-2 of ``size`` with a BPE tokenizer trained on ``texts``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gpt2tui.core.quiet import quiet_transformers
+
+    quiet_transformers()
+    shape = check_scratch_size(size)
+    tokenizer = train_tokenizer(texts, shape.vocab_size, shape.n_positions)
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=shape.n_positions,
+        n_embd=shape.n_embd,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config), tokenizer
+
+
+def resolve_base(
+    base: str, texts: Iterable[str] | None = None, scratch_size: str = "tiny", seed: int = 42
+) -> ResolvedBase:
+    """Load or build the starting model; ``texts`` (the training data) is needed only for scratch."""
+    kind = base_kind(base)
+    if kind == "scratch":
+        if texts is None:
+            raise ValueError("scratch needs the training texts to train its tokenizer")
+        model, tokenizer = build_scratch(texts, scratch_size, seed)
+    elif kind == "local":
+        model, tokenizer = load_local(base)
+    else:
+        model, tokenizer = load_hub(base)
+    _prepare_tokenizer(tokenizer)
+    align_vocab(model, tokenizer)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.eos_token_id
+    return ResolvedBase(model, tokenizer, base, kind, scratch_size if kind == "scratch" else None)
+
+
+def align_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Grow the embedding matrix when the tokenizer knows more tokens than the model has rows for."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer))
+
+
+def load_model(ref_path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a stored or local model for inference (eval mode, on the GPU when there is one)."""
+    import torch
+
+    model, tokenizer = load_local(str(ref_path))
+    _prepare_tokenizer(tokenizer)
+    model.eval()
+    if torch.cuda.is_available():
+        model.to("cuda")
+    return model, tokenizer
+
+
+def count_parameters(model: PreTrainedModel) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,418 @@
+"""Fine-tuning, readable top to bottom: validate, load, pack, evaluate, train, evaluate, store.
+
+One loop over optimizer steps with ``accelerate`` doing device placement, mixed precision and gradient
+accumulation (HF ``run_clm_no_trainer``'s shape). Progress leaves only as :mod:`gpt2tui.core.events`, and a
+``threading.Event`` ends the run at the next step with the model still saved.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gpt2tui import __version__
+from gpt2tui.core.data import DataSpec, LoadedData, check_eval_split, load_data, pack_blocks, split_blocks
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, check_block_size, evaluate_loss, perplexity_from_loss
+from gpt2tui.core.events import (
+    EvalFinished,
+    EventCallback,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepLogged,
+    TrainingEvent,
+)
+from gpt2tui.core.models import ResolvedBase, base_kind, check_scratch_size, count_parameters, resolve_base
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from gpt2tui.core.store import ModelStore
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; defaults suit a small fine-tune."""
+
+    data: DataSpec
+    base: str = "gpt2"  # Hub id, local folder, stored model name, or "scratch"
+    scratch_size: str = "tiny"  # scratch only: tiny | small | gpt2
+    name: str | None = None  # stored model name; default <dataset>-<base>
+    epochs: float = 3.0  # ignored when max_steps is set
+    max_steps: int | None = None  # optimizer steps
+    block_size: int | None = None  # tokens per training sequence; default from the base
+    batch_size: int = 8  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float | None = None  # default 5e-5 for pretrained bases, higher for scratch
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05  # share of steps spent warming the learning rate up
+    max_grad_norm: float = 1.0
+    eval_split: float = 0.1  # share of blocks held out
+    eval_every: int = 0  # optimizer steps between evals (0: only before and after)
+    log_every: int = 10  # optimizer steps between StepLogged events
+    seed: int = 42
+    mixed_precision: str = "auto"  # auto (bf16/fp16 on a capable GPU, else fp32) | no | bf16 | fp16
+    sample_prompt: str | None = None  # generate from this at each eval, so progress can be read
+    sample_tokens: int = 40
+
+    def validate(self) -> None:
+        """Refuse bad numbers before any file is read or model is loaded."""
+        positive = {"--batch-size": self.batch_size, "--grad-accum": self.grad_accum, "--log-every": self.log_every}
+        for option, value in positive.items():
+            if value < 1:
+                raise UserError(f"{option} must be at least 1, not {value}.")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"--max-steps must be at least 1, not {self.max_steps}.")
+        if self.max_steps is None and not self.epochs > 0:
+            raise UserError(f"--epochs must be greater than 0, not {self.epochs}.")
+        if self.lr is not None and not (0 < self.lr < 1):
+            raise UserError(f"--lr must be between 0 and 1, not {self.lr}.")
+        if self.eval_every < 0:
+            raise UserError(f"--eval-every must be 0 or more, not {self.eval_every}.")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise UserError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}.")
+        check_eval_split(self.eval_split)
+        if self.base == "scratch":
+            check_scratch_size(self.scratch_size)
+
+
+@dataclass
+class TrainResult:
+    """What the CLI prints as JSON and the TUI shows at the end."""
+
+    model: str
+    path: str
+    steps: int
+    stopped: bool
+    eval_loss_before: float
+    eval_loss_after: float
+    perplexity_before: float
+    perplexity_after: float
+    train_tokens: int
+    tokens_per_second: float
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(data.pop("extra"))
+        return data
+
+
+def _emit(on_event: EventCallback | None, event: TrainingEvent) -> None:
+    if on_event is not None:
+        on_event(event)
+
+
+def train(
+    config: TrainConfig,
+    on_event: EventCallback | None = None,
+    stop: threading.Event | None = None,
+    store: ModelStore | None = None,
+) -> TrainResult:
+    """Run a fine-tune and store the model; raises :class:`UserError` (after a ``RunFailed`` event) on failure."""
+    try:
+        return _train(config, on_event, stop or threading.Event(), store)
+    except UserError as err:
+        _emit(on_event, RunFailed(str(err)))
+        raise
+    except Exception as err:
+        message = _describe_failure(err)
+        _emit(on_event, RunFailed(message))
+        raise UserError(message) from err
+
+
+def _describe_failure(err: Exception) -> str:
+    text = str(err)
+    if "out of memory" in text.lower():
+        return "The GPU ran out of memory; lower --batch-size or --block-size (or raise --grad-accum)."
+    first = text.splitlines()[0] if text else ""
+    return f"Training failed: {type(err).__name__}: {first}".rstrip(": ") + "."
+
+
+def _train(config: TrainConfig, on_event: EventCallback | None, stop: threading.Event, store: ModelStore | None) -> TrainResult:
+    import torch
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    from gpt2tui.core.store import ModelStore
+
+    started = time.perf_counter()
+    config.validate()
+    store = store or ModelStore()
+    if config.name is not None:
+        store.require_free(config.name)
+    data = load_data(config.data)
+    set_seed(config.seed)
+    base = _resolve_base(config, data, store)
+    block_size = config.block_size or base.default_block_size
+    check_block_size(block_size, base.context_length)
+    packed = pack_blocks(data, base.tokenizer, block_size)
+    train_blocks, eval_blocks = split_blocks(packed, config.eval_split, config.seed, str(config.data.path))
+    name = config.name or store.unique_name(f"{Path(config.data.path).stem}-{_base_label(config)}")
+    lr = config.lr if config.lr is not None else base.default_lr
+
+    accelerator = _accelerator(config)
+    model = base.model
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        torch.tensor(train_blocks, dtype=torch.long), batch_size=config.batch_size, shuffle=True, generator=generator
+    )
+    micro_per_epoch = len(train_loader)
+    steps_per_epoch = max(1, math.ceil(micro_per_epoch / config.grad_accum))
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=lr)
+    warmup = int(total_steps * config.warmup_ratio)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, warmup * accelerator.num_processes, total_steps * accelerator.num_processes
+    )
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    tokens_per_step = config.batch_size * config.grad_accum * block_size * accelerator.num_processes
+
+    _emit(on_event, RunStarted(
+        name=name, base=config.base, device=str(accelerator.device), mixed_precision=accelerator.mixed_precision,
+        total_steps=total_steps, train_blocks=len(train_blocks), eval_blocks=len(eval_blocks),
+        block_size=block_size, tokens_per_step=tokens_per_step, parameters=count_parameters(model),
+    ))
+
+    def evaluate(step: int) -> float:
+        loss = evaluate_loss(model, eval_blocks, EVAL_BATCH_SIZE, accelerator)
+        sample = _sample(accelerator.unwrap_model(model), base, config, data) if config.sample_prompt else None
+        _emit(on_event, EvalFinished(step=step, loss=loss, perplexity=perplexity_from_loss(loss), sample=sample))
+        return loss
+
+    loss_before = evaluate(0)
+    step, window, window_n, trained_tokens = 0, 0.0, 0, 0
+    loop_start = time.perf_counter()
+    model.train()
+    while step < total_steps and not stop.is_set():
+        for batch in train_loader:
+            with accelerator.accumulate(model):
+                loss = model(input_ids=batch, labels=batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise UserError(
+                    f"Training stopped at step {step + 1}: the loss became {value}; "
+                    f"lower the learning rate (--lr, now {lr:g})."
+                )
+            window += value
+            window_n += 1
+            trained_tokens += batch.numel() * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            if step % config.log_every == 0 or step == total_steps:
+                elapsed = time.perf_counter() - loop_start
+                _emit(on_event, StepLogged(
+                    step=step, total_steps=total_steps, epoch=step / steps_per_epoch, loss=window / window_n,
+                    learning_rate=scheduler.get_last_lr()[0], tokens_per_second=trained_tokens / max(elapsed, 1e-9),
+                    elapsed_seconds=elapsed, eta_seconds=elapsed / step * (total_steps - step),
+                ))
+                window, window_n = 0.0, 0
+            if config.eval_every and step % config.eval_every == 0 and step < total_steps:
+                evaluate(step)
+            if step >= total_steps or stop.is_set():
+                break
+    train_seconds = time.perf_counter() - loop_start
+    stopped = step < total_steps
+    loss_after = evaluate(step)
+
+    accelerator.wait_for_everyone()
+    result = TrainResult(
+        model=name, path=str(store.path_for(name)), steps=step, stopped=stopped,
+        eval_loss_before=loss_before, eval_loss_after=loss_after,
+        perplexity_before=perplexity_from_loss(loss_before), perplexity_after=perplexity_from_loss(loss_after),
+        train_tokens=trained_tokens, tokens_per_second=trained_tokens / max(train_seconds, 1e-9),
+        seconds=time.perf_counter() - started,
+    )
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        metadata = build_metadata(config, base, data, result, block_size, lr, total_steps, str(accelerator.device),
+                                  accelerator.mixed_precision, len(train_blocks), len(eval_blocks), packed.tokens)
+        generation_config = _generation_config(base)
+
+        def write(folder: Path) -> None:
+            unwrapped.generation_config = generation_config
+            unwrapped.save_pretrained(folder)
+            base.tokenizer.save_pretrained(folder)
+
+        store.save(name, write, metadata, model_card(metadata))
+    _emit(on_event, RunFinished(
+        name=name, path=result.path, steps=step, stopped=stopped, eval_loss_before=loss_before,
+        eval_loss_after=loss_after, perplexity_before=result.perplexity_before,
+        perplexity_after=result.perplexity_after, train_tokens=trained_tokens,
+        tokens_per_second=result.tokens_per_second, seconds=result.seconds,
+    ))
+    return result
+
+
+def _resolve_base(config: TrainConfig, data: LoadedData, store: ModelStore) -> ResolvedBase:
+    """A stored model's name is a base too, so a fine-tune can continue from an earlier one."""
+    base = config.base
+    if base != "scratch" and base_kind(base) == "hub" and (store.root / base / "config.json").is_file():
+        resolved = resolve_base(str(store.root / base))
+        resolved.base = base
+        return resolved
+    return resolve_base(base, data.texts() if base == "scratch" else None, config.scratch_size, config.seed)
+
+
+def _base_label(config: TrainConfig) -> str:
+    if config.base == "scratch":
+        return f"scratch-{config.scratch_size}"
+    return Path(config.base.rstrip("/")).name
+
+
+def _accelerator(config: TrainConfig) -> Accelerator:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    precision = config.mixed_precision
+    if precision == "auto":
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "no"
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on a CPU.")
+    # Accelerate keeps process-wide state; a second run in the same process (the TUI) must start clean.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum)
+
+
+def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and layer norms (as in nanoGPT and run_clm)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "ln_" in name or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _sample(model: Any, base: ResolvedBase, config: TrainConfig, data: LoadedData) -> str:
+    from gpt2tui.core.generation import GenerationSettings, complete
+
+    settings = GenerationSettings(strategy="top-k", top_k=40, temperature=0.8, max_new_tokens=config.sample_tokens, seed=0)
+    template = data.formatting.prompt_template
+    return complete(model, base.tokenizer, config.sample_prompt or "", settings, template=template,
+                    stop_text=data.formatting.stop_text)
+
+
+def _generation_config(base: ResolvedBase) -> Any:
+    from transformers import GenerationConfig
+
+    eos = base.tokenizer.eos_token_id
+    return GenerationConfig(
+        do_sample=True, top_k=50, top_p=0.95, temperature=0.8, max_new_tokens=100,
+        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+    )
+
+
+def build_metadata(
+    config: TrainConfig, base: ResolvedBase, data: LoadedData, result: TrainResult, block_size: int, lr: float,
+    total_steps: int, device: str, mixed_precision: str, train_blocks: int, eval_blocks: int, tokens: int,
+) -> dict[str, Any]:
+    """Machine-readable record of the run, stored as ``gpt2tui.json`` beside the weights."""
+    return {
+        "name": result.model,
+        "gpt2tui_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "base": config.base,
+        "base_kind": base.kind,
+        "scratch_size": base.scratch_size,
+        "dataset": {
+            "path": str(Path(config.data.path).expanduser().resolve()),
+            "format": data.format,
+            "sha256": data.sha256,
+            "rows": data.rows,
+            "tokens": tokens,
+            "train_blocks": train_blocks,
+            "eval_blocks": eval_blocks,
+            "encoding": config.data.encoding,
+        },
+        "formatting": {
+            "kind": data.formatting.kind,
+            "columns": list(data.formatting.columns),
+            "prompt_template": data.formatting.prompt_template,
+            "stop_text": data.formatting.stop_text,
+        },
+        "hyperparameters": {
+            "block_size": block_size, "batch_size": config.batch_size, "grad_accum": config.grad_accum,
+            "lr": lr, "weight_decay": config.weight_decay, "warmup_ratio": config.warmup_ratio,
+            "max_grad_norm": config.max_grad_norm, "epochs": config.epochs, "max_steps": config.max_steps,
+            "planned_steps": total_steps, "eval_split": config.eval_split, "seed": config.seed,
+            "mixed_precision": mixed_precision,
+        },
+        "block_size": block_size,
+        "device": device,
+        "steps": result.steps,
+        "stopped": result.stopped,
+        "eval_loss_before": result.eval_loss_before,
+        "eval_loss_after": result.eval_loss_after,
+        "perplexity_before": result.perplexity_before,
+        "perplexity_after": result.perplexity_after,
+        "train_tokens": result.train_tokens,
+        "tokens_per_second": result.tokens_per_second,
+        "seconds": result.seconds,
+    }
+
+
+def model_card(meta: dict[str, Any]) -> str:
+    """A human-readable README.md in the Hub's model-card style."""
+    hp = meta["hyperparameters"]
+    ds = meta["dataset"]
+    rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
+    stopped = " (stopped early by the user)" if meta["stopped"] else ""
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+base_model: {meta['base'] if meta['base_kind'] == 'hub' else 'null'}
+tags: [gpt2, gpt2tui]
+---
+
+# {meta.get('name', 'gpt2tui model')}
+
+GPT-2 fine-tuned with [gpt2tui](https://pypi.org/project/gpt2tui/) on {meta['created']}.
+
+- **Base:** {meta['base']} ({meta['base_kind']}{', size ' + meta['scratch_size'] if meta['scratch_size'] else ''})
+- **Dataset:** `{Path(ds['path']).name}` ({ds['format']}, {ds['rows']} rows, {ds['tokens']} tokens, sha256 `{ds['sha256']}`)
+- **Formatting:** {meta['formatting']['kind']}
+- **Steps:** {meta['steps']} of {hp['planned_steps']}{stopped}, {meta['train_tokens']} tokens on {meta['device']}
+
+## Evaluation (held-out {hp['eval_split']:.0%} of blocks)
+
+| | loss | perplexity |
+|---|---|---|
+| before | {meta['eval_loss_before']:.4f} | {meta['perplexity_before']:.2f} |
+| after | {meta['eval_loss_after']:.4f} | {meta['perplexity_after']:.2f} |
+
+## Hyperparameters
+
+| name | value |
+|---|---|
+{rows}
+
+## Use
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")
+tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
+```
+"""
