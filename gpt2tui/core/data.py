@@ -217,7 +217,9 @@ def jsonl_records(text: str, name: str) -> list[tuple[int, dict[str, Any]]]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as err:
-            raise UserError(f"Line {number} of {name} is not valid JSON: {err.msg} (column {err.colno}).") from None
+            raise UserError(
+                f"Line {number} of {name} is not valid JSON: {err.msg} (column {err.colno})."
+            ) from None
         if not isinstance(value, dict):
             raise UserError(f"Line {number} of {name} is not a JSON object.")
         records.append((number, value))
@@ -268,7 +270,9 @@ def load_data(spec: DataSpec) -> LoadedData:
     dataset = _load_with_datasets(spec, fmt, formatting, columns)
     if len(dataset) == 0:
         raise UserError(f"{name} has no non-empty rows: there is no text to train on.")
-    return LoadedData(spec=spec, format=fmt, formatting=formatting, dataset=dataset, columns=columns, sha256=sha)
+    return LoadedData(
+        spec=spec, format=fmt, formatting=formatting, dataset=dataset, columns=columns, sha256=sha
+    )
 
 
 def _check_jsonl_fields(records: list[tuple[int, dict[str, Any]]], formatting: Formatting, name: str) -> None:
@@ -314,26 +318,30 @@ def _load_with_datasets(spec: DataSpec, fmt: str, formatting: Formatting, column
         return {"text": format_rows(batch, formatting)}
 
     ds = ds.map(to_text, batched=True, remove_columns=ds.column_names, keep_in_memory=True)
-    return ds.filter(lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True, keep_in_memory=True)
+    return ds.filter(
+        lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True, keep_in_memory=True
+    )
 
 
 def format_rows(batch: dict[str, list[Any]], formatting: Formatting) -> list[str]:
     """Turn a batch of rows into training texts (the Q/A template is applied here)."""
+
     def cell(value: Any) -> str:
         return "" if value is None else str(value).strip()
 
     if formatting.kind == "text":
         column = formatting.columns[0] if formatting.columns else "text"
-        return [cell(v) if formatting.columns else (v or "") for v in batch[column]]
+        # Plain-text paragraphs keep their inner layout; only the blank lines around them go.
+        return [cell(v) if formatting.columns else (v or "").strip("\r\n") for v in batch[column]]
     first, second = formatting.columns
     if formatting.kind == "qa":
         return [
             QA_TEMPLATE.format(question=cell(q), answer=cell(a)) if cell(q) and cell(a) else ""
-            for q, a in zip(batch[first], batch[second])
+            for q, a in zip(batch[first], batch[second], strict=True)
         ]
     return [
         f"{'' if p is None else p}{'' if c is None else c}" if (p or c) else ""
-        for p, c in zip(batch[first], batch[second])
+        for p, c in zip(batch[first], batch[second], strict=True)
     ]
 
 
@@ -351,7 +359,7 @@ def pack_blocks(data: LoadedData, tokenizer: PreTrainedTokenizerBase, block_size
 
     def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
         ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [seq + [eos] for seq in ids]}
+        return {"input_ids": [[*seq, eos] for seq in ids]}
 
     def group_texts(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
         joined = list(chain.from_iterable(batch["input_ids"]))
@@ -377,11 +385,7 @@ def split_blocks(
     n = len(packed.blocks)
     if n < 2:
         largest = packed.tokens // 2
-        hint = (
-            f"use --block-size {largest} or less"
-            if largest >= 8
-            else "add more text"
-        )
+        hint = f"use --block-size {largest} or less" if largest >= 8 else "add more text"
         raise UserError(
             f"{name} has {packed.tokens} tokens, which is not enough for one train and one eval block "
             f"of {packed.block_size} tokens; {hint}."

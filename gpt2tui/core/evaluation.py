@@ -67,7 +67,9 @@ def evaluate_loss(
     return total / max(count, 1)
 
 
-def evaluate_file(ref: str, spec: DataSpec, block_size: int | None = None, batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
+def evaluate_file(
+    ref: str, spec: DataSpec, block_size: int | None = None, batch_size: int = EVAL_BATCH_SIZE
+) -> EvalResult:
     """Perplexity of a stored model (or model folder) on every block of a dataset file."""
     from gpt2tui.core.data import load_data, pack_blocks
     from gpt2tui.core.models import context_length, load_model

@@ -7,8 +7,9 @@ round-trips through :func:`event_to_dict` / :func:`event_from_dict`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class RunFailed:
     message: str
 
 
-TrainingEvent = Union[RunStarted, StepLogged, EvalFinished, RunFinished, RunFailed]
+TrainingEvent = RunStarted | StepLogged | EvalFinished | RunFinished | RunFailed
 EventCallback = Callable[[TrainingEvent], None]
 
 _TYPES: dict[str, type] = {

@@ -48,7 +48,10 @@ class GenerationSettings:
             (self.top_k >= 1, f"--top-k must be at least 1, not {self.top_k}."),
             (0 < self.top_p <= 1, f"--top-p must be in (0, 1], not {self.top_p}."),
             (self.num_beams >= 1, f"--num-beams must be at least 1, not {self.num_beams}."),
-            (self.repetition_penalty > 0, f"--repetition-penalty must be greater than 0, not {self.repetition_penalty}."),
+            (
+                self.repetition_penalty > 0,
+                f"--repetition-penalty must be greater than 0, not {self.repetition_penalty}.",
+            ),
             (self.max_new_tokens >= 1, f"--max-new-tokens must be at least 1, not {self.max_new_tokens}."),
         ]
         for ok, message in checks:
@@ -73,7 +76,10 @@ class GenerationSettings:
         return " ".join(parts)
 
     def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "repetition_penalty": self.repetition_penalty}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+        }
         if self.strategy == "greedy":
             kwargs.update(do_sample=False, num_beams=1)
         elif self.strategy == "beam":
@@ -189,7 +195,7 @@ class ReplyStream:
 
         ctx = context_length(self.model.config)
         max_new = min(self.settings.max_new_tokens, ctx - 1)
-        ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"][-(ctx - max_new):]
+        ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"][-(ctx - max_new) :]
         if not ids:
             ids = [self.tokenizer.eos_token_id]
         device = next(self.model.parameters()).device
@@ -203,7 +209,9 @@ class ReplyStream:
         self.reply.prompt_tokens = int(input_ids.shape[1])
         halt = threading.Event()  # set when the stop text appears
         streaming = self.settings.strategy != "beam"  # beam search has no single sequence to stream
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_SECONDS)
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_SECONDS
+        )
         kwargs = {
             **self.settings.generate_kwargs(),
             "max_new_tokens": max_new,
@@ -258,7 +266,7 @@ class ReplyStream:
             thread.join()
             if "error" in outcome:
                 raise outcome["error"]
-            ids = outcome["ids"][0][input_ids.shape[1]:]
+            ids = outcome["ids"][0][input_ids.shape[1] :]
             if not streaming:
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 cut = text.find(self.stop_text) if self.stop_text else -1
@@ -314,8 +322,10 @@ def chat_prompt(
     template = loaded.template or "{prompt}"
     eos = loaded.tokenizer.eos_token or ""
     budget = loaded.context_length - min(max_new_tokens, loaded.context_length - 1)
-    turns = [template.format(prompt=q) + (" " if loaded.template and not a.startswith(" ") else "") + a + eos
-             for q, a in history]
+    turns = [
+        template.format(prompt=q) + (" " if loaded.template and not a.startswith(" ") else "") + a + eos
+        for q, a in history
+    ]
     current = template.format(prompt=message)
     while turns:
         text = "".join(turns) + current

@@ -10,10 +10,10 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from gpt2tui.core.errors import UserError
 
@@ -23,10 +23,9 @@ if TYPE_CHECKING:
 EOT = "<|endoftext|>"
 HUB_EXAMPLES = ("gpt2", "distilgpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 HUB_PROBE_TIMEOUT = 3.0
-OFFLINE_CHOICES = (
-    "use a local save_pretrained folder (--base PATH) or train a new model (--base scratch)"
-)
+OFFLINE_CHOICES = "use a local save_pretrained folder (--base PATH) or train a new model (--base scratch)"
 BaseKind = Literal["hub", "local", "scratch"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,9 @@ class ScratchSize:
 
 SCRATCH_SIZES: dict[str, ScratchSize] = {
     # ~0.4M parameters: trains 200 steps in well under a minute on 2 CPU cores.
-    "tiny": ScratchSize(n_layer=2, n_head=2, n_embd=64, n_positions=256, vocab_size=2048, block_size=128, lr=3e-3),
+    "tiny": ScratchSize(
+        n_layer=2, n_head=2, n_embd=64, n_positions=256, vocab_size=2048, block_size=128, lr=3e-3
+    ),
     # ~14M parameters: a real small model for a GPU or a patient CPU.
     "small": ScratchSize(
         n_layer=6, n_head=6, n_embd=384, n_positions=512, vocab_size=8192, block_size=256, lr=1e-3
@@ -96,7 +97,7 @@ def base_kind(base: str) -> BaseKind:
     if base == "scratch":
         return "scratch"
     path = Path(base).expanduser()
-    if path.is_dir() or base.startswith((".", "/", "~")) or os.sep in base and path.parent.is_dir():
+    if path.is_dir() or base.startswith((".", "/", "~")) or (os.sep in base and path.parent.is_dir()):
         return "local"
     return "hub"
 
@@ -194,8 +195,13 @@ def _load_pair(ref: str, local_only: bool) -> tuple[PreTrainedModel, PreTrainedT
 
 def load_hub(base: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a Hub model: the local cache first, then a download if the Hub answers the probe."""
+    return _from_hub(base, lambda local_only: _load_pair(base, local_only))
+
+
+def _from_hub(base: str, load: Callable[[bool], T]) -> T:
+    """Run ``load(local_only)`` against the cache, then (if the Hub answers quickly) against the Hub."""
     try:
-        return _load_pair(base, local_only=True)
+        return load(True)
     except (OSError, ValueError):
         pass
     if not hub_reachable():
@@ -204,38 +210,93 @@ def load_hub(base: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
             f"local cache; offline, {OFFLINE_CHOICES}."
         )
     try:
-        return _load_pair(base, local_only=False)
+        return load(False)
     except Exception as err:
         name = type(err).__name__
         if "NotFound" in name or "not a valid model identifier" in str(err) or "404" in str(err):
             raise UserError(
-                f"'{base}' is not a model on the Hugging Face Hub; use an id such as "
-                f"{', '.join(HUB_EXAMPLES[:2])}, or {OFFLINE_CHOICES}."
+                f"'{base}' is not a model on the Hugging Face Hub; check the id (for example "
+                f"{' or '.join(HUB_EXAMPLES[:2])}), or {OFFLINE_CHOICES}."
             ) from None
-        raise UserError(f"Could not download '{base}' from the Hugging Face Hub ({name}); {OFFLINE_CHOICES}.") from None
+        raise UserError(
+            f"Could not download '{base}' from the Hugging Face Hub ({name}); {OFFLINE_CHOICES}."
+        ) from None
 
 
-def load_local(folder: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a ``save_pretrained`` folder with safetensors weights."""
+@dataclass
+class TokenizerInfo:
+    """A base's tokenizer and sizes, enough to count tokens and blocks before any weights load."""
+
+    tokenizer: PreTrainedTokenizerBase
+    context_length: int
+    default_block_size: int
+
+
+def resolve_tokenizer(
+    base: str, texts: Iterable[str] | None = None, scratch_size: str = "tiny"
+) -> TokenizerInfo:
+    """The tokenizer training would use (for scratch: one trained on ``texts``, as training will)."""
+    from gpt2tui.core.quiet import quiet_transformers
+
+    quiet_transformers()
+    kind = base_kind(base)
+    if kind == "scratch":
+        shape = check_scratch_size(scratch_size)
+        if texts is None:
+            raise ValueError("scratch needs the training texts to train its tokenizer")
+        tokenizer = train_tokenizer(texts, shape.vocab_size, shape.n_positions)
+        return TokenizerInfo(tokenizer, shape.n_positions, shape.block_size)
+
+    def load(local_only: bool) -> tuple[Any, Any]:
+        from transformers import AutoConfig, AutoTokenizer
+
+        return (
+            _from_pretrained(AutoTokenizer, base, local_files_only=local_only),
+            _from_pretrained(AutoConfig, base, local_files_only=local_only),
+        )
+
+    if kind == "local":
+        load_local_check(base)
+        tokenizer, config = load(True)
+    else:
+        tokenizer, config = _from_hub(base, load)
+    ctx = context_length(config)
+    return TokenizerInfo(_prepare_tokenizer(tokenizer), ctx, min(PRETRAINED_BLOCK_SIZE, ctx))
+
+
+def load_local_check(folder: str) -> Path:
+    """The folder, if it holds a config and safetensors weights (never pickled weights)."""
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise UserError(f"No model folder at {folder}.")
     if not (path / "config.json").is_file():
         raise UserError(f"{folder} is not a model folder: it has no config.json.")
     if not any(path.glob("*.safetensors")):
-        raise UserError(f"{folder} has no .safetensors weights; save it with save_pretrained(safe_serialization=True).")
+        raise UserError(
+            f"{folder} has no .safetensors weights; save it with save_pretrained(safe_serialization=True)."
+        )
+    return path
+
+
+def load_local(folder: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a ``save_pretrained`` folder with safetensors weights."""
+    path = load_local_check(folder)
     try:
         return _load_pair(str(path), local_only=True)
     except UserError:
         raise
     except Exception as err:
-        raise UserError(f"Could not load the model in {folder}: {str(err).splitlines()[0] if str(err) else err!r}.") from None
+        raise UserError(
+            f"Could not load the model in {folder}: {str(err).splitlines()[0] if str(err) else err!r}."
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------- scratch
 
 
-def build_scratch(texts: Iterable[str], size: str, seed: int) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def build_scratch(
+    texts: Iterable[str], size: str, seed: int
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A new GPT-2 of ``size`` with a BPE tokenizer trained on ``texts``."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -12,7 +12,15 @@ import os
 import warnings
 from pathlib import Path
 
-_LIBRARIES = ("transformers", "datasets", "accelerate", "huggingface_hub", "torch", "tokenizers", "py.warnings")
+_LIBRARIES = (
+    "transformers",
+    "datasets",
+    "accelerate",
+    "huggingface_hub",
+    "torch",
+    "tokenizers",
+    "py.warnings",
+)
 _state: dict[str, logging.Handler] = {}
 
 
@@ -33,7 +41,9 @@ def _handler() -> logging.Handler:
 def route_library_logs(log_file: Path | None) -> None:
     """Send library loggers and Python warnings to ``log_file`` (or nowhere when ``None``)."""
     quiet_environment()
-    handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.NullHandler()
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.NullHandler()
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     _state["handler"] = handler
     for name in _LIBRARIES:

@@ -123,9 +123,13 @@ class ModelStore:
             if not (path / "config.json").is_file():
                 raise UserError(f"{ref} is not a model folder: it has no config.json.")
             return ModelInfo(path.name, path, read_metadata(path))
-        raise UserError(f"No stored model named '{ref}' and no folder at that path; 'gpt2tui models list' shows the stored models.")
+        raise UserError(
+            f"No stored model named '{ref}' and no folder at that path; 'gpt2tui models list' shows the stored models."
+        )
 
-    def save(self, name: str, write: Callable[[Path], None], metadata: dict[str, Any], card: str) -> ModelInfo:
+    def save(
+        self, name: str, write: Callable[[Path], None], metadata: dict[str, Any], card: str
+    ) -> ModelInfo:
         """Write a model atomically: ``write(tmp)`` fills a hidden folder that is then renamed to ``name``."""
         final = self.path_for(name)
         self.require_free(name)
@@ -134,10 +138,14 @@ class ModelStore:
         try:
             write(tmp)
             (tmp / CARD_FILE).write_text(card, encoding="utf-8")
-            (tmp / META_FILE).write_text(json.dumps({**metadata, "name": name}, indent=2, sort_keys=True) + "\n")
+            (tmp / META_FILE).write_text(
+                json.dumps({**metadata, "name": name}, indent=2, sort_keys=True) + "\n"
+            )
             _fsync_tree(tmp)
             if final.exists():  # someone else took the name while we trained
-                raise UserError(f"A model named '{name}' appeared while training; the new model was not saved.")
+                raise UserError(
+                    f"A model named '{name}' appeared while training; the new model was not saved."
+                )
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

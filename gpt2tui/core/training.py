@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpt2tui import __version__
-from gpt2tui.core.data import DataSpec, LoadedData, check_eval_split, load_data, pack_blocks, split_blocks
+from gpt2tui.core.data import (
+    DatasetSummary,
+    DataSpec,
+    LoadedData,
+    check_eval_split,
+    load_data,
+    pack_blocks,
+    split_blocks,
+    summarize,
+)
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, check_block_size, evaluate_loss, perplexity_from_loss
 from gpt2tui.core.events import (
@@ -65,7 +74,11 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse bad numbers before any file is read or model is loaded."""
-        positive = {"--batch-size": self.batch_size, "--grad-accum": self.grad_accum, "--log-every": self.log_every}
+        positive = {
+            "--batch-size": self.batch_size,
+            "--grad-accum": self.grad_accum,
+            "--log-every": self.log_every,
+        }
         for option, value in positive.items():
             if value < 1:
                 raise UserError(f"{option} must be at least 1, not {value}.")
@@ -138,7 +151,9 @@ def _describe_failure(err: Exception) -> str:
     return f"Training failed: {type(err).__name__}: {first}".rstrip(": ") + "."
 
 
-def _train(config: TrainConfig, on_event: EventCallback | None, stop: threading.Event, store: ModelStore | None) -> TrainResult:
+def _train(
+    config: TrainConfig, on_event: EventCallback | None, stop: threading.Event, store: ModelStore | None
+) -> TrainResult:
     import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
@@ -162,10 +177,15 @@ def _train(config: TrainConfig, on_event: EventCallback | None, stop: threading.
     lr = config.lr if config.lr is not None else base.default_lr
 
     accelerator = _accelerator(config)
+    if not accelerator.is_main_process:
+        on_event = None  # one progress stream, from the main process, under accelerate launch
     model = base.model
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
-        torch.tensor(train_blocks, dtype=torch.long), batch_size=config.batch_size, shuffle=True, generator=generator
+        torch.tensor(train_blocks, dtype=torch.long),
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
     )
     micro_per_epoch = len(train_loader)
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / config.grad_accum))
@@ -178,16 +198,30 @@ def _train(config: TrainConfig, on_event: EventCallback | None, stop: threading.
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     tokens_per_step = config.batch_size * config.grad_accum * block_size * accelerator.num_processes
 
-    _emit(on_event, RunStarted(
-        name=name, base=config.base, device=str(accelerator.device), mixed_precision=accelerator.mixed_precision,
-        total_steps=total_steps, train_blocks=len(train_blocks), eval_blocks=len(eval_blocks),
-        block_size=block_size, tokens_per_step=tokens_per_step, parameters=count_parameters(model),
-    ))
+    _emit(
+        on_event,
+        RunStarted(
+            name=name,
+            base=config.base,
+            device=str(accelerator.device),
+            mixed_precision=accelerator.mixed_precision,
+            total_steps=total_steps,
+            train_blocks=len(train_blocks),
+            eval_blocks=len(eval_blocks),
+            block_size=block_size,
+            tokens_per_step=tokens_per_step,
+            parameters=count_parameters(model),
+        ),
+    )
 
     def evaluate(step: int) -> float:
         loss = evaluate_loss(model, eval_blocks, EVAL_BATCH_SIZE, accelerator)
-        sample = _sample(accelerator.unwrap_model(model), base, config, data) if config.sample_prompt else None
-        _emit(on_event, EvalFinished(step=step, loss=loss, perplexity=perplexity_from_loss(loss), sample=sample))
+        sample = (
+            _sample(accelerator.unwrap_model(model), base, config, data) if config.sample_prompt else None
+        )
+        _emit(
+            on_event, EvalFinished(step=step, loss=loss, perplexity=perplexity_from_loss(loss), sample=sample)
+        )
         return loss
 
     loss_before = evaluate(0)
@@ -218,11 +252,19 @@ def _train(config: TrainConfig, on_event: EventCallback | None, stop: threading.
             step += 1
             if step % config.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - loop_start
-                _emit(on_event, StepLogged(
-                    step=step, total_steps=total_steps, epoch=step / steps_per_epoch, loss=window / window_n,
-                    learning_rate=scheduler.get_last_lr()[0], tokens_per_second=trained_tokens / max(elapsed, 1e-9),
-                    elapsed_seconds=elapsed, eta_seconds=elapsed / step * (total_steps - step),
-                ))
+                _emit(
+                    on_event,
+                    StepLogged(
+                        step=step,
+                        total_steps=total_steps,
+                        epoch=step / steps_per_epoch,
+                        loss=window / window_n,
+                        learning_rate=scheduler.get_last_lr()[0],
+                        tokens_per_second=trained_tokens / max(elapsed, 1e-9),
+                        elapsed_seconds=elapsed,
+                        eta_seconds=elapsed / step * (total_steps - step),
+                    ),
+                )
                 window, window_n = 0.0, 0
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
                 evaluate(step)
@@ -234,16 +276,34 @@ def _train(config: TrainConfig, on_event: EventCallback | None, stop: threading.
 
     accelerator.wait_for_everyone()
     result = TrainResult(
-        model=name, path=str(store.path_for(name)), steps=step, stopped=stopped,
-        eval_loss_before=loss_before, eval_loss_after=loss_after,
-        perplexity_before=perplexity_from_loss(loss_before), perplexity_after=perplexity_from_loss(loss_after),
-        train_tokens=trained_tokens, tokens_per_second=trained_tokens / max(train_seconds, 1e-9),
+        model=name,
+        path=str(store.path_for(name)),
+        steps=step,
+        stopped=stopped,
+        eval_loss_before=loss_before,
+        eval_loss_after=loss_after,
+        perplexity_before=perplexity_from_loss(loss_before),
+        perplexity_after=perplexity_from_loss(loss_after),
+        train_tokens=trained_tokens,
+        tokens_per_second=trained_tokens / max(train_seconds, 1e-9),
         seconds=time.perf_counter() - started,
     )
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        metadata = build_metadata(config, base, data, result, block_size, lr, total_steps, str(accelerator.device),
-                                  accelerator.mixed_precision, len(train_blocks), len(eval_blocks), packed.tokens)
+        metadata = build_metadata(
+            config,
+            base,
+            data,
+            result,
+            block_size,
+            lr,
+            total_steps,
+            str(accelerator.device),
+            accelerator.mixed_precision,
+            len(train_blocks),
+            len(eval_blocks),
+            packed.tokens,
+        )
         generation_config = _generation_config(base)
 
         def write(folder: Path) -> None:
@@ -252,13 +312,45 @@ def _train(config: TrainConfig, on_event: EventCallback | None, stop: threading.
             base.tokenizer.save_pretrained(folder)
 
         store.save(name, write, metadata, model_card(metadata))
-    _emit(on_event, RunFinished(
-        name=name, path=result.path, steps=step, stopped=stopped, eval_loss_before=loss_before,
-        eval_loss_after=loss_after, perplexity_before=result.perplexity_before,
-        perplexity_after=result.perplexity_after, train_tokens=trained_tokens,
-        tokens_per_second=result.tokens_per_second, seconds=result.seconds,
-    ))
+    _emit(
+        on_event,
+        RunFinished(
+            name=name,
+            path=result.path,
+            steps=step,
+            stopped=stopped,
+            eval_loss_before=loss_before,
+            eval_loss_after=loss_after,
+            perplexity_before=result.perplexity_before,
+            perplexity_after=result.perplexity_after,
+            train_tokens=trained_tokens,
+            tokens_per_second=result.tokens_per_second,
+            seconds=result.seconds,
+        ),
+    )
     return result
+
+
+def preview(
+    spec: DataSpec,
+    base: str = "scratch",
+    scratch_size: str = "tiny",
+    block_size: int | None = None,
+    eval_split: float = 0.1,
+    seed: int = 42,
+) -> DatasetSummary:
+    """The dataset summary training would see, with the tokenizer of ``base`` (no weights are loaded).
+
+    Raises the same :class:`UserError` training would for a bad file, block size or too-small dataset.
+    """
+    from gpt2tui.core.models import resolve_tokenizer
+
+    check_eval_split(eval_split)
+    data = load_data(spec)
+    info = resolve_tokenizer(base, data.texts() if base == "scratch" else None, scratch_size)
+    size = block_size or info.default_block_size
+    check_block_size(size, info.context_length)
+    return summarize(data, info.tokenizer, size, eval_split, seed)
 
 
 def _resolve_base(config: TrainConfig, data: LoadedData, store: ModelStore) -> ResolvedBase:
@@ -308,10 +400,18 @@ def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
 def _sample(model: Any, base: ResolvedBase, config: TrainConfig, data: LoadedData) -> str:
     from gpt2tui.core.generation import GenerationSettings, complete
 
-    settings = GenerationSettings(strategy="top-k", top_k=40, temperature=0.8, max_new_tokens=config.sample_tokens, seed=0)
+    settings = GenerationSettings(
+        strategy="top-k", top_k=40, temperature=0.8, max_new_tokens=config.sample_tokens, seed=0
+    )
     template = data.formatting.prompt_template
-    return complete(model, base.tokenizer, config.sample_prompt or "", settings, template=template,
-                    stop_text=data.formatting.stop_text)
+    return complete(
+        model,
+        base.tokenizer,
+        config.sample_prompt or "",
+        settings,
+        template=template,
+        stop_text=data.formatting.stop_text,
+    )
 
 
 def _generation_config(base: ResolvedBase) -> Any:
@@ -319,14 +419,30 @@ def _generation_config(base: ResolvedBase) -> Any:
 
     eos = base.tokenizer.eos_token_id
     return GenerationConfig(
-        do_sample=True, top_k=50, top_p=0.95, temperature=0.8, max_new_tokens=100,
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        do_sample=True,
+        top_k=50,
+        top_p=0.95,
+        temperature=0.8,
+        max_new_tokens=100,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
     )
 
 
 def build_metadata(
-    config: TrainConfig, base: ResolvedBase, data: LoadedData, result: TrainResult, block_size: int, lr: float,
-    total_steps: int, device: str, mixed_precision: str, train_blocks: int, eval_blocks: int, tokens: int,
+    config: TrainConfig,
+    base: ResolvedBase,
+    data: LoadedData,
+    result: TrainResult,
+    block_size: int,
+    lr: float,
+    total_steps: int,
+    device: str,
+    mixed_precision: str,
+    train_blocks: int,
+    eval_blocks: int,
+    tokens: int,
 ) -> dict[str, Any]:
     """Machine-readable record of the run, stored as ``gpt2tui.json`` beside the weights."""
     return {
@@ -353,10 +469,18 @@ def build_metadata(
             "stop_text": data.formatting.stop_text,
         },
         "hyperparameters": {
-            "block_size": block_size, "batch_size": config.batch_size, "grad_accum": config.grad_accum,
-            "lr": lr, "weight_decay": config.weight_decay, "warmup_ratio": config.warmup_ratio,
-            "max_grad_norm": config.max_grad_norm, "epochs": config.epochs, "max_steps": config.max_steps,
-            "planned_steps": total_steps, "eval_split": config.eval_split, "seed": config.seed,
+            "block_size": block_size,
+            "batch_size": config.batch_size,
+            "grad_accum": config.grad_accum,
+            "lr": lr,
+            "weight_decay": config.weight_decay,
+            "warmup_ratio": config.warmup_ratio,
+            "max_grad_norm": config.max_grad_norm,
+            "epochs": config.epochs,
+            "max_steps": config.max_steps,
+            "planned_steps": total_steps,
+            "eval_split": config.eval_split,
+            "seed": config.seed,
             "mixed_precision": mixed_precision,
         },
         "block_size": block_size,
@@ -382,25 +506,25 @@ def model_card(meta: dict[str, Any]) -> str:
     return f"""---
 library_name: transformers
 pipeline_tag: text-generation
-base_model: {meta['base'] if meta['base_kind'] == 'hub' else 'null'}
+base_model: {meta["base"] if meta["base_kind"] == "hub" else "null"}
 tags: [gpt2, gpt2tui]
 ---
 
-# {meta.get('name', 'gpt2tui model')}
+# {meta.get("name", "gpt2tui model")}
 
-GPT-2 fine-tuned with [gpt2tui](https://pypi.org/project/gpt2tui/) on {meta['created']}.
+GPT-2 fine-tuned with [gpt2tui](https://pypi.org/project/gpt2tui/) on {meta["created"]}.
 
-- **Base:** {meta['base']} ({meta['base_kind']}{', size ' + meta['scratch_size'] if meta['scratch_size'] else ''})
-- **Dataset:** `{Path(ds['path']).name}` ({ds['format']}, {ds['rows']} rows, {ds['tokens']} tokens, sha256 `{ds['sha256']}`)
-- **Formatting:** {meta['formatting']['kind']}
-- **Steps:** {meta['steps']} of {hp['planned_steps']}{stopped}, {meta['train_tokens']} tokens on {meta['device']}
+- **Base:** {meta["base"]} ({meta["base_kind"]}{", size " + meta["scratch_size"] if meta["scratch_size"] else ""})
+- **Dataset:** `{Path(ds["path"]).name}` ({ds["format"]}, {ds["rows"]} rows, {ds["tokens"]} tokens, sha256 `{ds["sha256"]}`)
+- **Formatting:** {meta["formatting"]["kind"]}
+- **Steps:** {meta["steps"]} of {hp["planned_steps"]}{stopped}, {meta["train_tokens"]} tokens on {meta["device"]}
 
-## Evaluation (held-out {hp['eval_split']:.0%} of blocks)
+## Evaluation (held-out {hp["eval_split"]:.0%} of blocks)
 
 | | loss | perplexity |
 |---|---|---|
-| before | {meta['eval_loss_before']:.4f} | {meta['perplexity_before']:.2f} |
-| after | {meta['eval_loss_after']:.4f} | {meta['perplexity_after']:.2f} |
+| before | {meta["eval_loss_before"]:.4f} | {meta["perplexity_before"]:.2f} |
+| after | {meta["eval_loss_after"]:.4f} | {meta["perplexity_after"]:.2f} |
 
 ## Hyperparameters
 

@@ -1,0 +1,209 @@
+"""The gpt2tui Textual app: global keys, the command palette, quiet libraries and a background warm-up.
+
+Importing this module must stay cheap (no torch, transformers or datasets), so the first frame is drawn at
+once even over SSH; torch and transformers are imported in a thread after that frame.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import IO, ClassVar
+
+from textual import events, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from gpt2tui.core.quiet import quiet_environment, route_library_logs
+from gpt2tui.paths import logs_dir
+from gpt2tui.ui.screens.home import HomeScreen
+from gpt2tui.ui.screens.monitor import MonitorScreen
+
+LOG_NAME = "gpt2tui.log"
+
+
+class GPT2TUIApp(App[None]):
+    """Fine-tune GPT-2 and chat with the result, by keyboard.
+
+    ``start_dir`` is where the dataset picker opens (default: the working directory); ``warm_up=False``
+    skips the background import of torch/transformers (tests that never train use it to stay fast).
+    """
+
+    TITLE = "gpt2tui"
+    SUB_TITLE = "fine-tune GPT-2 from the terminal"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self, start_dir: Path | None = None, warm_up: bool = True, log_file: Path | None = None
+    ) -> None:
+        quiet_environment()
+        self.log_file = log_file or logs_dir() / LOG_NAME
+        route_library_logs(self.log_file)
+        super().__init__()
+        self.start_dir = (start_dir or Path.cwd()).resolve()
+        self.warm_up = warm_up
+        self.warm_up_seconds: float | None = None
+        self._printed: IO[str] | None = None
+
+    def get_default_screen(self) -> Screen[None]:
+        return HomeScreen()
+
+    def on_mount(self) -> None:
+        # Whatever a library prints (from any thread) becomes a Print event here, never screen garbage.
+        self.begin_capture_print(self, stdout=True, stderr=True)
+        if self.warm_up:
+            self.call_after_refresh(self.warm_up_libraries)
+
+    def on_print(self, event: events.Print) -> None:
+        if self._printed is None:
+            self._printed = open(self.log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed on unmount
+        self._printed.write(event.text)
+        self._printed.flush()
+
+    def on_unmount(self) -> None:
+        if self._printed is not None:
+            self._printed.close()
+            self._printed = None
+
+    @work(thread=True, group="warm-up", exit_on_error=False)
+    def warm_up_libraries(self) -> None:
+        """Import torch and transformers while the user reads the first screen, so later steps start fast."""
+        started = time.perf_counter()
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+        from gpt2tui.core.quiet import quiet_transformers
+
+        quiet_transformers()
+        self.warm_up_seconds = time.perf_counter() - started
+
+    # ------------------------------------------------------------------------------------------ runs
+
+    def running_monitors(self) -> list[MonitorScreen]:
+        return [s for s in self.screen_stack if isinstance(s, MonitorScreen) and s.in_progress]
+
+    @property
+    def run_in_progress(self) -> bool:
+        return bool(self.running_monitors())
+
+    async def action_quit(self) -> None:
+        """Quit at once, unless a fine-tune is running: then ask, and stop it (saving the model) first."""
+        monitors = self.running_monitors()
+        if not monitors:
+            self.exit()
+            return
+        from gpt2tui.ui.screens.dialogs import ConfirmDialog
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                for monitor in self.running_monitors():
+                    monitor.stop_run(after="exit")
+
+        question = (
+            "A fine-tune is running. Quit anyway? The run stops at the next step and the model trained "
+            "so far is saved before gpt2tui exits."
+        )
+        self.push_screen(
+            ConfirmDialog(question, yes_label="Stop and quit", no_label="Keep training"), answered
+        )
+
+    # ------------------------------------------------------------------------------------------ navigation
+
+    def action_go_home(self) -> None:
+        if self.run_in_progress:
+            self.notify(
+                "A fine-tune is running; stop it (s) or wait for it to finish first.", severity="warning"
+            )
+            return
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+
+    def action_new_finetune(self) -> None:
+        if self.run_in_progress:
+            self.notify("A fine-tune is running already; wait for it or stop it (s).", severity="warning")
+            return
+        from gpt2tui.ui.screens.dataset import DatasetScreen
+
+        self.push_screen(DatasetScreen(self.start_dir))
+
+    def action_chat_with(self, name: str) -> None:
+        from gpt2tui.ui.screens.home import open_chat
+
+        open_chat(self.screen, name)
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Every screen and every key of the current screen, plus a chat entry per stored model."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Models", "Show the stored models (home screen)", self.action_go_home)
+        yield SystemCommand(
+            "New fine-tune", "Pick a dataset, set up and start a fine-tune", self.action_new_finetune
+        )
+        for binding in getattr(type(screen), "BINDINGS", []):
+            if (
+                isinstance(binding, Binding)
+                and binding.description
+                and screen.check_action(binding.action, ())
+            ):
+                key = binding.key.split(",")[0]
+                help_text = f"{screen.sub_title or type(screen).__name__}: key {key}"
+                yield SystemCommand(
+                    binding.description, help_text, partial(screen.run_action, binding.action)
+                )
+        from gpt2tui.core.store import ModelStore
+
+        for info in ModelStore().list():
+            yield SystemCommand(
+                f"Chat with {info.name}",
+                f"Open the chat screen for {info.name}",
+                partial(self.action_chat_with, info.name),
+                discover=False,
+            )
+
+
+@contextmanager
+def terminal_output_to(log_file: Path) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at ``log_file`` while the app runs.
+
+    Textual already captures Python-level ``print``; this catches what C and Rust code writes straight to the
+    descriptors (which would otherwise scribble over the screen). Textual draws on ``sys.__stderr__``, so that
+    becomes a duplicate of the terminal before descriptor 2 is moved.
+    """
+    if not (sys.__stderr__ is not None and sys.__stderr__.isatty()):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    terminal = os.fdopen(os.dup(2), "w", encoding=sys.__stderr__.encoding, errors="replace")
+    original = sys.__stderr__, sys.stderr
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.__stderr__ = sys.stderr = terminal
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    try:
+        yield
+    finally:
+        terminal.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(log_fd)
+        sys.__stderr__, sys.stderr = original
+        terminal.close()
+
+
+def run() -> None:
+    """Build and run the app (the ``gpt2tui`` command with no arguments)."""
+    quiet_environment()
+    app = GPT2TUIApp()
+    with terminal_output_to(app.log_file):
+        app.run()

@@ -1,0 +1,291 @@
+"""Dataset picker: browse or type a path, see the core's summary (or its error) before training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.validation import Integer
+from textual.widgets import DirectoryTree, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from gpt2tui.core.data import CSV_SUFFIXES, JSONL_SUFFIXES, SUPPORTED, TXT_SUFFIXES, DatasetSummary, DataSpec
+from gpt2tui.core.errors import UserError
+from gpt2tui.ui.messages import PreviewFinished
+
+DATA_SUFFIXES = (*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES)
+SAMPLE_DIR = "sample_data"
+DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))
+KIND_LABELS = {"text": "plain text", "qa": "question/answer", "prompt-completion": "prompt/completion"}
+PREVIEW_TOKENIZER = "a byte-level BPE trained on this file (scratch tiny)"
+
+
+class DataFileTree(DirectoryTree):
+    """A directory tree that shows folders and trainable files only, without hidden entries."""
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [
+            path
+            for path in paths
+            if not path.name.startswith(".") and (path.is_dir() or path.suffix.lower() in DATA_SUFFIXES)
+        ]
+
+
+def has_default_columns(columns: list[str]) -> bool:
+    """Whether the core picks columns alone ('text', or a question/answer or prompt/completion pair)."""
+    return "text" in columns or any(all(c in columns for c in pair) for pair in DEFAULT_PAIRS)
+
+
+def render_summary(summary: DatasetSummary) -> Text:
+    """The summary as the user reads it: what the file is, how big, and the first rows exactly as trained."""
+    kind = KIND_LABELS.get(summary.kind, summary.kind)
+    text = Text()
+    text.append(f"{summary.path}\n", style="bold")
+    columns = f" · columns: {', '.join(summary.columns)}" if summary.columns else ""
+    text.append(f"format {summary.format} · {kind}{columns}\n")
+    text.append(f"{summary.rows:,} rows · {summary.characters:,} characters · {summary.tokens:,} tokens\n")
+    text.append(
+        f"{summary.blocks:,} blocks of {summary.block_size} tokens "
+        f"({summary.train_blocks:,} train, {summary.eval_blocks:,} held out for evaluation)\n"
+    )
+    text.append(f"tokens counted with {PREVIEW_TOKENIZER}\n", style="dim")
+    text.append("\nFirst examples, exactly as they will be trained:\n", style="bold")
+    for number, example in enumerate(summary.preview, start=1):
+        text.append(f"── {number} ──\n", style="dim")
+        text.append(example + "\n")
+    return text
+
+
+class DatasetScreen(Screen[None]):
+    """Pick a file; each choice is previewed by the core in a thread, so errors appear here, not later."""
+
+    CSS_PATH = "dataset.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+n", "continue", "Continue to setup"),
+        Binding("ctrl+o", "samples", "Sample files"),
+        Binding("ctrl+l", "focus_path", "Type a path"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, start_dir: Path | None = None) -> None:
+        super().__init__()
+        self.start_dir = (start_dir or Path.cwd()).resolve()
+        self.spec: DataSpec | None = None
+        self.summary: DatasetSummary | None = None
+        self.file_format: str | None = None
+        self.columns: list[str] = []
+        self.request = 0
+
+    def sample_files(self) -> list[Path]:
+        folder = self.start_dir / SAMPLE_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+
+    def compose(self) -> ComposeResult:
+        samples = self.sample_files()
+        yield Header()
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                if samples:
+                    yield Label(f"Sample files ({SAMPLE_DIR}/)", classes="section")
+                    yield OptionList(
+                        *(Option(self.display_path(p), id=str(p)) for p in samples), id="samples"
+                    )
+                yield Label(f"Browse {self.display_path(self.start_dir) or '.'}", classes="section")
+                yield DataFileTree(self.start_dir, id="tree")
+            with Vertical(id="right"):
+                yield Input(placeholder=f"path to a {SUPPORTED} file, then enter", id="path")
+                with Horizontal(id="options"):
+                    yield Label("Block size", classes="field")
+                    yield Input(
+                        placeholder="128",
+                        id="block",
+                        type="integer",
+                        validators=[Integer(minimum=2)],
+                        tooltip="Tokens per training sequence; blank uses the base model's default.",
+                    )
+                    yield Label("(enter to apply; blank: the base's default)", classes="hint")
+                with Horizontal(id="columns"):
+                    yield Select[str]([], prompt="text column", id="text_column")
+                    yield Select[str]([], prompt="question column", id="question_column")
+                    yield Select[str]([], prompt="answer column", id="answer_column")
+                yield Static("", id="status")
+                yield Static("", id="error")
+                with VerticalScroll(id="summary-box"):
+                    yield Static(
+                        "Choose a file on the left (enter) or type its path above. Its summary appears here.",
+                        id="summary",
+                    )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "new fine-tune · 1/3 dataset"
+        self.query_one("#columns").display = False
+        if self.query("#samples"):
+            self.query_one("#samples", OptionList).focus()
+        else:
+            self.query_one("#tree").focus()
+
+    def display_path(self, path: Path) -> str:
+        """``path`` relative to the working directory when inside it (shorter, and what users type)."""
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(path)
+
+    def resolve_input(self, text: str) -> Path:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() or path.exists() else self.start_dir / path
+
+    # ------------------------------------------------------------------------------------------ choosing
+
+    @on(OptionList.OptionSelected, "#samples")
+    def sample_chosen(self, event: OptionList.OptionSelected) -> None:
+        self.choose(Path(str(event.option.id)))
+
+    @on(DirectoryTree.FileSelected)
+    def file_chosen(self, event: DirectoryTree.FileSelected) -> None:
+        self.choose(event.path)
+
+    @on(Input.Submitted, "#path")
+    def path_typed(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.choose(self.resolve_input(event.value.strip()), keep_input=True)
+
+    @on(Input.Submitted, "#block")
+    def block_typed(self, event: Input.Submitted) -> None:
+        if event.validation_result is not None and not event.validation_result.is_valid:
+            self.show_error("Block size must be a whole number of at least 2.")
+            return
+        if self.spec is not None:
+            self.start_preview(self.spec)
+
+    @on(Select.Changed)
+    def column_changed(self) -> None:
+        if self.spec is None:
+            return
+        spec = self.spec_from_columns(self.spec.path)
+        if spec != self.spec:
+            self.start_preview(spec)
+
+    def choose(self, path: Path, keep_input: bool = False) -> None:
+        shown = self.display_path(path)
+        if not keep_input:
+            self.query_one("#path", Input).value = shown
+        self.columns = []
+        self.query_one("#columns").display = False
+        self.start_preview(DataSpec(shown))
+
+    def spec_from_columns(self, path: str) -> DataSpec:
+        chosen = {
+            name: value
+            for name in ("text_column", "question_column", "answer_column")
+            if isinstance(value := self.query_one(f"#{name}", Select).value, str)
+        }
+        if "text_column" in chosen:
+            return DataSpec(path, text_column=chosen["text_column"])
+        return DataSpec(
+            path, question_column=chosen.get("question_column"), answer_column=chosen.get("answer_column")
+        )
+
+    def block_size(self) -> int | None:
+        value = self.query_one("#block", Input).value.strip()
+        try:
+            return int(value) if value else None
+        except ValueError:
+            return None
+
+    # ------------------------------------------------------------------------------------------ preview
+
+    def start_preview(self, spec: DataSpec) -> None:
+        self.request += 1
+        self.spec = spec
+        self.summary = None
+        self.query_one("#status", Static).update(f"Reading {spec.path} …")
+        self.show_error("")
+        self.run_preview(spec, self.block_size(), self.request)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def run_preview(self, spec: DataSpec, block_size: int | None, request: int) -> None:
+        """Fast checks first (``inspect_file``), then the full preview with a scratch tokenizer."""
+        from gpt2tui.core.data import inspect_file
+        from gpt2tui.core.training import preview
+
+        file_format, columns = None, []
+        try:
+            file_format, columns = inspect_file(spec)
+            summary = preview(spec, block_size=block_size)
+        except UserError as err:
+            self.post_message(PreviewFinished(spec, None, str(err), file_format, columns, request))
+            return
+        except Exception as err:  # a library failure must not take the app down
+            message = f"Could not preview {spec.path}: {type(err).__name__}: {err}".rstrip(": ") + "."
+            self.post_message(PreviewFinished(spec, None, message, file_format, columns, request))
+            return
+        self.post_message(PreviewFinished(spec, summary, None, file_format, columns, request))
+
+    @on(PreviewFinished)
+    def preview_finished(self, message: PreviewFinished) -> None:
+        if message.request != self.request:
+            return
+        self.query_one("#status", Static).update("")
+        self.file_format = message.file_format
+        self.offer_columns(message)
+        if message.summary is None:
+            self.show_error(message.error or "")
+            self.query_one("#summary", Static).update("")
+            return
+        self.summary = message.summary
+        self.show_error("")
+        self.query_one("#summary", Static).update(render_summary(message.summary))
+        self.query_one("#status", Static).update("ctrl+n: continue to the fine-tune setup")
+
+    def offer_columns(self, message: PreviewFinished) -> None:
+        """Show the column choice when the file is CSV/JSONL and the core cannot pick its columns alone."""
+        custom = any((message.spec.text_column, message.spec.question_column, message.spec.answer_column))
+        needed = message.file_format in ("csv", "jsonl") and (
+            custom or not has_default_columns(message.columns)
+        )
+        row = self.query_one("#columns")
+        row.display = needed
+        if not needed or message.columns == self.columns:
+            return
+        self.columns = list(message.columns)
+        options = [(column, column) for column in message.columns]
+        for name in ("text_column", "question_column", "answer_column"):
+            self.query_one(f"#{name}", Select).set_options(options)
+
+    def show_error(self, message: str) -> None:
+        error = self.query_one("#error", Static)
+        error.update(message)
+        error.display = bool(message)
+
+    # ------------------------------------------------------------------------------------------ actions
+
+    def action_continue(self) -> None:
+        if self.spec is None or self.summary is None:
+            self.notify("Choose a file that previews without errors first.", severity="warning")
+            return
+        from gpt2tui.ui.screens.setup import SetupScreen
+
+        self.app.push_screen(SetupScreen(self.spec, self.summary, self.block_size()))
+
+    def action_samples(self) -> None:
+        if self.query("#samples"):
+            self.query_one("#samples", OptionList).focus()
+        else:
+            self.notify(f"There is no {SAMPLE_DIR}/ folder in {self.start_dir}.", severity="warning")
+
+    def action_focus_path(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,299 @@
+"""Fine-tune setup: base model, name and hyperparameters, each refused in place when it is invalid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.validation import Integer, Number, Validator
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from gpt2tui.core.data import DatasetSummary, DataSpec
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.models import HUB_EXAMPLES, OFFLINE_CHOICES, SCRATCH_SIZES
+from gpt2tui.core.training import TrainConfig
+from gpt2tui.ui.messages import HubProbed
+
+SCRATCH_MAX_STEPS = "200"
+SAMPLE_PROMPT_WORDS = 6
+BASE_KINDS = [
+    ("scratch: a new GPT-2 trained from zero", "scratch"),
+    ("Hugging Face Hub model id", "hub"),
+    ("local save_pretrained folder", "local"),
+]
+SCRATCH_LABELS = {
+    "tiny": "tiny (~0.4M parameters, seconds on a CPU)",
+    "small": "small (~14M parameters)",
+    "gpt2": "gpt2 (124M, the original shape)",
+}
+HUB_UNREACHABLE = (
+    "The Hugging Face Hub cannot be reached from this machine, so a Hub model only works if it is "
+    "already in the local cache. Offline you can still {choices}: choose 'local save_pretrained folder' "
+    "or 'scratch' above."
+)
+
+
+def sample_prompt_for(summary: DatasetSummary | None) -> str | None:
+    """The fixed prompt sampled at each eval: a question from Q/A data, else the data's first words."""
+    if summary is None or not summary.preview:
+        return None
+    first = summary.preview[0]
+    if summary.kind == "qa" and first.startswith("Question: ") and "\nAnswer:" in first:
+        return first[len("Question: ") : first.index("\nAnswer:")].strip()
+    words = first.replace("<|endoftext|>", " ").split()
+    return " ".join(words[:SAMPLE_PROMPT_WORDS]) or None
+
+
+class BetweenZeroAndOne(Validator):
+    def validate(self, value: str):  # type: ignore[no-untyped-def]
+        try:
+            number = float(value)
+        except ValueError:
+            return self.failure("Must be a number.")
+        return self.success() if 0 < number < 1 else self.failure("Must be between 0 and 1 (exclusive).")
+
+
+class SetupScreen(Screen[None]):
+    """Collect a :class:`TrainConfig`; the core's own validation decides what is refused."""
+
+    CSS_PATH = "setup.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "start", "Start training"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(
+        self, spec: DataSpec, summary: DatasetSummary | None = None, block_size: int | None = None
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.summary = summary
+        self.preview_block_size = block_size
+        self.auto_name: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="form-box"):
+            yield Static(self.dataset_line(), id="dataset")
+            with Grid(id="form"):
+                yield Label("Base", classes="field")
+                yield Select(BASE_KINDS, value="scratch", allow_blank=False, id="base_kind")
+                yield Label("Hub id / folder", classes="field")
+                yield Input(placeholder=HUB_EXAMPLES[0], id="base", disabled=True)
+                yield Label("Scratch size", classes="field")
+                yield Select(
+                    [(SCRATCH_LABELS.get(size, size), size) for size in SCRATCH_SIZES],
+                    value="tiny",
+                    allow_blank=False,
+                    id="scratch_size",
+                )
+                yield Label("Name", classes="field")
+                yield Input(id="name", tooltip="The stored model's name.")
+                yield Label("Epochs", classes="field")
+                yield Input(
+                    "3",
+                    id="epochs",
+                    validators=[Number(minimum=0.0001)],
+                    tooltip="Ignored when max steps is set.",
+                )
+                yield Label("Max steps", classes="field")
+                yield Input(
+                    SCRATCH_MAX_STEPS,
+                    id="max_steps",
+                    placeholder="blank: use epochs",
+                    validators=[Integer(minimum=1)],
+                )
+                yield Label("Block size", classes="field")
+                block = str(self.preview_block_size) if self.preview_block_size else ""
+                yield Input(
+                    block, id="block_size", placeholder="blank: base default", validators=[Integer(minimum=2)]
+                )
+                yield Label("Batch size", classes="field")
+                yield Input("8", id="batch_size", validators=[Integer(minimum=1)])
+                yield Label("Grad accum", classes="field")
+                yield Input("1", id="grad_accum", validators=[Integer(minimum=1)])
+                yield Label("Learning rate", classes="field")
+                yield Input(id="lr", placeholder="blank: base default", validators=[BetweenZeroAndOne()])
+                yield Label("Eval split", classes="field")
+                yield Input("0.1", id="eval_split", validators=[BetweenZeroAndOne()])
+                yield Label("Eval every", classes="field")
+                yield Input(
+                    "0",
+                    id="eval_every",
+                    placeholder="0: before and after only",
+                    validators=[Integer(minimum=0)],
+                )
+                yield Label("Seed", classes="field")
+                yield Input("42", id="seed", validators=[Integer()])
+            yield Static("", id="hub")
+            yield Static("", id="error")
+            yield Button("Start training (ctrl+s)", variant="success", id="start")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "new fine-tune · 2/3 setup"
+        self.query_one("#error").display = False
+        self.query_one("#hub").display = False
+        self.update_auto_name()
+        self.query_one("#start", Button).focus()
+
+    def dataset_line(self) -> str:
+        if self.summary is None:
+            return f"Dataset: {self.spec.path}"
+        s = self.summary
+        return f"Dataset: {s.path} · {s.format} · {s.kind} · {s.rows:,} rows · {s.tokens:,} tokens"
+
+    # ------------------------------------------------------------------------------------------ base choice
+
+    def base_kind(self) -> str:
+        return str(self.query_one("#base_kind", Select).value)
+
+    def base_label(self) -> str:
+        kind = self.base_kind()
+        if kind == "scratch":
+            return f"scratch-{self.query_one('#scratch_size', Select).value}"
+        base = self.query_one("#base", Input).value.strip() or HUB_EXAMPLES[0]
+        return Path(base.rstrip("/")).name or "model"
+
+    def update_auto_name(self) -> None:
+        """Keep the suggested name in step with the base until the user types their own."""
+        from gpt2tui.core.store import ModelStore
+
+        name_input = self.query_one("#name", Input)
+        if self.auto_name is not None and name_input.value != self.auto_name:
+            return
+        self.auto_name = ModelStore().unique_name(f"{Path(self.spec.path).stem}-{self.base_label()}")
+        name_input.value = self.auto_name
+
+    @on(Select.Changed, "#base_kind")
+    def base_kind_changed(self) -> None:
+        kind = self.base_kind()
+        base = self.query_one("#base", Input)
+        base.disabled = kind == "scratch"
+        base.placeholder = {"hub": HUB_EXAMPLES[0], "local": "path/to/a/save_pretrained/folder"}.get(kind, "")
+        self.query_one("#scratch_size", Select).disabled = kind != "scratch"
+        max_steps = self.query_one("#max_steps", Input)
+        if kind == "scratch" and not max_steps.value:
+            max_steps.value = SCRATCH_MAX_STEPS
+        elif kind != "scratch" and max_steps.value == SCRATCH_MAX_STEPS:
+            max_steps.value = ""
+        hub = self.query_one("#hub", Static)
+        hub.display = kind == "hub"
+        if kind == "hub":
+            if not base.value:
+                base.value = HUB_EXAMPLES[0]
+            hub.update("Checking whether the Hugging Face Hub can be reached …")
+            hub.set_class(False, "unreachable")
+            self.probe_hub()
+        self.update_auto_name()
+
+    @on(Select.Changed, "#scratch_size")
+    @on(Input.Changed, "#base")
+    def base_changed(self) -> None:
+        self.update_auto_name()
+
+    @work(thread=True, exclusive=True, group="hub", exit_on_error=False)
+    def probe_hub(self) -> None:
+        from gpt2tui.core.models import hub_reachable
+
+        self.post_message(HubProbed(hub_reachable()))
+
+    @on(HubProbed)
+    def hub_probed(self, message: HubProbed) -> None:
+        hub = self.query_one("#hub", Static)
+        if message.reachable:
+            hub.update("The Hugging Face Hub is reachable; the model is downloaded when training starts.")
+        else:
+            hub.update(HUB_UNREACHABLE.format(choices=OFFLINE_CHOICES))
+        hub.set_class(not message.reachable, "unreachable")
+
+    # ------------------------------------------------------------------------------------------ the config
+
+    def show_error(self, message: str, focus: str | None = None) -> None:
+        error = self.query_one("#error", Static)
+        error.update(message)
+        error.display = bool(message)
+        if focus:
+            self.query_one(f"#{focus}").focus()
+
+    def field(self, field_id: str) -> str:
+        return self.query_one(f"#{field_id}", Input).value.strip()
+
+    def build_config(self) -> TrainConfig:
+        """The config from the form; raises :class:`UserError` naming the first bad field."""
+        from gpt2tui.core.store import ModelStore, validate_name
+
+        for input_ in self.query("#form Input").results(Input):
+            optional = input_.id in ("max_steps", "block_size", "lr")
+            if input_.disabled or (optional and not input_.value.strip()):
+                continue
+            result = input_.validate(input_.value.strip())
+            if result is not None and not result.is_valid:
+                label = input_.id.replace("_", " ").capitalize() if input_.id else "A field"
+                raise FieldError(f"{label}: {result.failure_descriptions[0]}", input_.id)
+        kind = self.base_kind()
+        base = "scratch" if kind == "scratch" else self.field("base")
+        if not base:
+            raise FieldError("Enter a Hub model id or a folder path as the base.", "base")
+        if kind == "local" and not Path(base).expanduser().is_dir():
+            raise FieldError(f"No folder at {base}; give the path of a save_pretrained folder.", "base")
+        name = self.field("name")
+        try:
+            validate_name(name)
+            ModelStore().require_free(name)
+        except UserError as err:
+            raise FieldError(str(err), "name") from None
+        max_steps, block_size, lr = self.field("max_steps"), self.field("block_size"), self.field("lr")
+        config = TrainConfig(
+            data=self.spec,
+            base=base if kind != "local" else str(Path(base).expanduser()),
+            scratch_size=str(self.query_one("#scratch_size", Select).value),
+            name=name,
+            epochs=float(self.field("epochs")),
+            max_steps=int(max_steps) if max_steps else None,
+            block_size=int(block_size) if block_size else None,
+            batch_size=int(self.field("batch_size")),
+            grad_accum=int(self.field("grad_accum")),
+            lr=float(lr) if lr else None,
+            eval_split=float(self.field("eval_split")),
+            eval_every=int(self.field("eval_every")),
+            seed=int(self.field("seed")),
+            log_every=1,
+            sample_prompt=sample_prompt_for(self.summary),
+        )
+        config.validate()
+        return config
+
+    def action_start(self) -> None:
+        try:
+            config = self.build_config()
+        except FieldError as err:
+            self.show_error(str(err), err.field)
+            return
+        except UserError as err:
+            self.show_error(str(err))
+            return
+        self.show_error("")
+        from gpt2tui.ui.screens.monitor import MonitorScreen
+
+        self.app.push_screen(MonitorScreen(config))
+
+    @on(Button.Pressed, "#start")
+    def start_pressed(self) -> None:
+        self.action_start()
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+
+class FieldError(UserError):
+    """A :class:`UserError` about one form field, so the form can focus it."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field

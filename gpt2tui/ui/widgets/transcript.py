@@ -1,0 +1,208 @@
+"""A wrapped, styled, append-only transcript whose cost per streamed chunk does not grow with its length.
+
+The transcript is a list of *entries* (a prompt, a reply, a note), each a prefix and paragraphs of rich
+``Text``. Entries are wrapped once into ``Strip`` lines kept in one list; a ``ScrollView`` paints only the
+visible lines. Streaming appends to the *open* entry (always the last one): only that entry's last paragraph
+is re-wrapped, and only its lines are replaced at the end of the list. So an append costs the length of the
+current paragraph, never the length of the transcript (``bench/ui_append.py`` measures it). A width change
+re-wraps everything once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+
+@dataclass
+class _Entry:
+    """One block of the transcript and where its wrapped lines start."""
+
+    prefix: Text
+    style: str
+    paragraphs: list[Text] = field(default_factory=list)
+    first_line: int = 0  # index in Transcript._strips of the entry's first line
+    tail_line: int = 0  # index of the first line of its last paragraph
+
+    def paragraph_text(self, index: int) -> Text:
+        body = self.paragraphs[index]
+        return self.prefix + body if index == 0 and self.prefix else body
+
+    @property
+    def plain(self) -> str:
+        return self.prefix.plain + "\n".join(p.plain for p in self.paragraphs)
+
+
+class Transcript(ScrollView, can_focus=True):
+    """Styled entries, wrapped to the width; the last entry may be open for streaming with :meth:`append`."""
+
+    DEFAULT_CSS = """
+    Transcript {
+        background: $surface;
+        overflow-x: hidden;
+        overflow-y: scroll;
+    }
+    """
+
+    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._entries: list[_Entry] = []
+        self._strips: list[Strip] = []
+        self._open = False
+        self._width = 0
+        self.lines_wrapped = 0
+        """How many lines have been produced by wrapping so far: the work counter the tests watch."""
+
+    # ---- reading ---------------------------------------------------------------------------------
+
+    @property
+    def entry_count(self) -> int:
+        return len(self._entries)
+
+    @property
+    def line_count(self) -> int:
+        """Wrapped lines (0 until the widget knows its width)."""
+        return len(self._strips)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def entry_text(self, index: int) -> str:
+        """The plain text of one entry (prefix included)."""
+        return self._entries[index].plain
+
+    @property
+    def plain(self) -> str:
+        """Everything, one entry per line (tests, copy)."""
+        return "\n".join(entry.plain for entry in self._entries)
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def write(self, text: str, style: str = "", prefix: Text | str = "") -> int:
+        """Add a closed entry (a prompt, a note); returns its index."""
+        self.close()
+        return self._add(prefix, style, text.split("\n"))
+
+    def open(self, prefix: Text | str = "", style: str = "") -> int:
+        """Start an entry that :meth:`append` streams into; returns its index."""
+        self.close()
+        index = self._add(prefix, style, [""])
+        self._open = True
+        return index
+
+    def _add(self, prefix: Text | str, style: str, paragraphs: list[str]) -> int:
+        prefix_text = Text(prefix) if isinstance(prefix, str) else prefix
+        entry = _Entry(prefix_text, style, [Text(piece, style=style) for piece in paragraphs])
+        start = entry.first_line = len(self._strips)
+        for index in range(len(entry.paragraphs)):
+            entry.tail_line = len(self._strips)
+            self._strips.extend(self._wrap(entry.paragraph_text(index)))
+        self._entries.append(entry)
+        self._changed(start, start)
+        return len(self._entries) - 1
+
+    def append(self, chunk: str, style: str | None = None) -> None:
+        """Append text to the open entry, re-wrapping only its last paragraph."""
+        if not self._open:
+            raise RuntimeError("Transcript.append needs an open entry")
+        if not chunk:
+            return
+        entry = self._entries[-1]
+        old_count = len(self._strips)
+        start = entry.tail_line
+        first, *rest = chunk.split("\n")
+        entry.paragraphs[-1].append(first, style)
+        del self._strips[entry.tail_line :]
+        self._strips.extend(self._wrap(entry.paragraph_text(len(entry.paragraphs) - 1)))
+        for piece in rest:
+            paragraph = Text(style=entry.style)
+            paragraph.append(piece, style)
+            entry.paragraphs.append(paragraph)
+            entry.tail_line = len(self._strips)
+            self._strips.extend(self._wrap(paragraph))
+        self._changed(start, old_count)
+
+    def reset_open(self, style: str | None = None) -> None:
+        """Empty the open entry (keeping its prefix), e.g. to replace a 'thinking…' indicator."""
+        if not self._open:
+            return
+        entry = self._entries[-1]
+        old_count = len(self._strips)
+        if style is not None:
+            entry.style = style
+        entry.paragraphs = [Text(style=entry.style)]
+        del self._strips[entry.first_line :]
+        entry.tail_line = entry.first_line
+        self._strips.extend(self._wrap(entry.paragraph_text(0)))
+        self._changed(entry.first_line, old_count)
+
+    def close(self) -> None:
+        """End streaming into the last entry; the next write starts a new one."""
+        self._open = False
+
+    def truncate(self, index: int) -> None:
+        """Remove entry ``index`` and everything after it (regenerating a reply)."""
+        if index >= len(self._entries):
+            return
+        old_count = len(self._strips)
+        start = self._entries[index].first_line if index >= 0 else 0
+        del self._entries[index:]
+        del self._strips[start:]
+        self._open = False
+        self._changed(start, old_count)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._strips.clear()
+        self._open = False
+        self.virtual_size = Size(self._width, 0)
+        self.scroll_home(animate=False, immediate=True)
+        self.refresh()
+
+    # ---- wrapping and painting -------------------------------------------------------------------
+
+    def _wrap(self, text: Text) -> list[Strip]:
+        if self._width <= 0:
+            return []  # not laid out yet; on_resize wraps everything
+        console = self.app.console
+        options = console.options.update(width=self._width, highlight=False, no_wrap=False, overflow="fold")
+        lines = console.render_lines(text, options, pad=False)
+        self.lines_wrapped += len(lines)
+        return [Strip(line) for line in lines] or [Strip.blank(0)]
+
+    def _rewrap_all(self) -> None:
+        self._strips = []
+        for entry in self._entries:
+            entry.first_line = len(self._strips)
+            for index in range(len(entry.paragraphs)):
+                entry.tail_line = len(self._strips)
+                self._strips.extend(self._wrap(entry.paragraph_text(index)))
+        self.virtual_size = Size(self._width, len(self._strips))
+        self.refresh()
+
+    def _changed(self, start: int, old_count: int) -> None:
+        """Lines from ``start`` changed (the list had ``old_count`` lines): resize, repaint them, follow."""
+        following = self.is_vertical_scroll_end
+        self.virtual_size = Size(self._width, len(self._strips))
+        self.refresh_lines(start, max(len(self._strips), old_count) - start)
+        if following:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            self._width = width
+            self._rewrap_all()
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def render_line(self, y: int) -> Strip:
+        index = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        if index >= len(self._strips):
+            return Strip.blank(width, self.rich_style)
+        return self._strips[index].crop_extend(0, width, self.rich_style).apply_style(self.rich_style)

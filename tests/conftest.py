@@ -1,0 +1,67 @@
+"""Shared fixtures: an isolated data home per test, no outside network, and one tiny trained model per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gpt2tui.core.quiet import quiet_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_data"
+QA_CSV = SAMPLES / "qa.csv"
+KJV_TXT = SAMPLES / "kjv_sample.txt"
+CLOSED_ENDPOINT = "http://127.0.0.1:9"  # loopback discard port: refused at once, never leaves the machine
+
+quiet_environment()
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own GPT2TUI_HOME and an empty Hugging Face cache; the Hub probe stays on loopback."""
+    root = tmp_path / "home"
+    monkeypatch.setenv("GPT2TUI_HOME", str(root))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", CLOSED_ENDPOINT)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch-tiny model trained for a few steps on the Q/A sample, built once per session."""
+    import os
+
+    from gpt2tui.core.data import DataSpec
+    from gpt2tui.core.store import ModelStore
+    from gpt2tui.core.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("session-home")
+    old = os.environ.get("GPT2TUI_HOME")
+    os.environ["GPT2TUI_HOME"] = str(root)
+    try:
+        result = train(
+            TrainConfig(DataSpec(str(QA_CSV)), base="scratch", max_steps=30, name="tiny", log_every=5),
+            store=ModelStore(root / "models"),
+        )
+    finally:
+        if old is None:
+            os.environ.pop("GPT2TUI_HOME", None)
+        else:
+            os.environ["GPT2TUI_HOME"] = old
+    return Path(result.path)
+
+
+@pytest.fixture
+def tiny_model(trained_tiny: Path, home: Path) -> str:
+    """The session's tiny model copied into this test's store, under the name 'tiny'."""
+    shutil.copytree(trained_tiny, home / "models" / "tiny")
+    return "tiny"
+
+
+def tree_snapshot(root: Path) -> dict[str, int]:
+    """Every file under ``root`` with its size: compared before and after an error to prove nothing changed."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}

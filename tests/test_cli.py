@@ -1,0 +1,295 @@
+"""The headless CLI end to end: real subprocesses for the happy path, in-process for each error sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gpt2tui.cli import main
+from tests.conftest import QA_CSV, tree_snapshot
+
+
+def gpt2tui(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpt2tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
+
+
+def test_train_generate_eval_and_models_end_to_end(home: Path) -> None:
+    run = gpt2tui(
+        "train",
+        str(QA_CSV),
+        "--base",
+        "scratch",
+        "--scratch-size",
+        "tiny",
+        "--max-steps",
+        "60",
+        "--name",
+        "qa-tiny",
+        "--json",
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert any(line.startswith("step 10/60 | epoch") and "tok/s" in line and "ETA" in line for line in lines)
+    result = json.loads(lines[-1])
+    for key in (
+        "model",
+        "path",
+        "eval_loss_before",
+        "eval_loss_after",
+        "perplexity_before",
+        "perplexity_after",
+        "train_tokens",
+        "tokens_per_second",
+    ):
+        assert key in result
+    assert result["model"] == "qa-tiny" and result["perplexity_after"] < result["perplexity_before"]
+    assert run.stderr == ""
+
+    first = gpt2tui(
+        "generate", "qa-tiny", "What is Mars?", "--strategy", "greedy", "--max-new-tokens", "20", "--json"
+    )
+    second = gpt2tui(
+        "generate", "qa-tiny", "What is Mars?", "--strategy", "greedy", "--max-new-tokens", "20", "--json"
+    )
+    assert first.returncode == second.returncode == 0
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert a["text"] == b["text"] and 0 < a["new_tokens"] <= 20 and a["seconds"] > 0
+    streamed = gpt2tui(
+        "generate", "qa-tiny", "What is Mars?", "--strategy", "greedy", "--max-new-tokens", "20"
+    )
+    assert streamed.stdout == a["text"] + "\n"
+
+    ev = gpt2tui("eval", "qa-tiny", str(QA_CSV), "--json")
+    assert ev.returncode == 0, ev.stderr
+    assert set(json.loads(ev.stdout)) >= {"loss", "perplexity", "tokens"}
+
+    listed = json.loads(gpt2tui("models", "list", "--json").stdout)
+    assert [(m["name"], m["path"]) for m in listed] == [("qa-tiny", str(home / "models" / "qa-tiny"))]
+    shown = json.loads(gpt2tui("models", "show", "qa-tiny", "--json").stdout)
+    assert shown["name"] == "qa-tiny" and shown["base"] == "scratch" and "hyperparameters" in shown
+
+
+def test_ctrl_c_stops_training_and_saves_a_loadable_model(home: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gpt2tui",
+            "train",
+            str(QA_CSV),
+            "--base",
+            "scratch",
+            "--max-steps",
+            "100000",
+            "--log-every",
+            "5",
+            "--name",
+            "interrupted",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if line.startswith("step 5/"):
+            break
+        assert time.monotonic() < deadline
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped early; saved interrupted" in out
+    assert "Traceback" not in err
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(home / "models" / "interrupted")
+
+
+def test_unreachable_hub_exits_2_fast_with_the_offline_choices(home: Path) -> None:
+    started = time.perf_counter()
+    run = gpt2tui("train", str(QA_CSV), "--base", "gpt2")
+    assert time.perf_counter() - started < 5 + 3  # 5 s for the answer, plus interpreter start-up here
+    assert run.returncode == 2
+    assert run.stderr == (
+        "gpt2tui: Could not download 'gpt2': the Hugging Face Hub cannot be reached and it is not in the local "
+        "cache; offline, use a local save_pretrained folder (--base PATH) or train a new model (--base scratch).\n"
+    )
+    assert run.stdout == ""
+
+
+def test_help_is_quick_and_lists_the_commands() -> None:
+    run = gpt2tui("--help")
+    assert run.returncode == 0
+    for command in ("train", "generate", "eval", "models"):
+        assert command in run.stdout
+
+
+def _bad(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("   \n\n")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\x00\x01\x02data")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9\n".encode("latin-1"))
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("name,score\nann,3\n")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "fine"}\n{"text": oops}\n')
+    small = tmp_path / "small.txt"
+    small.write_text("Tiny.\n")
+    scratch = ["--base", "scratch", "--max-steps", "5"]
+    return {
+        "missing": ([str(tmp_path / "nope.txt"), *scratch], f"No such file: {tmp_path / 'nope.txt'}."),
+        "directory": (
+            [str(tmp_path), *scratch],
+            f"{tmp_path} is a directory; choose a .txt, .text, .md, .csv, .jsonl file.",
+        ),
+        "empty": ([str(empty), *scratch], f"{empty} is empty: there is no text to train on."),
+        "whitespace": (
+            [str(blank), *scratch],
+            f"{blank} contains only whitespace: there is no text to train on.",
+        ),
+        "binary": (
+            [str(binary), *scratch],
+            f"{binary} looks like a binary file (it contains NUL bytes), not text.",
+        ),
+        "encoding": (
+            [str(latin), *scratch],
+            f"{latin} is not valid utf-8 text (byte 0xe9 at offset 3); if it uses another encoding, pass it with "
+            "--encoding, e.g. --encoding latin-1.",
+        ),
+        "columns": (
+            [str(wrong), *scratch],
+            f"{wrong} has no 'text' column and no 'question'/'answer' or 'prompt'/'completion' pair (its columns "
+            "are: name, score); choose columns with --text-column or --question-column/--answer-column.",
+        ),
+        "jsonl": (
+            [str(broken), *scratch],
+            f"Line 2 of {broken} is not valid JSON: Expecting value (column 10).",
+        ),
+        "too-small": (
+            [str(small), *scratch],
+            f"{small} has 6 tokens, which is not enough for one train and one eval block of 128 tokens; add more text.",
+        ),
+        "block-size": (
+            [str(QA_CSV), *scratch, "--block-size", "1024"],
+            "--block-size 1024 is larger than the model's context length (256 tokens).",
+        ),
+        "bad-name": (
+            [str(QA_CSV), *scratch, "--name", "../x"],
+            "'../x' is not a valid model name; use 1-80 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit.",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "directory",
+        "empty",
+        "whitespace",
+        "binary",
+        "encoding",
+        "columns",
+        "jsonl",
+        "too-small",
+        "block-size",
+        "bad-name",
+    ],
+)
+def test_bad_input_is_one_sentence_exit_2_and_nothing_written(
+    case: str, tmp_path: Path, home: Path, capsys
+) -> None:
+    args, message = _bad(tmp_path)[case]
+    before = tree_snapshot(home / "models")
+    assert main(["train", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"gpt2tui: {message}\n"
+    assert captured.out == ""
+    assert tree_snapshot(home / "models") == before
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    args, message = _bad(tmp_path)["encoding"]
+    run = gpt2tui("train", *args)
+    assert run.returncode == 2 and run.stderr == f"gpt2tui: {message}\n" and "Traceback" not in run.stderr
+
+
+def test_existing_name_is_refused(tiny_model: str, home: Path, capsys) -> None:
+    before = tree_snapshot(home / "models")
+    assert main(["train", str(QA_CSV), "--base", "scratch", "--name", tiny_model]) == 2
+    assert capsys.readouterr().err == (
+        "gpt2tui: A model named 'tiny' already exists; choose another --name or delete it with "
+        "'gpt2tui models rm tiny'.\n"
+    )
+    assert tree_snapshot(home / "models") == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["generate", "ghost", "hi"],
+            "No stored model named 'ghost' and no folder at that path; 'gpt2tui models list' shows the stored models.",
+        ),
+        (["generate", "tiny", "hi", "--temperature", "0"], "--temperature must be greater than 0, not 0.0."),
+        (
+            ["models", "show", "ghost"],
+            "No stored model named 'ghost'; 'gpt2tui models list' shows the stored models.",
+        ),
+        (["models", "rm"], "'models rm' takes 1 name, not 0."),
+        (
+            ["models", "rename", "tiny", "../up"],
+            "'../up' is not a valid model name; use 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+        ),
+        (["eval", "tiny", "missing.txt"], "No such file: missing.txt."),
+        (["train", "x.txt", "--max-steps", "0"], "Argument --max-steps: must be at least 1, not 0."),
+    ],
+)
+def test_other_errors_are_one_sentence(
+    argv: list[str], message: str, tiny_model: str, home: Path, capsys
+) -> None:
+    before = tree_snapshot(home / "models")
+    with pytest.raises(SystemExit) if argv[-2:] == ["--max-steps", "0"] else _no_raise() as caught:
+        code = main(argv)
+    if caught is not None and hasattr(caught, "value"):
+        code = caught.value.code
+    assert code == 2
+    assert capsys.readouterr().err == f"gpt2tui: {message}\n"
+    assert tree_snapshot(home / "models") == before
+
+
+class _no_raise:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+
+def test_models_rename_and_rm(tiny_model: str, home: Path, capsys) -> None:
+    assert main(["models", "rename", "tiny", "renamed"]) == 0
+    assert main(["models", "list", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert [m["name"] for m in json.loads(out)] == ["renamed"]
+    assert main(["models", "rm", "renamed"]) == 0
+    assert main(["models", "list"]) == 0
+    assert "No stored models in" in capsys.readouterr().out

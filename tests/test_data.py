@@ -1,0 +1,233 @@
+"""Dataset loading, validation errors, packing and splitting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpt2tui.core.data import (
+    QA_STOP_TEXT,
+    DataSpec,
+    inspect_file,
+    load_data,
+    pack_blocks,
+    split_blocks,
+    summarize,
+)
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.models import train_tokenizer
+from tests.conftest import KJV_TXT, QA_CSV, SAMPLES
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer([KJV_TXT.read_text()[:50_000], QA_CSV.read_text()], 512, 256)
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> str:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+def error_of(spec: DataSpec) -> str:
+    with pytest.raises(UserError) as info:
+        load_data(spec)
+    return str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------- formats
+
+
+def test_txt_is_split_on_blank_lines_or_kept_whole(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.txt", "first doc\nline two\n\nsecond doc\n\n\nthird\n")
+    assert load_data(DataSpec(path)).texts() == ["first doc\nline two", "second doc", "third"]
+    whole = load_data(DataSpec(path, txt_split="file"))
+    assert whole.rows == 1 and "second doc" in whole.texts()[0]
+
+
+def test_sample_files_load() -> None:
+    kjv = load_data(DataSpec(str(KJV_TXT)))
+    assert kjv.format == "txt" and kjv.rows == 50 and kjv.texts()[0].startswith("Genesis 1")
+    qa = load_data(DataSpec(str(QA_CSV)))
+    assert qa.formatting.kind == "qa" and qa.rows >= 50
+    assert qa.formatting.stop_text == QA_STOP_TEXT
+    prompts = load_data(DataSpec(str(SAMPLES / "prompts.jsonl")))
+    assert prompts.formatting.kind == "prompt-completion" and prompts.rows >= 40
+    notes = load_data(DataSpec(str(SAMPLES / "notes.jsonl")))
+    assert notes.formatting.kind == "text" and notes.rows >= 30
+
+
+def test_csv_question_answer_uses_the_template(tmp_path: Path) -> None:
+    path = write(tmp_path, "qa.csv", 'question,answer\n"What, exactly?",Forty-two.\nEmpty,\n')
+    data = load_data(DataSpec(path))
+    assert data.texts() == [
+        "Question: What, exactly?\nAnswer: Forty-two."
+    ]  # the row without an answer is dropped
+    assert data.formatting.prompt_template == "Question: {prompt}\nAnswer:"
+
+
+def test_csv_text_column_and_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.csv", "id,body,q,a\n1,hello there,who?,me\n")
+    assert load_data(DataSpec(path, text_column="body")).texts() == ["hello there"]
+    pair = load_data(DataSpec(path, question_column="q", answer_column="a"))
+    assert pair.texts() == ["Question: who?\nAnswer: me"]
+
+
+def test_csv_without_needed_columns_lists_its_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "bad.csv", "name,score\nann,3\n")
+    assert error_of(DataSpec(path)) == (
+        f"{path} has no 'text' column and no 'question'/'answer' or 'prompt'/'completion' pair "
+        "(its columns are: name, score); choose columns with --text-column or --question-column/--answer-column."
+    )
+    assert (
+        error_of(DataSpec(path, text_column="body"))
+        == f"{path} has no 'body' column (its columns are: name, score)."
+    )
+    assert error_of(DataSpec(path, question_column="name")) == (
+        f"{path} has no 'answer' column (its columns are: name, score)."
+    )
+
+
+def test_jsonl_prompt_completion_is_concatenated(tmp_path: Path) -> None:
+    lines = [{"prompt": "2+2 =", "completion": " 4"}, {"prompt": "3+3 =", "completion": " 6"}]
+    path = write(tmp_path, "p.jsonl", "\n".join(json.dumps(x) for x in lines) + "\n\n")
+    assert load_data(DataSpec(path)).texts() == ["2+2 = 4", "3+3 = 6"]
+
+
+def test_malformed_jsonl_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.jsonl", '{"text": "ok"}\n\n{"text": "broken"\n')
+    assert (
+        error_of(DataSpec(path))
+        == f"Line 3 of {path} is not valid JSON: Expecting ',' delimiter (column 18)."
+    )
+    path = write(tmp_path, "n.jsonl", '{"text": "ok"}\n[1, 2]\n')
+    assert error_of(DataSpec(path)) == f"Line 2 of {path} is not a JSON object."
+    path = write(tmp_path, "f.jsonl", '{"text": "ok"}\n{"body": "no text"}\n')
+    assert error_of(DataSpec(path)) == f"Line 2 of {path} has no 'text' field."
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    assert error_of(DataSpec(str(tmp_path / "nope.txt"))) == f"No such file: {tmp_path / 'nope.txt'}."
+    assert (
+        error_of(DataSpec(str(tmp_path)))
+        == f"{tmp_path} is a directory; choose a .txt, .text, .md, .csv, .jsonl file."
+    )
+
+
+def test_unsupported_suffix(tmp_path: Path) -> None:
+    path = write(tmp_path, "data.parquet", "x")
+    assert error_of(DataSpec(path)) == (
+        f"{path} has an unsupported type '.parquet'; use a .txt, .text, .md, .csv, .jsonl file."
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("", "is empty: there is no text to train on."),
+        (" \n\t\n  ", "contains only whitespace: there is no text to train on."),
+    ],
+)
+def test_empty_and_whitespace_files(tmp_path: Path, content: str, reason: str) -> None:
+    path = write(tmp_path, "e.txt", content)
+    assert error_of(DataSpec(path)) == f"{path} {reason}"
+
+
+def test_binary_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "b.txt", b"PK\x03\x04\x00\x00binary")
+    assert error_of(DataSpec(path)) == f"{path} looks like a binary file (it contains NUL bytes), not text."
+
+
+def test_non_utf8_names_the_encoding_option(tmp_path: Path) -> None:
+    path = write(tmp_path, "latin.txt", "caf\xe9 au lait\n\nna\xefve\n".encode("latin-1"))
+    assert error_of(DataSpec(path)) == (
+        f"{path} is not valid utf-8 text (byte 0xe9 at offset 3); if it uses another encoding, "
+        "pass it with --encoding, e.g. --encoding latin-1."
+    )
+    assert load_data(DataSpec(path, encoding="latin-1")).texts() == ["café au lait", "naïve"]
+    assert error_of(DataSpec(path, encoding="klingon")) == (
+        "Unknown encoding 'klingon'; use a Python codec name such as utf-8 or latin-1."
+    )
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, "bom.csv", "\ufefftext\nhello\n".encode())
+    assert load_data(DataSpec(path)).texts() == ["hello"]
+
+
+def test_inspect_file_reports_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "a,b\n1,2\n")
+    assert inspect_file(DataSpec(path)) == ("csv", ["a", "b"])
+    path = write(tmp_path, "j.jsonl", '{"x": 1}\n{"y": 2}\n')
+    assert inspect_file(DataSpec(path)) == ("jsonl", ["x", "y"])
+
+
+# ------------------------------------------------------------------------------------------ pack and split
+
+
+def test_packing_keeps_every_token_and_the_end_of_text(tmp_path: Path, tokenizer) -> None:
+    path = write(tmp_path, "docs.txt", "alpha beta gamma\n\ndelta epsilon\n\nzeta eta theta iota\n")
+    data = load_data(DataSpec(path))
+    packed = pack_blocks(data, tokenizer, 4)
+    ids = [
+        tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in data.texts()
+    ]
+    flat = [i for seq in ids for i in seq]
+    assert packed.tokens == len(flat)
+    assert all(len(b) == 4 for b in packed.blocks)
+    assert [i for b in packed.blocks for i in b] == flat[: len(flat) // 4 * 4]
+    assert flat.count(tokenizer.eos_token_id) == 3
+
+
+def test_split_is_deterministic_with_one_block_each_at_least(tokenizer) -> None:
+    data = load_data(DataSpec(str(QA_CSV)))
+    packed = pack_blocks(data, tokenizer, 32)
+    a = split_blocks(packed, 0.1, 7, "qa.csv")
+    b = split_blocks(packed, 0.1, 7, "qa.csv")
+    assert a == b
+    train, evals = a
+    assert len(train) + len(evals) == len(packed.blocks) and len(evals) == round(len(packed.blocks) * 0.1)
+    two = pack_blocks(data, tokenizer, packed.tokens // 2)
+    train, evals = split_blocks(two, 0.01, 0, "qa.csv")
+    assert (len(train), len(evals)) == (1, 1)
+
+
+def test_too_small_dataset_names_the_largest_block_size(tmp_path: Path, tokenizer) -> None:
+    path = write(tmp_path, "small.txt", "In the beginning God created the heaven and the earth.\n")
+    data = load_data(DataSpec(path))
+    packed = pack_blocks(data, tokenizer, 128)
+    with pytest.raises(UserError) as info:
+        split_blocks(packed, 0.1, 0, path)
+    largest = packed.tokens // 2
+    assert str(info.value) == (
+        f"{path} has {packed.tokens} tokens, which is not enough for one train and one eval block of 128 "
+        f"tokens; use --block-size {largest} or less."
+    )
+    train, evals = split_blocks(pack_blocks(data, tokenizer, largest), 0.1, 0, path)
+    assert len(train) == len(evals) == 1
+
+
+def test_eval_split_must_be_a_fraction(tokenizer) -> None:
+    packed = pack_blocks(load_data(DataSpec(str(QA_CSV))), tokenizer, 32)
+    for bad in (0.0, 1.0, -0.5, 2):
+        with pytest.raises(UserError, match=r"^--eval-split must be between 0 and 1 \(exclusive\), not "):
+            split_blocks(packed, bad, 0, "qa.csv")
+
+
+def test_summary_shows_examples_as_trained(tokenizer) -> None:
+    summary = summarize(load_data(DataSpec(str(QA_CSV))), tokenizer, 64, 0.1)
+    assert summary.format == "csv" and summary.kind == "qa" and summary.columns == ["question", "answer"]
+    assert (
+        summary.blocks == summary.train_blocks + summary.eval_blocks and summary.tokens >= summary.blocks * 64
+    )
+    assert summary.preview[0].startswith("Question: ") and summary.preview[0].endswith("<|endoftext|>")
+    assert len(summary.preview) == 3 and len(summary.sha256) == 64

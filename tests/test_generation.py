@@ -1,0 +1,158 @@
+"""Streaming generation on a tiny trained model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from gpt2tui.core import generation
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.generation import (
+    GenerationSettings,
+    _held_back,
+    chat_prompt,
+    complete,
+    load,
+    stream,
+)
+
+GREEDY = GenerationSettings(strategy="greedy", max_new_tokens=30, seed=0)
+
+
+@pytest.fixture
+def loaded(tiny_model: str) -> generation.LoadedModel:
+    return load(tiny_model)
+
+
+def test_settings_validate_describe_and_map_to_generate_kwargs() -> None:
+    assert GenerationSettings().describe() == "top-p T=0.80 p=0.95 max=100"
+    assert GenerationSettings(strategy="top-k", top_k=7).describe() == "top-k T=0.80 k=7 max=100"
+    assert GenerationSettings(strategy="beam", num_beams=3).describe() == "beam beams=3 max=100"
+    assert GREEDY.generate_kwargs()["do_sample"] is False
+    assert GenerationSettings(strategy="beam").generate_kwargs()["num_beams"] == 4
+    assert GenerationSettings(strategy="top-p").generate_kwargs()["top_k"] == 0
+    with pytest.raises(UserError, match=r"^--temperature must be greater than 0, not 0.0\.$"):
+        GenerationSettings(temperature=0.0).validate()
+    with pytest.raises(
+        UserError, match=r"^Unknown strategy 'nucleus'; choose one of greedy, beam, top-k, top-p\.$"
+    ):
+        GenerationSettings(strategy="nucleus").validate()  # type: ignore[arg-type]
+
+
+def test_greedy_streams_in_chunks_and_is_deterministic(loaded: generation.LoadedModel) -> None:
+    first = stream(loaded.model, loaded.tokenizer, "What is Mars?", GREEDY, template=loaded.template)
+    chunks = list(first)
+    assert len(chunks) > 1
+    assert "".join(chunks) == first.reply.text
+    assert 0 < first.reply.new_tokens <= 30 and first.reply.seconds > 0 and not first.reply.stopped
+    again = complete(loaded.model, loaded.tokenizer, "What is Mars?", GREEDY, template=loaded.template)
+    assert again == first.reply.text
+
+
+def test_sampling_with_a_seed_repeats_and_records_the_seed(loaded: generation.LoadedModel) -> None:
+    settings = GenerationSettings(strategy="top-k", seed=123, max_new_tokens=20)
+    a = stream(loaded.model, loaded.tokenizer, "The Sun", settings)
+    b = stream(loaded.model, loaded.tokenizer, "The Sun", settings)
+    assert "".join(a) == "".join(b)
+    assert a.reply.seed == 123
+    unseeded = stream(loaded.model, loaded.tokenizer, "The Sun", settings.replace(seed=None))
+    list(unseeded)
+    assert isinstance(unseeded.reply.seed, int)
+
+
+def test_beam_search_yields_the_whole_reply_once(loaded: generation.LoadedModel) -> None:
+    beam = stream(
+        loaded.model,
+        loaded.tokenizer,
+        "What is Mars?",
+        GenerationSettings(strategy="beam", max_new_tokens=20),
+        template=loaded.template,
+    )
+    chunks = list(beam)
+    assert len(chunks) <= 1 and "".join(chunks) == beam.reply.text
+
+
+def test_stop_event_ends_generation_at_the_next_token(loaded: generation.LoadedModel, monkeypatch) -> None:
+    stop = threading.Event()
+    settings = GenerationSettings(strategy="top-k", max_new_tokens=200, seed=1)
+    # Forbid end-of-text so the model would run the full 200 tokens if not stopped.
+    real = loaded.model.generate
+    monkeypatch.setattr(loaded.model, "generate", lambda *a, **k: real(*a, min_new_tokens=200, **k))
+    s = stream(loaded.model, loaded.tokenizer, "The", settings, stop)
+    received = []
+    for chunk in s:
+        received.append(chunk)
+        stop.set()
+    assert s.reply.stopped
+    assert s.reply.new_tokens < 200
+    assert "".join(received) == s.reply.text
+
+
+def test_errors_in_the_generating_thread_reach_the_consumer(
+    loaded: generation.LoadedModel, monkeypatch
+) -> None:
+    def broken_generate(*args, **kwargs):
+        time.sleep(0.05)
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(loaded.model, "generate", broken_generate)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        list(stream(loaded.model, loaded.tokenizer, "hi", GREEDY))
+    assert time.perf_counter() - started < 5  # re-raised, not left waiting for a streamer timeout chain
+
+
+def test_prompt_longer_than_the_context_is_trimmed_from_the_left(loaded: generation.LoadedModel) -> None:
+    long_prompt = "the Sun and the Moon " * 400
+    s = stream(loaded.model, loaded.tokenizer, long_prompt, GREEDY)
+    list(s)
+    assert s.reply.prompt_tokens == loaded.context_length - 30
+
+
+def test_stop_text_is_never_shown_even_across_chunks() -> None:
+    assert _held_back("Answer: yes\nQue", "\nQuestion:") == 4
+    assert _held_back("Answer: yes", "\nQuestion:") == 0
+    assert _held_back("abc", None) == 0
+
+
+def test_stop_text_truncates_the_reply(loaded: generation.LoadedModel, monkeypatch) -> None:
+    # A model that always says the same thing, including a stop text, through a real streamer.
+    class Scripted:
+        def __init__(self, real):
+            self.real = real
+
+        def __call__(self, input_ids, streamer=None, **kwargs):
+            import torch
+
+            ids = loaded.tokenizer(" Four.\nQuestion: next?", add_special_tokens=False)["input_ids"]
+            out = torch.cat([input_ids, torch.tensor([ids])], dim=1)
+            if streamer is not None:
+                streamer.put(input_ids[0])
+                for i in ids:
+                    streamer.put(torch.tensor([i]))
+                streamer.end()
+            return out
+
+    monkeypatch.setattr(loaded.model, "generate", Scripted(loaded.model.generate))
+    s = stream(
+        loaded.model, loaded.tokenizer, "2+2?", GREEDY, template=loaded.template, stop_text=loaded.stop_text
+    )
+    assert "".join(s) == " Four."
+    assert s.reply.text == " Four."
+
+
+def test_chat_prompt_uses_the_template_and_drops_old_turns(loaded: generation.LoadedModel) -> None:
+    text = chat_prompt([("Hi?", "Hello.")], "What is Mars?", loaded, 20)
+    assert text == "Question: Hi?\nAnswer: Hello.<|endoftext|>Question: What is Mars?\nAnswer:"
+    history = [(f"Question number {i} about planets?", "An answer about planets. " * 5) for i in range(30)]
+    trimmed = chat_prompt(history, "Last?", loaded, 50)
+    assert trimmed.endswith("Question: Last?\nAnswer:")
+    assert "number 0 " not in trimmed and "number 29 " in trimmed
+    assert len(loaded.tokenizer(trimmed)["input_ids"]) <= loaded.context_length - 50
+
+
+def test_loading_an_unknown_model_is_a_user_error() -> None:
+    with pytest.raises(UserError, match=r"^No stored model named 'ghost' and no folder at that path"):
+        load("ghost")

@@ -1,0 +1,100 @@
+"""The model store: names, atomic saves, listing, rename, delete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.store import META_FILE, ModelStore, validate_name
+from tests.conftest import tree_snapshot
+
+
+def fake_writer(folder: Path) -> None:
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+
+
+@pytest.fixture
+def store(home: Path) -> ModelStore:
+    return ModelStore()
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a/b", "", ".hidden", "..", "-flag", "x" * 81, "sp ace", "a\\b"])
+def test_invalid_names_are_refused(bad: str) -> None:
+    with pytest.raises(UserError) as info:
+        validate_name(bad)
+    assert str(info.value) == (
+        f"'{bad}' is not a valid model name; use 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit."
+    )
+
+
+def test_store_lives_under_gpt2tui_home(store: ModelStore, home: Path) -> None:
+    assert store.root == home / "models"
+
+
+def test_save_list_get_rename_delete(store: ModelStore) -> None:
+    info = store.save("first", fake_writer, {"base": "scratch", "created": "2026-01-01T00:00:00"}, "# card")
+    assert info.path == store.root / "first" and (info.path / "README.md").read_text() == "# card"
+    assert json.loads((info.path / META_FILE).read_text())["name"] == "first"
+    store.save("second", fake_writer, {"created": "2026-02-01T00:00:00"}, "# card")
+    assert [i.name for i in store.list()] == ["second", "first"]
+    renamed = store.rename("first", "renamed")
+    assert renamed.get("name") == "renamed" and not (store.root / "first").exists()
+    store.delete("renamed")
+    assert [i.name for i in store.list()] == ["second"]
+    assert not any(p.name.startswith(".trash") for p in store.root.iterdir())
+
+
+def test_existing_name_is_never_overwritten(store: ModelStore) -> None:
+    store.save("taken", fake_writer, {}, "card")
+    before = tree_snapshot(store.root)
+    with pytest.raises(UserError) as info:
+        store.save("taken", fake_writer, {}, "other card")
+    assert str(info.value) == (
+        "A model named 'taken' already exists; choose another --name or delete it with 'gpt2tui models rm taken'."
+    )
+    with pytest.raises(UserError):
+        store.rename("taken", "taken")
+    assert tree_snapshot(store.root) == before
+
+
+def test_crash_while_writing_leaves_nothing_behind(store: ModelStore) -> None:
+    def crash(folder: Path) -> None:
+        fake_writer(folder)
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        store.save("broken", crash, {}, "card")
+    assert list(store.root.iterdir()) == []
+    assert store.list() == []
+
+
+def test_half_written_folders_are_not_listed(store: ModelStore) -> None:
+    (store.root / ".tmp-x-123").mkdir()
+    fake_writer(store.root / ".tmp-x-123")
+    (store.root / "no-config").mkdir()
+    assert store.list() == []
+
+
+def test_unique_name_and_missing_model(store: ModelStore) -> None:
+    store.save("qa-gpt2", fake_writer, {}, "card")
+    assert store.unique_name("qa-gpt2") == "qa-gpt2-2"
+    assert store.unique_name("../we ird//name") == "we-ird-name"
+    with pytest.raises(UserError) as info:
+        store.get("ghost")
+    assert str(info.value) == "No stored model named 'ghost'; 'gpt2tui models list' shows the stored models."
+
+
+def test_resolve_accepts_names_and_folders(store: ModelStore, tmp_path: Path) -> None:
+    store.save("named", fake_writer, {"base": "gpt2"}, "card")
+    assert store.resolve("named").get("base") == "gpt2"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    fake_writer(outside)
+    assert store.resolve(str(outside)).path == outside
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"is not a model folder: it has no config\.json"):
+        store.resolve(str(tmp_path / "empty"))

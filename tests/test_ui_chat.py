@@ -1,0 +1,525 @@
+"""The chat screen: streaming, decoding keys, stop, regenerate, clear, save, beam, modes, errors.
+
+One tiny model is trained once per session (scratch tiny, 30 steps, ~5 s) and loaded once; most tests inject
+it and replace ``core.generation.stream`` with a fake so they are fast and deterministic; one test streams a
+real reply through the core end to end and one loads the model from the store through the screen's worker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.widgets import Input, Static
+
+from gpt2tui.core import generation
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
+from gpt2tui.ui.screens.chat import ChatScreen
+from gpt2tui.ui.widgets.status_line import StatusLine
+from gpt2tui.ui.widgets.transcript import Transcript
+
+SAMPLE_QA = Path(__file__).resolve().parents[1] / "sample_data" / "qa.csv"
+SIZE = (120, 40)
+
+
+# ---- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch tiny model trained once for the whole session, in its own data home."""
+    from gpt2tui.core.data import DataSpec
+    from gpt2tui.core.training import TrainConfig, train
+
+    home = tmp_path_factory.mktemp("chat-home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("GPT2TUI_HOME", str(home))
+    try:
+        train(TrainConfig(DataSpec(str(SAMPLE_QA)), base="scratch", max_steps=30, name="tiny"))
+    finally:
+        patch.undo()
+    return home / "models" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_model_dir: Path) -> LoadedModel:
+    """The tiny model loaded once (generation only reads it, so tests can share it)."""
+    return generation.load(str(tiny_model_dir))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GPT2TUI_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def stored_tiny(home: Path, tiny_model_dir: Path) -> str:
+    shutil.copytree(tiny_model_dir, home / "models" / "tiny")
+    return "tiny"
+
+
+@dataclass
+class StreamCall:
+    prompt: str
+    settings: GenerationSettings
+    template: str | None
+    stop_text: str | None
+
+
+class FakeStream:
+    """Stands in for ``core.generation.stream``: records each call, yields ``word{n} `` chunks.
+
+    ``delay`` paces the chunks (a slow model); ``gate`` holds generation until set; beam yields once at the
+    end, like the core; the stop event ends it with ``reply.stopped`` True, like the core.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[StreamCall] = []
+        self.delay = 0.0
+        self.gate: threading.Event | None = None
+        self.error: Exception | None = None
+
+    def __call__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompt: str,
+        settings: GenerationSettings,
+        stop: threading.Event | None = None,
+        *,
+        template: str | None = None,
+        stop_text: str | None = None,
+    ) -> _FakeReplyStream:
+        self.calls.append(StreamCall(prompt, settings, template, stop_text))
+        return _FakeReplyStream(self, len(self.calls), settings, stop or threading.Event())
+
+
+class _FakeReplyStream:
+    def __init__(self, owner: FakeStream, number: int, settings: GenerationSettings, stop: threading.Event):
+        self.owner, self.number, self.settings, self.stop = owner, number, settings, stop
+        self.reply = Reply(seed=settings.seed if settings.seed is not None else 1234)
+
+    def __iter__(self) -> Iterator[str]:
+        started = time.perf_counter()
+        if self.owner.gate is not None:
+            self.owner.gate.wait(10)
+        if self.owner.error is not None:
+            raise self.owner.error
+        text, tokens = "", 0
+        for tokens in range(1, self.settings.max_new_tokens + 1):
+            if self.stop.is_set():
+                tokens -= 1
+                break
+            if self.owner.delay:
+                time.sleep(self.owner.delay)
+            chunk = f"r{self.number}w{tokens} "
+            text += chunk
+            if self.settings.strategy != "beam":
+                yield chunk
+        if self.settings.strategy == "beam":
+            yield text
+        self.reply.text = text
+        self.reply.new_tokens = tokens
+        self.reply.seconds = max(time.perf_counter() - started, 1e-3)
+        self.reply.stopped = self.stop.is_set()
+
+
+@pytest.fixture
+def fake_stream(monkeypatch: pytest.MonkeyPatch) -> FakeStream:
+    fake = FakeStream()
+    monkeypatch.setattr(generation, "stream", fake)
+    return fake
+
+
+class ChatTestApp(App[None]):
+    """A bare app that pushes the chat screen over a placeholder, like the real app does."""
+
+    def __init__(self, screen: ChatScreen) -> None:
+        super().__init__()
+        self.chat = screen
+        self.notes: list[tuple[str, str]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("home")
+
+    def on_mount(self) -> None:
+        self.push_screen(self.chat)
+
+    def notify(self, message: str, *, severity: str = "information", **kwargs: Any) -> None:  # type: ignore[override]
+        self.notes.append((severity, message))
+        super().notify(message, severity=severity, **kwargs)  # type: ignore[arg-type]
+
+
+async def until(pilot: Any, condition: Any, timeout: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds (workers are threads, so poll)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+async def send(pilot: Any, screen: ChatScreen, text: str) -> None:
+    """Type a prompt, press Enter and wait for the whole reply."""
+    prompt = screen.query_one("#prompt", Input)
+    prompt.value = text
+    await pilot.press("enter")
+    await until(pilot, lambda: screen.active is None and bool(screen.turns) and screen.turns[-1].text != "")
+
+
+def reply_text(screen: ChatScreen) -> str:
+    """The last reply entry as shown in the transcript."""
+    return screen.transcript.entry_text(screen.turns[-1].reply_entry)
+
+
+# ---- streaming through the real core ----------------------------------------------------------------
+
+
+async def test_real_model_streams_reply_equal_to_complete(home: Path, tiny: LoadedModel, monkeypatch) -> None:
+    chunks: list[str] = []
+    real_stream = generation.stream
+
+    class CountingStream:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.inner = real_stream(*args, **kwargs)
+
+        def __iter__(self) -> Iterator[str]:
+            for chunk in self.inner:
+                chunks.append(chunk)
+                yield chunk
+
+        @property
+        def reply(self) -> Reply:
+            return self.inner.reply
+
+    monkeypatch.setattr(generation, "stream", CountingStream)
+    settings = GenerationSettings(strategy="greedy", seed=1, max_new_tokens=40)
+    screen = ChatScreen("tiny", settings, loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "hello")
+        prompt = generation.chat_prompt([], "hello", tiny, 40)
+        expected = generation.complete(tiny.model, tiny.tokenizer, prompt, settings, stop_text=tiny.stop_text)
+        assert len(chunks) > 1
+        assert screen.turns[-1].text == expected
+        assert reply_text(screen) == f"{tiny.name} ▸ {expected.lstrip()}"
+        assert "– tok/s" not in screen.status.plain
+        assert "tok/s" in screen.status.plain
+
+
+async def test_loads_model_from_store_in_a_worker(stored_tiny: str) -> None:
+    screen = ChatScreen(stored_tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        assert screen.query_one("#prompt", Input).disabled  # until loaded
+        await until(pilot, lambda: screen.loaded is not None, timeout=30)
+        assert not screen.query_one("#prompt", Input).disabled
+        assert screen.status.plain.startswith("tiny · chat mode · top-p T=0.80 p=0.95 max=100")
+
+
+async def test_load_error_is_shown_as_a_message(home: Path) -> None:
+    from gpt2tui.core.store import ModelStore
+
+    with pytest.raises(UserError) as expected:
+        ModelStore().resolve("missing")
+    screen = ChatScreen("missing")
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "Cannot chat" in screen.transcript.plain)
+        assert str(expected.value) in screen.transcript.plain
+        assert ("error", str(expected.value)) in app.notes
+        assert screen.query_one("#prompt", Input).disabled
+        assert app.screen is screen
+
+
+# ---- decoding keys ----------------------------------------------------------------------------------
+
+
+async def test_each_decoding_key_changes_status_and_next_generation(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    screen = ChatScreen("tiny", loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        status = screen.query_one(StatusLine)
+        steps = [
+            ("f2", "greedy max=100", {"strategy": "greedy"}),
+            ("f3", "beam beams=4 max=100", {"strategy": "beam"}),
+            ("f4", "top-k T=0.80 k=50 max=100", {"strategy": "top-k"}),
+            ("f5", "top-p T=0.80 p=0.95 max=100", {"strategy": "top-p"}),
+            ("f6", "top-p T=0.70 p=0.95 max=100", {"temperature": 0.7}),
+            ("f7", "top-p T=0.80 p=0.95 max=100", {"temperature": 0.8}),
+            ("f7", "top-p T=0.90 p=0.95 max=100", {"temperature": 0.9}),
+            ("f8", "top-p T=0.90 p=0.95 max=50", {"max_new_tokens": 50}),
+            ("f9", "top-p T=0.90 p=0.95 max=100", {"max_new_tokens": 100}),
+        ]
+        for number, (key, shown, used) in enumerate(steps, start=1):
+            before = status.plain
+            await pilot.press(key)
+            await pilot.pause()
+            assert status.plain != before or key == "f5", key
+            assert shown in status.plain, (key, status.plain)
+            await send(pilot, screen, f"question {number}")
+            settings = fake_stream.calls[-1].settings
+            for field_name, value in used.items():
+                assert getattr(settings, field_name) == value, (key, settings)
+        assert len(fake_stream.calls) == len(steps)
+
+
+async def test_temperature_and_max_tokens_are_bounded(home: Path, tiny: LoadedModel) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(temperature=0.2, max_new_tokens=2), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.press("f6", "f6", "f6", "f8", "f8", "f8")
+        assert screen.settings.temperature == pytest.approx(0.1)
+        assert screen.settings.max_new_tokens == 1
+        await pilot.press(*["f7"] * 25, *["f9"] * 12)
+        assert screen.settings.temperature == pytest.approx(2.0)
+        assert screen.settings.max_new_tokens == tiny.context_length
+        await pilot.press("f2")
+        assert "greedy" in screen.status.plain and "(T=2.00 unused)" in screen.status.plain
+
+
+async def test_keys_reach_the_screen_while_typing_in_the_prompt(home: Path, tiny: LoadedModel) -> None:
+    screen = ChatScreen("tiny", loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        prompt = screen.query_one("#prompt", Input)
+        assert prompt.has_focus
+        await pilot.press("h", "i", "f2", "ctrl+t", "f9")
+        assert prompt.value == "hi"
+        assert screen.settings.strategy == "greedy"
+        assert screen.mode == "raw"
+        assert screen.settings.max_new_tokens == 200
+
+
+async def test_command_palette_offers_chat_keys(home: Path, tiny: LoadedModel) -> None:
+    screen = ChatScreen("tiny", loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Beam search")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.settings.strategy == "beam")
+
+
+# ---- stop, regenerate, clear, save ------------------------------------------------------------------
+
+
+async def test_escape_stops_a_long_generation_and_keeps_the_partial_text(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    fake_stream.delay = 0.005
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=5000), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = screen.query_one("#prompt", Input)
+        prompt.value = "tell me everything"
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.turns[-1].text.count(" ") >= 5)
+        await pilot.press("a", "b")  # the prompt still takes typing while tokens stream
+        assert prompt.value == "ab"
+        assert screen.active is not None
+        await pilot.press("escape")
+        await until(pilot, lambda: screen.active is None)
+        turn = screen.turns[-1]
+        assert turn.reply is not None and turn.reply.stopped
+        assert 5 <= turn.reply.new_tokens < 5000
+        assert reply_text(screen).endswith(" [stopped]")
+        assert turn.text.strip() in reply_text(screen)
+        assert "stopped" in screen.status.plain
+        assert app.screen is screen  # Escape during a reply stops it and does not leave
+
+
+async def test_regenerate_replaces_the_last_reply_with_current_settings(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "first")
+        await send(pilot, screen, "second")
+        assert "r2w1" in reply_text(screen)
+        await pilot.press("f2", "ctrl+r")
+        await until(pilot, lambda: screen.active is None and "r3w1" in screen.transcript.plain)
+        assert len(screen.turns) == 2
+        assert fake_stream.calls[2].settings.strategy == "greedy"
+        assert fake_stream.calls[2].prompt == fake_stream.calls[1].prompt  # same prompt, same history
+        assert "r2w1" not in screen.transcript.plain
+        assert screen.transcript.plain.count("tiny ▸") == 2
+        assert screen.transcript.plain.count("greedy max=3 · seed 1234") == 1
+
+
+async def test_ctrl_l_clears_transcript_and_history(home: Path, tiny: LoadedModel, fake_stream: FakeStream) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "first")
+        await pilot.press("ctrl+l")
+        assert screen.transcript.entry_count == 0 and screen.turns == []
+        await send(pilot, screen, "again")
+        assert fake_stream.calls[-1].prompt == generation.chat_prompt([], "again", tiny, 3)
+
+
+async def test_ctrl_s_saves_markdown_with_model_strategy_parameters_and_seed(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    from gpt2tui.paths import transcripts_dir
+
+    screen = ChatScreen("tiny", GenerationSettings(strategy="top-k", seed=77, max_new_tokens=3), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+s")
+        assert ("warning", "Nothing to save yet.") in app.notes
+        await send(pilot, screen, "what is a seed?")
+        await pilot.press("f2")
+        await send(pilot, screen, "and greedy?")
+        await pilot.press("ctrl+s")
+        files = list(transcripts_dir().glob("*.md"))
+        assert len(files) == 1 and files[0] == screen.saved_path
+        assert ("information", f"Saved {files[0]}") in app.notes
+        text = files[0].read_text(encoding="utf-8")
+        assert text.startswith("# Chat with tiny")
+        assert "> what is a seed?" in text and "> r1w1 r1w2 r1w3" in text
+        assert "- strategy: top-k" in text and "- parameters: top-k T=0.80 k=50 max=3" in text
+        assert "- strategy: greedy" in text and "- parameters: greedy max=3" in text
+        assert text.count("- seed: 77") == 2
+
+
+async def test_escape_when_idle_goes_back_asking_once_if_unsaved(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "hi")
+        await pilot.press("escape")
+        assert app.screen is screen
+        assert any("Press Escape again" in message for _, message in app.notes)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is not screen
+
+
+# ---- beam, modes, errors ----------------------------------------------------------------------------
+
+
+async def test_beam_shows_a_working_indicator_then_the_whole_reply(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    fake_stream.gate = threading.Event()
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=4), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        screen.query_one("#prompt", Input).value = "think hard"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        pending = reply_text(screen)
+        assert "thinking…" in pending and "beam search" in pending
+        fake_stream.gate.set()
+        await until(pilot, lambda: screen.active is None)
+        assert reply_text(screen) == "tiny ▸ r1w1 r1w2 r1w3 r1w4 "
+        assert "beam beams=4 max=4 · seed 1234 · 4 tokens" in screen.transcript.plain
+
+
+async def test_real_beam_search_reply(home: Path, tiny: LoadedModel) -> None:
+    settings = GenerationSettings(strategy="beam", seed=3, max_new_tokens=12)
+    screen = ChatScreen("tiny", settings, loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        screen.query_one("#prompt", Input).value = "hello"
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.active is None)
+        prompt = generation.chat_prompt([], "hello", tiny, 12)
+        expected = generation.complete(tiny.model, tiny.tokenizer, prompt, settings, stop_text=tiny.stop_text)
+        assert screen.turns[-1].text == expected
+        assert "thinking" not in reply_text(screen)
+
+
+async def test_chat_mode_uses_template_and_history_raw_mode_sends_text_as_is(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "first")
+        first_reply = screen.turns[-1].text
+        await send(pilot, screen, "second")
+        chat_call = fake_stream.calls[-1]
+        assert chat_call.prompt == generation.chat_prompt([("first", first_reply)], "second", tiny, 3)
+        assert chat_call.prompt.endswith("Question: second\nAnswer:")
+        assert chat_call.stop_text == tiny.stop_text and chat_call.template is None
+        await pilot.press("ctrl+t")
+        assert "raw mode" in screen.status.plain
+        await send(pilot, screen, "Once upon a time")
+        raw_call = fake_stream.calls[-1]
+        assert raw_call.prompt == "Once upon a time"
+        assert raw_call.template is None and raw_call.stop_text is None
+        assert "raw ▸ Once upon a time" in screen.transcript.plain
+        await pilot.press("ctrl+t")
+        await send(pilot, screen, "third")  # raw turns stay out of the chat history
+        history = [("first", first_reply), ("second", screen.turns[1].text)]
+        assert fake_stream.calls[-1].prompt == generation.chat_prompt(history, "third", tiny, 3)
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (UserError("The prompt does not fit the model."), "The prompt does not fit the model."),
+        (RuntimeError("CUDA out of memory"), "RuntimeError: CUDA out of memory"),
+    ],
+)
+async def test_generation_error_is_a_message_not_a_crash(
+    home: Path, tiny: LoadedModel, fake_stream: FakeStream, error: Exception, shown: str
+) -> None:
+    fake_stream.error = error
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        screen.query_one("#prompt", Input).value = "boom"
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.active is None)
+        assert f"Generation failed: {shown}" in screen.transcript.plain
+        assert ("error", shown) in app.notes
+        fake_stream.error = None
+        await send(pilot, screen, "still alive?")
+        assert "r2w1" in reply_text(screen)
+
+
+# ---- the transcript's append cost -------------------------------------------------------------------
+
+
+class TranscriptApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Transcript()
+
+
+async def _wrapped_per_append(lines_before: int) -> list[int]:
+    """Fill a transcript with ``lines_before`` lines, then stream 300 chunks; the lines wrapped per chunk."""
+    app = TranscriptApp()
+    async with app.run_test(size=SIZE) as pilot:
+        transcript = app.query_one(Transcript)
+        for number in range(lines_before):
+            transcript.write(f"line {number} of an earlier reply", prefix=Text("you ▸ "))
+        await pilot.pause()
+        assert transcript.line_count == lines_before
+        transcript.open(Text("tiny ▸ "))
+        costs = []
+        for number in range(300):
+            before = transcript.lines_wrapped
+            transcript.append(f"tok{number} " + ("\n" if number % 50 == 49 else ""))
+            costs.append(transcript.lines_wrapped - before)
+        await pilot.pause()
+        assert transcript.is_vertical_scroll_end
+        return costs
+
+
+async def test_append_cost_does_not_grow_with_transcript_length() -> None:
+    short = await _wrapped_per_append(100)
+    long = await _wrapped_per_append(10_000)
+    assert short == long  # the same lines re-wrapped per chunk, whatever came before
+    assert max(long) <= 4  # only the current paragraph (a few lines at 120 columns)
