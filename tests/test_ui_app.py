@@ -23,7 +23,7 @@ from gpt2tui.core.models import OFFLINE_CHOICES
 from gpt2tui.core.store import ModelStore
 from gpt2tui.core.training import TrainConfig, preview
 from gpt2tui.ui.app import GPT2TUIApp
-from gpt2tui.ui.screens.dataset import DatasetScreen
+from gpt2tui.ui.screens.dataset import COLUMNS_HINT, DatasetScreen
 from gpt2tui.ui.screens.dialogs import ConfirmDialog, NameDialog
 from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import MonitorScreen
@@ -57,8 +57,7 @@ async def open_setup(pilot: Pilot[None], app: GPT2TUIApp) -> SetupScreen:
     await pilot.press("n")
     assert isinstance(app.screen, DatasetScreen)
     samples = app.screen.query_one("#samples", OptionList)
-    index = next(i for i in range(samples.option_count) if samples.get_option_at_index(i).id == str(QA_CSV))
-    samples.highlighted = index
+    assert samples.get_option_at_index(samples.highlighted or 0).id == str(QA_CSV)  # highlighted at start
     await pilot.press("enter")
     screen = app.screen
     await wait_for(pilot, lambda: screen.summary is not None, "the qa.csv preview")
@@ -67,7 +66,9 @@ async def open_setup(pilot: Pilot[None], app: GPT2TUIApp) -> SetupScreen:
     return app.screen
 
 
-async def start_run(pilot: Pilot[None], app: GPT2TUIApp, max_steps: int, name: str = "ui-model") -> MonitorScreen:
+async def start_run(
+    pilot: Pilot[None], app: GPT2TUIApp, max_steps: int, name: str = "ui-model"
+) -> MonitorScreen:
     setup = await open_setup(pilot, app)
     setup.query_one("#max_steps", Input).value = str(max_steps)
     setup.query_one("#name", Input).value = name
@@ -151,7 +152,9 @@ async def test_dataset_errors_are_the_core_sentences(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     odd = tmp_path / "odd.csv"
-    odd.write_text("title,body\n" + "".join(f"Note {i},This is the body of note number {i}.\n" for i in range(300)))
+    odd.write_text(
+        "title,body\n" + "".join(f"Note {i},This is the body of note number {i}.\n" for i in range(300))
+    )
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
@@ -173,6 +176,7 @@ async def test_dataset_errors_are_the_core_sentences(tmp_path: Path) -> None:
         assert text_of(error) == str(raised.value)
         assert "(its columns are: title, body)" in text_of(error)
         assert screen.query_one("#columns").display
+        assert text_of(screen.query_one("#status", Static)) == COLUMNS_HINT
         await pilot.press("ctrl+n")  # refused: no valid preview yet
         assert app.screen is screen
 
@@ -262,7 +266,11 @@ async def test_full_finetune_from_the_ui_ends_in_a_stored_model() -> None:
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
         table = app.screen.query_one("#models", DataTable)
-        assert [str(c) for c in table.get_row("ui-model")][:3] == ["ui-model", "scratch (tiny)", "qa.csv (68 rows)"]
+        assert [str(c) for c in table.get_row("ui-model")][:3] == [
+            "ui-model",
+            "scratch (tiny)",
+            "qa.csv (68 rows)",
+        ]
     meta = json.loads((ModelStore().path_for("ui-model") / "gpt2tui.json").read_text())
     assert meta["steps"] == 20 and meta["stopped"] is False
 
@@ -323,7 +331,10 @@ async def test_a_failed_run_is_a_message_not_a_crash() -> None:
         await app.push_screen(monitor)
         await wait_for(pilot, lambda: monitor.state == "failed", "the run to fail")
         outcome = text_of(monitor.query_one("#outcome", Static))
-        assert "The run failed: --block-size 1000 is larger than the model's context length (256 tokens)." in outcome
+        assert (
+            "The run failed: --block-size 1000 is larger than the model's context length (256 tokens)."
+            in outcome
+        )
         assert monitor.query_one("#outcome").has_class("error")
         await pilot.press("c")  # nothing to chat with: the key is disabled
         assert app.screen is monitor
@@ -339,6 +350,7 @@ async def test_command_palette_offers_screens_keys_and_models(tiny_model: str) -
         titles = [command.title for command in app.get_system_commands(app.screen)]
         for title in ("Models", "New fine-tune", "Chat", "Rename", "Delete", "Chat with tiny", "Quit"):
             assert title in titles
+        assert len(titles) == len(set(titles))  # a screen key that repeats a global command is listed once
         command = next(c for c in app.get_system_commands(app.screen) if c.title == "New fine-tune")
         command.callback()
         await pilot.pause()
@@ -352,5 +364,14 @@ async def test_library_prints_go_to_the_log_file(home: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         print("noise from a library")
-        await wait_for(pilot, lambda: app.log_file.is_file() and "noise" in app.log_file.read_text(), "the log")
+        await wait_for(
+            pilot, lambda: app.log_file.is_file() and "noise" in app.log_file.read_text(), "the log"
+        )
     assert app.log_file == home / "logs" / "gpt2tui.log"
+
+
+async def test_warm_up_imports_the_libraries_in_the_background() -> None:
+    app = GPT2TUIApp(start_dir=ROOT)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.warm_up_seconds is not None, "the warm-up import")
+        assert "torch" in sys.modules and "transformers" in sys.modules

@@ -1,13 +1,12 @@
 """The chat screen: streaming, decoding keys, stop, regenerate, clear, save, beam, modes, errors.
 
-One tiny model is trained once per session (scratch tiny, 30 steps, ~5 s) and loaded once; most tests inject
+The session's tiny model (conftest ``trained_tiny``: scratch tiny, 30 steps) is loaded once; most tests inject
 it and replace ``core.generation.stream`` with a fake so they are fast and deterministic; one test streams a
 real reply through the core end to end and one loads the model from the store through the screen's worker.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from gpt2tui.ui.screens.chat import ChatScreen
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
-SAMPLE_QA = Path(__file__).resolve().parents[1] / "sample_data" / "qa.csv"
+ROOT = Path(__file__).resolve().parents[1]
 SIZE = (120, 40)
 
 
@@ -35,37 +34,9 @@ SIZE = (120, 40)
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scratch tiny model trained once for the whole session, in its own data home."""
-    from gpt2tui.core.data import DataSpec
-    from gpt2tui.core.training import TrainConfig, train
-
-    home = tmp_path_factory.mktemp("chat-home")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("GPT2TUI_HOME", str(home))
-    try:
-        train(TrainConfig(DataSpec(str(SAMPLE_QA)), base="scratch", max_steps=30, name="tiny"))
-    finally:
-        patch.undo()
-    return home / "models" / "tiny"
-
-
-@pytest.fixture(scope="session")
-def tiny(tiny_model_dir: Path) -> LoadedModel:
-    """The tiny model loaded once (generation only reads it, so tests can share it)."""
-    return generation.load(str(tiny_model_dir))
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("GPT2TUI_HOME", str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-def stored_tiny(home: Path, tiny_model_dir: Path) -> str:
-    shutil.copytree(tiny_model_dir, home / "models" / "tiny")
-    return "tiny"
+def tiny(trained_tiny: Path) -> LoadedModel:
+    """The session's tiny model (conftest) loaded once; generation only reads it, so tests can share it."""
+    return generation.load(str(trained_tiny))
 
 
 @dataclass
@@ -186,7 +157,9 @@ def reply_text(screen: ChatScreen) -> str:
 # ---- streaming through the real core ----------------------------------------------------------------
 
 
-async def test_real_model_streams_reply_equal_to_complete(home: Path, tiny: LoadedModel, monkeypatch) -> None:
+async def test_real_model_streams_reply_equal_to_complete(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chunks: list[str] = []
     real_stream = generation.stream
 
@@ -217,11 +190,23 @@ async def test_real_model_streams_reply_equal_to_complete(home: Path, tiny: Load
         assert "tok/s" in screen.status.plain
 
 
-async def test_loads_model_from_store_in_a_worker(stored_tiny: str) -> None:
-    screen = ChatScreen(stored_tiny)
+async def test_loads_model_from_store_in_a_worker(tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    real_load = generation.load
+
+    def slow_load(ref: str) -> LoadedModel:
+        gate.wait(10)
+        return real_load(ref)
+
+    monkeypatch.setattr(generation, "load", slow_load)
+    screen = ChatScreen(tiny_model)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await pilot.pause()
         assert screen.query_one("#prompt", Input).disabled  # until loaded
+        assert screen.transcript.loading and "loading…" in screen.status.plain
+        gate.set()
         await until(pilot, lambda: screen.loaded is not None, timeout=30)
+        assert not screen.transcript.loading
         assert not screen.query_one("#prompt", Input).disabled
         assert screen.status.plain.startswith("tiny · chat mode · top-p T=0.80 p=0.95 max=100")
 
@@ -245,7 +230,7 @@ async def test_load_error_is_shown_as_a_message(home: Path) -> None:
 
 
 async def test_each_decoding_key_changes_status_and_next_generation(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+    tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     screen = ChatScreen("tiny", loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
@@ -274,20 +259,21 @@ async def test_each_decoding_key_changes_status_and_next_generation(
         assert len(fake_stream.calls) == len(steps)
 
 
-async def test_temperature_and_max_tokens_are_bounded(home: Path, tiny: LoadedModel) -> None:
+async def test_temperature_and_max_tokens_are_bounded(tiny: LoadedModel) -> None:
     screen = ChatScreen("tiny", GenerationSettings(temperature=0.2, max_new_tokens=2), loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
         await pilot.press("f6", "f6", "f6", "f8", "f8", "f8")
         assert screen.settings.temperature == pytest.approx(0.1)
         assert screen.settings.max_new_tokens == 1
-        await pilot.press(*["f7"] * 25, *["f9"] * 12)
+        screen.settings = screen.settings.replace(temperature=1.95, max_new_tokens=tiny.context_length - 1)
+        await pilot.press("f7", "f7", "f9", "f9")
         assert screen.settings.temperature == pytest.approx(2.0)
         assert screen.settings.max_new_tokens == tiny.context_length
         await pilot.press("f2")
         assert "greedy" in screen.status.plain and "(T=2.00 unused)" in screen.status.plain
 
 
-async def test_keys_reach_the_screen_while_typing_in_the_prompt(home: Path, tiny: LoadedModel) -> None:
+async def test_keys_reach_the_screen_while_typing_in_the_prompt(tiny: LoadedModel) -> None:
     screen = ChatScreen("tiny", loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
         prompt = screen.query_one("#prompt", Input)
@@ -299,14 +285,14 @@ async def test_keys_reach_the_screen_while_typing_in_the_prompt(home: Path, tiny
         assert screen.settings.max_new_tokens == 200
 
 
-async def test_command_palette_offers_chat_keys(home: Path, tiny: LoadedModel) -> None:
+async def test_command_palette_offers_chat_keys(tiny: LoadedModel) -> None:
     screen = ChatScreen("tiny", loaded=tiny)
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+p")
         await pilot.pause(0.2)
-        await pilot.press(*"Beam search")
-        await pilot.pause(0.5)
+        await pilot.press(*"beam")
+        await pilot.pause(0.3)
         await pilot.press("enter")
         await until(pilot, lambda: screen.settings.strategy == "beam")
 
@@ -315,7 +301,7 @@ async def test_command_palette_offers_chat_keys(home: Path, tiny: LoadedModel) -
 
 
 async def test_escape_stops_a_long_generation_and_keeps_the_partial_text(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+    tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     fake_stream.delay = 0.005
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=5000), loaded=tiny)
@@ -340,7 +326,7 @@ async def test_escape_stops_a_long_generation_and_keeps_the_partial_text(
 
 
 async def test_regenerate_replaces_the_last_reply_with_current_settings(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+    tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
@@ -357,7 +343,7 @@ async def test_regenerate_replaces_the_last_reply_with_current_settings(
         assert screen.transcript.plain.count("greedy max=3 · seed 1234") == 1
 
 
-async def test_ctrl_l_clears_transcript_and_history(home: Path, tiny: LoadedModel, fake_stream: FakeStream) -> None:
+async def test_ctrl_l_clears_transcript_and_history(tiny: LoadedModel, fake_stream: FakeStream) -> None:
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
         await send(pilot, screen, "first")
@@ -368,7 +354,7 @@ async def test_ctrl_l_clears_transcript_and_history(home: Path, tiny: LoadedMode
 
 
 async def test_ctrl_s_saves_markdown_with_model_strategy_parameters_and_seed(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+    tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     from gpt2tui.paths import transcripts_dir
 
@@ -393,7 +379,7 @@ async def test_ctrl_s_saves_markdown_with_model_strategy_parameters_and_seed(
 
 
 async def test_escape_when_idle_goes_back_asking_once_if_unsaved(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+    tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
     app = ChatTestApp(screen)
@@ -411,7 +397,7 @@ async def test_escape_when_idle_goes_back_asking_once_if_unsaved(
 
 
 async def test_beam_shows_a_working_indicator_then_the_whole_reply(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+    tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     fake_stream.gate = threading.Event()
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=4), loaded=tiny)
@@ -428,7 +414,7 @@ async def test_beam_shows_a_working_indicator_then_the_whole_reply(
         assert "beam beams=4 max=4 · seed 1234 · 4 tokens" in screen.transcript.plain
 
 
-async def test_real_beam_search_reply(home: Path, tiny: LoadedModel) -> None:
+async def test_real_beam_search_reply(tiny: LoadedModel) -> None:
     settings = GenerationSettings(strategy="beam", seed=3, max_new_tokens=12)
     screen = ChatScreen("tiny", settings, loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
@@ -442,7 +428,7 @@ async def test_real_beam_search_reply(home: Path, tiny: LoadedModel) -> None:
 
 
 async def test_chat_mode_uses_template_and_history_raw_mode_sends_text_as_is(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream
+    tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
@@ -474,7 +460,7 @@ async def test_chat_mode_uses_template_and_history_raw_mode_sends_text_as_is(
     ],
 )
 async def test_generation_error_is_a_message_not_a_crash(
-    home: Path, tiny: LoadedModel, fake_stream: FakeStream, error: Exception, shown: str
+    tiny: LoadedModel, fake_stream: FakeStream, error: Exception, shown: str
 ) -> None:
     fake_stream.error = error
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
@@ -523,3 +509,27 @@ async def test_append_cost_does_not_grow_with_transcript_length() -> None:
     long = await _wrapped_per_append(10_000)
     assert short == long  # the same lines re-wrapped per chunk, whatever came before
     assert max(long) <= 4  # only the current paragraph (a few lines at 120 columns)
+
+
+# ---- through the real app ---------------------------------------------------------------------------
+
+
+async def test_chat_through_the_app_from_the_model_list(tiny_model: str, fake_stream: FakeStream) -> None:
+    """Home → c on the stored model → the chat loads it from the store → a reply → Escape twice → home."""
+    from gpt2tui.ui.app import GPT2TUIApp
+    from gpt2tui.ui.screens.home import HomeScreen
+
+    app = GPT2TUIApp(start_dir=ROOT, warm_up=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.loaded is not None, 30)
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await pilot.press("f2")
+        await send(pilot, screen, "hello")
+        assert fake_stream.calls[-1].settings.strategy == "greedy"
+        assert reply_text(screen).startswith("tiny ▸ r1w1")
+        await pilot.press("escape", "escape")
+        await until(pilot, lambda: isinstance(app.screen, HomeScreen))

@@ -5,7 +5,3 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A problem the user can fix; ``str(err)`` is one clear sentence (the CLI exits 2 with it)."""
-
-
-class TrainingStopped(Exception):
-    """Raised internally when a stop was requested; callers never see it."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -26,6 +25,8 @@ from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import MonitorScreen
 
 LOG_NAME = "gpt2tui.log"
+WARM_UP_DELAY = 0.5
+"""Seconds between the first frame and the warm-up import, so the import never delays that frame."""
 
 
 class GPT2TUIApp(App[None]):
@@ -61,7 +62,7 @@ class GPT2TUIApp(App[None]):
         # Whatever a library prints (from any thread) becomes a Print event here, never screen garbage.
         self.begin_capture_print(self, stdout=True, stderr=True)
         if self.warm_up:
-            self.call_after_refresh(self.warm_up_libraries)
+            self.call_after_refresh(self.set_timer, WARM_UP_DELAY, self.warm_up_libraries)
 
     def on_print(self, event: events.Print) -> None:
         if self._printed is None:
@@ -77,14 +78,9 @@ class GPT2TUIApp(App[None]):
     @work(thread=True, group="warm-up", exit_on_error=False)
     def warm_up_libraries(self) -> None:
         """Import torch and transformers while the user reads the first screen, so later steps start fast."""
-        started = time.perf_counter()
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
+        from gpt2tui.ui.libraries import ensure_libraries
 
-        from gpt2tui.core.quiet import quiet_transformers
-
-        quiet_transformers()
-        self.warm_up_seconds = time.perf_counter() - started
+        self.warm_up_seconds = ensure_libraries()
 
     # ------------------------------------------------------------------------------------------ runs
 
@@ -142,31 +138,40 @@ class GPT2TUIApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every screen and every key of the current screen, plus a chat entry per stored model."""
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Models", "Show the stored models (home screen)", self.action_go_home)
-        yield SystemCommand(
-            "New fine-tune", "Pick a dataset, set up and start a fine-tune", self.action_new_finetune
-        )
-        for binding in getattr(type(screen), "BINDINGS", []):
+        commands = [
+            *super().get_system_commands(screen),
+            SystemCommand("Models", "Show the stored models (home screen)", self.action_go_home),
+            SystemCommand(
+                "New fine-tune", "Pick a dataset, set up and start a fine-tune", self.action_new_finetune
+            ),
+        ]
+        # A screen with its own palette provider (chat) already lists its keys, with fuller names.
+        own_keys = [] if getattr(type(screen), "COMMANDS", None) else getattr(type(screen), "BINDINGS", [])
+        for binding in own_keys:
             if (
                 isinstance(binding, Binding)
                 and binding.description
                 and screen.check_action(binding.action, ())
             ):
                 key = binding.key.split(",")[0]
-                help_text = f"{screen.sub_title or type(screen).__name__}: key {key}"
-                yield SystemCommand(
-                    binding.description, help_text, partial(screen.run_action, binding.action)
+                help_text = f"key {key} · {screen.sub_title or type(screen).__name__}"
+                commands.append(
+                    SystemCommand(binding.description, help_text, partial(screen.run_action, binding.action))
                 )
         from gpt2tui.core.store import ModelStore
 
         for info in ModelStore().list():
-            yield SystemCommand(
-                f"Chat with {info.name}",
-                f"Open the chat screen for {info.name}",
-                partial(self.action_chat_with, info.name),
-                discover=False,
+            help_text = f"Open the chat screen for {info.name}"
+            commands.append(
+                SystemCommand(
+                    f"Chat with {info.name}", help_text, partial(self.action_chat_with, info.name), False
+                )
             )
+        seen: set[str] = set()
+        for command in commands:
+            if command.title not in seen:
+                seen.add(command.title)
+                yield command
 
 
 @contextmanager
@@ -174,31 +179,36 @@ def terminal_output_to(log_file: Path) -> Iterator[None]:
     """Point file descriptors 1 and 2 at ``log_file`` while the app runs.
 
     Textual already captures Python-level ``print``; this catches what C and Rust code writes straight to the
-    descriptors (which would otherwise scribble over the screen). Textual draws on ``sys.__stderr__``, so that
-    becomes a duplicate of the terminal before descriptor 2 is moved.
+    descriptors (which would otherwise scribble over the screen). Textual draws on ``sys.__stderr__`` and
+    reads the size from ``sys.__stdout__``, so those become duplicates of the terminal before the move.
     """
-    if not (sys.__stderr__ is not None and sys.__stderr__.isatty()):
+    streams = (sys.__stdout__, sys.__stderr__)
+    if not all(stream is not None and stream.isatty() for stream in streams):
         yield
         return
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
-    terminal = os.fdopen(os.dup(2), "w", encoding=sys.__stderr__.encoding, errors="replace")
-    original = sys.__stderr__, sys.stderr
+    out, err = (
+        os.fdopen(os.dup(fd), "w", encoding=sys.__stderr__.encoding, errors="replace") for fd in (1, 2)
+    )
+    original = sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr
     log_fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    sys.__stderr__ = sys.stderr = terminal
+    sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr = out, err, out, err
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     try:
         yield
     finally:
-        terminal.flush()
+        out.flush()
+        err.flush()
         for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)
         os.close(log_fd)
-        sys.__stderr__, sys.stderr = original
-        terminal.close()
+        sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr = original
+        out.close()
+        err.close()
 
 
 def run() -> None:

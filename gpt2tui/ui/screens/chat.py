@@ -226,8 +226,10 @@ class ChatScreen(Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def _load_model(self) -> None:
         from gpt2tui.core import generation
+        from gpt2tui.ui.libraries import ensure_libraries
 
         try:
+            ensure_libraries()  # never import transformers concurrently with the app's warm-up
             loaded = generation.load(self.model_ref)
         except UserError as err:
             self.post_message(ModelLoadFailed(str(err)))
@@ -454,6 +456,9 @@ class ChatScreen(Screen[None]):
             self.active.stop.set()
             self.status.state = "stopping…"
             return
+        if self.maximized is not None:  # Escape's usual meaning, which this priority binding hides
+            self.minimize()
+            return
         if self.app.screen is not self or len(self.app.screen_stack) < 2:
             return
         now = time.monotonic()
@@ -512,7 +517,7 @@ def transcript_markdown(model: str, turns: list[Turn], saved: datetime | None = 
         settings = turn.settings
         lines += [f"## {number}. {'Chat' if turn.mode == 'chat' else 'Raw completion'}", ""]
         lines += ["**You:**", "", _quote(turn.prompt), ""]
-        lines += [f"**{model}:**", "", _quote(turn.text or "(no text)"), ""]
+        lines += [f"**{model}:**", "", _quote(turn.text.strip() or "(no text)"), ""]
         details = [
             f"strategy: {settings.strategy}",
             f"parameters: {settings.describe()}",

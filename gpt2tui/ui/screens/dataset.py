@@ -22,8 +22,10 @@ from gpt2tui.ui.messages import PreviewFinished
 
 DATA_SUFFIXES = (*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES)
 SAMPLE_DIR = "sample_data"
+FIRST_SAMPLE = "qa.csv"  # highlighted first: the home screen's walkthrough uses it
 DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))
 KIND_LABELS = {"text": "plain text", "qa": "question/answer", "prompt-completion": "prompt/completion"}
+COLUMNS_HINT = "Choose the columns to train on above: a text column, or a question and an answer column."
 PREVIEW_TOKENIZER = "a byte-level BPE trained on this file (scratch tiny)"
 
 
@@ -87,7 +89,8 @@ class DatasetScreen(Screen[None]):
         folder = self.start_dir / SAMPLE_DIR
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+        files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+        return sorted(p for p in files if not p.name.lower().startswith("readme"))
 
     def compose(self) -> ComposeResult:
         samples = self.sample_files()
@@ -96,9 +99,7 @@ class DatasetScreen(Screen[None]):
             with Vertical(id="left"):
                 if samples:
                     yield Label(f"Sample files ({SAMPLE_DIR}/)", classes="section")
-                    yield OptionList(
-                        *(Option(self.display_path(p), id=str(p)) for p in samples), id="samples"
-                    )
+                    yield OptionList(*(Option(p.name, id=str(p)) for p in samples), id="samples")
                 yield Label(f"Browse {self.display_path(self.start_dir) or '.'}", classes="section")
                 yield DataFileTree(self.start_dir, id="tree")
             with Vertical(id="right"):
@@ -130,7 +131,10 @@ class DatasetScreen(Screen[None]):
         self.sub_title = "new fine-tune · 1/3 dataset"
         self.query_one("#columns").display = False
         if self.query("#samples"):
-            self.query_one("#samples", OptionList).focus()
+            samples = self.query_one("#samples", OptionList)
+            names = [Path(str(samples.get_option_at_index(i).id)).name for i in range(samples.option_count)]
+            samples.highlighted = names.index(FIRST_SAMPLE) if FIRST_SAMPLE in names else 0
+            samples.focus()
         else:
             self.query_one("#tree").focus()
 
@@ -218,10 +222,12 @@ class DatasetScreen(Screen[None]):
         """Fast checks first (``inspect_file``), then the full preview with a scratch tokenizer."""
         from gpt2tui.core.data import inspect_file
         from gpt2tui.core.training import preview
+        from gpt2tui.ui.libraries import ensure_libraries
 
         file_format, columns = None, []
         try:
             file_format, columns = inspect_file(spec)
+            ensure_libraries()
             summary = preview(spec, block_size=block_size)
         except UserError as err:
             self.post_message(PreviewFinished(spec, None, str(err), file_format, columns, request))
@@ -241,6 +247,8 @@ class DatasetScreen(Screen[None]):
         self.offer_columns(message)
         if message.summary is None:
             self.show_error(message.error or "")
+            if self.query_one("#columns").display:
+                self.query_one("#status", Static).update(COLUMNS_HINT)
             self.query_one("#summary", Static).update("")
             return
         self.summary = message.summary
@@ -280,7 +288,10 @@ class DatasetScreen(Screen[None]):
 
     def action_samples(self) -> None:
         if self.query("#samples"):
-            self.query_one("#samples", OptionList).focus()
+            samples = self.query_one("#samples", OptionList)
+            names = [Path(str(samples.get_option_at_index(i).id)).name for i in range(samples.option_count)]
+            samples.highlighted = names.index(FIRST_SAMPLE) if FIRST_SAMPLE in names else 0
+            samples.focus()
         else:
             self.notify(f"There is no {SAMPLE_DIR}/ folder in {self.start_dir}.", severity="warning")
 

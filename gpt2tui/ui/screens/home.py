@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from gpt2tui.core.errors import UserError
 from gpt2tui.core.store import ModelInfo, ModelStore
 
 EMPTY_TEXT = """\
@@ -164,7 +165,10 @@ class HomeScreen(Screen[None]):
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            ModelStore().delete(name)
+            try:
+                ModelStore().delete(name)
+            except UserError as err:
+                self.notify(str(err), severity="error")
             self.refresh_models()
             self.notify(f"Deleted {name}.")
 

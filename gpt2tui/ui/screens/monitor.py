@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -69,9 +70,8 @@ class MonitorScreen(Screen[None]):
             yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, markup=False)
             with Vertical(id="sample-box"):
                 prompt = self.config.sample_prompt
-                yield Label(
-                    f"sample at each eval · prompt: {prompt!r}" if prompt else "sample", classes="section"
-                )
+                heading = f"sample at each eval, from the prompt:\n{prompt}" if prompt else "no sample prompt"
+                yield Static(Text(heading), classes="section", id="sample-prompt")
                 yield Static("", id="sample")
         yield Static("", id="outcome")
         yield Footer()
@@ -87,11 +87,13 @@ class MonitorScreen(Screen[None]):
     def run_training(self) -> None:
         """The core does the work; every event (including a failure) reaches the UI as a message."""
         from gpt2tui.core.training import train
+        from gpt2tui.ui.libraries import ensure_libraries
 
         def forward(event: object) -> None:
             self.post_message(RunEventReceived(event))  # type: ignore[arg-type]
 
         try:
+            ensure_libraries()
             train(self.config, on_event=forward, stop=self.stop_event)
         except UserError:
             pass  # train() has already emitted RunFailed with the same sentence
@@ -131,8 +133,8 @@ class MonitorScreen(Screen[None]):
             f" · {event.tokens_per_second:,.0f} tok/s · epoch {event.epoch:.2f}"
         )
         self.query_one("#log", RichLog).write(
-            f"step {event.step:>6}/{event.total_steps}  loss {event.loss:7.4f}  lr {event.learning_rate:.2e}"
-            f"  {event.tokens_per_second:8,.0f} tok/s  {format_duration(event.elapsed_seconds)}"
+            f"step {event.step:>5}/{event.total_steps}  loss {event.loss:.4f}  lr {event.learning_rate:.1e}"
+            f"  {event.tokens_per_second:,.0f} tok/s  {format_duration(event.elapsed_seconds)}"
         )
         self.query_one(LossPlot).add(event.loss)
 

@@ -20,21 +20,22 @@ from gpt2tui.core.training import TrainConfig
 from gpt2tui.ui.messages import HubProbed
 
 SCRATCH_MAX_STEPS = "200"
+EVAL_EVERY = "50"  # a held-out loss and a sample every 50 steps, so progress can be read
 SAMPLE_PROMPT_WORDS = 6
 BASE_KINDS = [
-    ("scratch: a new GPT-2 trained from zero", "scratch"),
-    ("Hugging Face Hub model id", "hub"),
-    ("local save_pretrained folder", "local"),
+    ("scratch (a new model)", "scratch"),
+    ("Hugging Face Hub id", "hub"),
+    ("local folder", "local"),
 ]
 SCRATCH_LABELS = {
-    "tiny": "tiny (~0.4M parameters, seconds on a CPU)",
-    "small": "small (~14M parameters)",
-    "gpt2": "gpt2 (124M, the original shape)",
+    "tiny": "tiny (0.2M params, fast)",
+    "small": "small (14M params)",
+    "gpt2": "gpt2 (124M params)",
 }
 HUB_UNREACHABLE = (
     "The Hugging Face Hub cannot be reached from this machine, so a Hub model only works if it is "
-    "already in the local cache. Offline you can still {choices}: choose 'local save_pretrained folder' "
-    "or 'scratch' above."
+    "already in the local cache. Offline you can still {choices}: choose 'local folder' or 'scratch' "
+    "as the base above."
 )
 
 
@@ -123,7 +124,7 @@ class SetupScreen(Screen[None]):
                 yield Input("0.1", id="eval_split", validators=[BetweenZeroAndOne()])
                 yield Label("Eval every", classes="field")
                 yield Input(
-                    "0",
+                    EVAL_EVERY,
                     id="eval_every",
                     placeholder="0: before and after only",
                     validators=[Integer(minimum=0)],
