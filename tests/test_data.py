@@ -231,3 +231,10 @@ def test_summary_shows_examples_as_trained(tokenizer) -> None:
     )
     assert summary.preview[0].startswith("Question: ") and summary.preview[0].endswith("<|endoftext|>")
     assert len(summary.preview) == 3 and len(summary.sha256) == 64
+
+
+def test_sample_prompt_is_in_the_datas_own_format() -> None:
+    assert load_data(DataSpec(str(QA_CSV))).sample_prompt == "What is at the center of our solar system?"
+    prompts = load_data(DataSpec(str(SAMPLES / "prompts.jsonl")))
+    assert prompts.sample_prompt == "Translate to French: cat\nFrench:"
+    assert load_data(DataSpec(str(KJV_TXT))).sample_prompt == "Genesis 1 1 In the beginning God created"

@@ -77,6 +77,11 @@ class LoadedData:
     sha256: str
 
     @property
+    def sample_prompt(self) -> str | None:
+        """The prompt part of the first example (its question, its prompt, or its first words)."""
+        return self.dataset[0]["prompt"] or None if len(self.dataset) else None
+
+    @property
     def rows(self) -> int:
         return len(self.dataset)
 
@@ -114,6 +119,7 @@ class DatasetSummary:
     eval_blocks: int
     sha256: str
     preview: list[str] = field(default_factory=list)
+    sample_prompt: str | None = None  # a prompt in the data's own format, for samples during training
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -315,7 +321,7 @@ def _load_with_datasets(spec: DataSpec, fmt: str, formatting: Formatting, column
         raise UserError(f"{spec.path} could not be parsed as {fmt.upper()}: {reason}") from None
 
     def to_text(batch: dict[str, list[Any]]) -> dict[str, list[str]]:
-        return {"text": format_rows(batch, formatting)}
+        return {"text": format_rows(batch, formatting), "prompt": prompt_parts(batch, formatting)}
 
     ds = ds.map(to_text, batched=True, remove_columns=ds.column_names, keep_in_memory=True)
     return ds.filter(
@@ -345,6 +351,17 @@ def format_rows(batch: dict[str, list[Any]], formatting: Formatting) -> list[str
     ]
 
 
+SAMPLE_PROMPT_WORDS = 8
+
+
+def prompt_parts(batch: dict[str, list[Any]], formatting: Formatting) -> list[str]:
+    """What a user would type to get each row's continuation: the question, the prompt, or the first words."""
+    if formatting.kind == "text":
+        column = formatting.columns[0] if formatting.columns else "text"
+        return [" ".join(str(v or "").split()[:SAMPLE_PROMPT_WORDS]) for v in batch[column]]
+    return ["" if v is None else str(v).strip() for v in batch[formatting.columns[0]]]
+
+
 # -------------------------------------------------------------------------------------- tokenize and pack
 
 
@@ -366,7 +383,9 @@ def pack_blocks(data: LoadedData, tokenizer: PreTrainedTokenizerBase, block_size
         usable = len(joined) // block_size * block_size
         return {"input_ids": [joined[i : i + block_size] for i in range(0, usable, block_size)]}
 
-    tokenized = data.dataset.map(tokenize, batched=True, remove_columns=["text"], keep_in_memory=True)
+    tokenized = data.dataset.map(
+        tokenize, batched=True, remove_columns=data.dataset.column_names, keep_in_memory=True
+    )
     tokens = sum(len(seq) for seq in tokenized["input_ids"])
     grouped = tokenized.map(group_texts, batched=True, batch_size=PACK_BATCH_ROWS, keep_in_memory=True)
     return PackedData(blocks=list(grouped["input_ids"]), tokens=tokens, block_size=block_size)
@@ -428,4 +447,5 @@ def summarize(
         eval_blocks=len(evals),
         sha256=data.sha256,
         preview=[t + (tokenizer.eos_token or "") for t in texts],
+        sample_prompt=data.sample_prompt,
     )

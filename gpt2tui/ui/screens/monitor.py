@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import ClassVar
 
 from rich.text import Text
@@ -20,6 +21,9 @@ from gpt2tui.ui.messages import RunEventReceived
 from gpt2tui.ui.widgets.loss_plot import LossPlot
 
 LOG_LINES = 2_000
+FLUSH_SECONDS = 0.1
+"""Step events are drawn in batches at most this often, so a fast run's UI work stays bounded and the
+training thread is not slowed by redraws (a tiny model can log hundreds of steps a second)."""
 
 
 def format_duration(seconds: float) -> str:
@@ -48,6 +52,7 @@ class MonitorScreen(Screen[None]):
         self.model_name: str | None = None
         self.after_run: str | None = None  # "leave" or "exit": what to do once the stopped run has saved
         self.evals: list[EvalFinished] = []
+        self._steps: deque[StepLogged] = deque()  # filled by the training thread, drained by a timer
 
     @property
     def in_progress(self) -> bool:
@@ -79,6 +84,7 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = f"new fine-tune · 3/3 training {self.config.name or ''}".rstrip()
         self.query_one("#outcome").display = False
+        self.set_interval(FLUSH_SECONDS, self.flush_steps)
         self.run_training()
 
     # ------------------------------------------------------------------------------------------ the worker
@@ -90,7 +96,10 @@ class MonitorScreen(Screen[None]):
         from gpt2tui.ui.libraries import ensure_libraries
 
         def forward(event: object) -> None:
-            self.post_message(RunEventReceived(event))  # type: ignore[arg-type]
+            if isinstance(event, StepLogged):
+                self._steps.append(event)  # drawn in batches by flush_steps
+            else:
+                self.post_message(RunEventReceived(event))  # type: ignore[arg-type]
 
         try:
             ensure_libraries()
@@ -102,11 +111,12 @@ class MonitorScreen(Screen[None]):
 
     @on(RunEventReceived)
     def run_event(self, message: RunEventReceived) -> None:
+        self.flush_steps()  # steps logged before this event are drawn first, keeping the order
         event = message.event
         if isinstance(event, RunStarted):
             self.started(event)
         elif isinstance(event, StepLogged):
-            self.step_logged(event)
+            self.steps_logged([event])
         elif isinstance(event, EvalFinished):
             self.eval_finished(event)
         elif isinstance(event, RunFinished):
@@ -126,17 +136,28 @@ class MonitorScreen(Screen[None]):
             f"step 0/{event.total_steps} · evaluating before training …"
         )
 
-    def step_logged(self, event: StepLogged) -> None:
+    def flush_steps(self) -> None:
+        """Draw every step logged since the last flush with one update per widget."""
+        steps = []
+        while self._steps:
+            steps.append(self._steps.popleft())
+        if steps:
+            self.steps_logged(steps)
+
+    def steps_logged(self, steps: list[StepLogged]) -> None:
+        event = steps[-1]
         self.query_one("#progress", ProgressBar).update(total=event.total_steps, progress=event.step)
         self.query_one("#progress-text", Static).update(
             f"step {event.step}/{event.total_steps} · ETA {format_duration(event.eta_seconds)}"
             f" · {event.tokens_per_second:,.0f} tok/s · epoch {event.epoch:.2f}"
         )
-        self.query_one("#log", RichLog).write(
-            f"step {event.step:>5}/{event.total_steps}  loss {event.loss:.4f}  lr {event.learning_rate:.1e}"
-            f"  {event.tokens_per_second:,.0f} tok/s  {format_duration(event.elapsed_seconds)}"
-        )
-        self.query_one(LossPlot).add(event.loss)
+        log = self.query_one("#log", RichLog)
+        for step in steps:
+            log.write(
+                f"step {step.step:>5}/{step.total_steps}  loss {step.loss:.4f}  lr {step.learning_rate:.1e}"
+                f"  {step.tokens_per_second:,.0f} tok/s  {format_duration(step.elapsed_seconds)}"
+            )
+        self.query_one(LossPlot).add(*(step.loss for step in steps))
 
     def eval_finished(self, event: EvalFinished) -> None:
         self.evals.append(event)

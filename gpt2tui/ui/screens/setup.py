@@ -21,7 +21,6 @@ from gpt2tui.ui.messages import HubProbed
 
 SCRATCH_MAX_STEPS = "200"
 EVAL_EVERY = "50"  # a held-out loss and a sample every 50 steps, so progress can be read
-SAMPLE_PROMPT_WORDS = 6
 BASE_KINDS = [
     ("scratch (a new model)", "scratch"),
     ("Hugging Face Hub id", "hub"),
@@ -41,13 +40,7 @@ HUB_UNREACHABLE = (
 
 def sample_prompt_for(summary: DatasetSummary | None) -> str | None:
     """The fixed prompt sampled at each eval: a question from Q/A data, else the data's first words."""
-    if summary is None or not summary.preview:
-        return None
-    first = summary.preview[0]
-    if summary.kind == "qa" and first.startswith("Question: ") and "\nAnswer:" in first:
-        return first[len("Question: ") : first.index("\nAnswer:")].strip()
-    words = first.replace("<|endoftext|>", " ").split()
-    return " ".join(words[:SAMPLE_PROMPT_WORDS]) or None
+    return summary.sample_prompt if summary is not None else None
 
 
 class BetweenZeroAndOne(Validator):

@@ -36,14 +36,17 @@ class LossPlot(Vertical):
         yield Label("loss: waiting for the first step")
         yield Sparkline([], summary_function=max)
 
-    def add(self, loss: float) -> None:
-        """Append one loss value and redraw."""
-        self.points.append(loss)
-        self.lowest = loss if self.lowest is None else min(self.lowest, loss)
-        if len(self.points) > MAX_POINTS:
+    def add(self, *losses: float) -> None:
+        """Append loss values and redraw once."""
+        if not losses:
+            return
+        self.points.extend(losses)
+        low = min(losses)
+        self.lowest = low if self.lowest is None else min(self.lowest, low)
+        while len(self.points) > MAX_POINTS:
             self.points = [
                 sum(self.points[i : i + 2]) / len(self.points[i : i + 2])
                 for i in range(0, len(self.points), 2)
             ]
-        self.query_one(Label).update(f"training loss: last {loss:.4f} · lowest {self.lowest:.4f}")
+        self.query_one(Label).update(f"training loss: last {losses[-1]:.4f} · lowest {self.lowest:.4f}")
         self.query_one(Sparkline).data = list(self.points)
