@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +29,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def whole_number(text: str) -> int:
+    """argparse type: an integer of at least 1 (its name appears in argparse's messages)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
@@ -69,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name of the stored model (default <data>-<base>)")
     steps = p.add_mutually_exclusive_group()
     steps.add_argument("--epochs", type=float, default=3.0, help="passes over the data (default 3)")
-    steps.add_argument("--max-steps", type=_positive_int, help="optimizer steps (overrides --epochs)")
+    steps.add_argument("--max-steps", type=whole_number, help="optimizer steps (overrides --epochs)")
     p.add_argument("--block-size", type=int, help="tokens per training sequence (default from the base)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
@@ -104,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", metavar="MODEL")
     e.add_argument("data", metavar="DATA")
     e.add_argument("--block-size", type=int)
-    e.add_argument("--batch-size", type=_positive_int, default=8)
+    e.add_argument("--batch-size", type=whole_number, default=8)
     _data_options(e)
     e.add_argument("--json", action="store_true")
 
@@ -137,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gpt2tui: Interrupted.", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug or an environment problem: still one sentence, never a traceback
+        if os.environ.get("GPT2TUI_DEBUG"):
+            raise
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else "no details"
+        print(
+            f"gpt2tui: Unexpected error: {type(err).__name__}: {first} (set GPT2TUI_DEBUG=1 for a traceback).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -223,6 +237,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, on_event=show, stop=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not result.is_main_process:
+        return 0  # under accelerate launch, the main process reports
     verb = "stopped early; saved" if result.stopped else "saved"
     print(
         f"{verb} {result.model} at {result.path}: perplexity {result.perplexity_before:.2f} -> "

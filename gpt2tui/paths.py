@@ -1,48 +1,51 @@
-"""Where gpt2tui keeps its files: one root, overridable with ``GPT2TUI_HOME`` (tests use it)."""
+"""Where gpt2tui keeps its files: one root, overridable with ``GPT2TUI_HOME`` (tests use it).
+
+Folders are created only by the code that writes into them, so reading (listing models, validating a bad
+file) never changes the disk.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from gpt2tui.core.errors import UserError
+
 APP_NAME = "gpt2tui"
 HOME_ENV = "GPT2TUI_HOME"
 
 
 def data_dir() -> Path:
-    """The root of everything gpt2tui stores; created on first use."""
+    """The root of everything gpt2tui stores (not created here)."""
     override = os.environ.get(HOME_ENV)
     if override:
-        root = Path(override).expanduser()
-    else:
-        from platformdirs import user_data_dir
+        return Path(override).expanduser()
+    from platformdirs import user_data_dir
 
-        root = Path(user_data_dir(APP_NAME, appauthor=False))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return Path(user_data_dir(APP_NAME, appauthor=False))
 
 
-def _sub(name: str) -> Path:
-    path = data_dir() / name
-    path.mkdir(parents=True, exist_ok=True)
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) for writing, or say in one sentence why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"Cannot create the folder {path} ({err.strerror or err}); set {HOME_ENV} to a writable folder."
+        ) from None
     return path
 
 
 def models_dir() -> Path:
     """Stored models, one ``save_pretrained`` folder each."""
-    return _sub("models")
+    return data_dir() / "models"
 
 
 def transcripts_dir() -> Path:
-    """Chat transcripts saved as Markdown."""
-    return _sub("transcripts")
+    """Chat transcripts saved as Markdown (created)."""
+    return ensure_dir(data_dir() / "transcripts")
 
 
 def logs_dir() -> Path:
-    """Library output captured while the TUI runs."""
-    return _sub("logs")
-
-
-def cache_dir() -> Path:
-    """The ``datasets`` cache, kept inside our root so one folder holds everything."""
-    return _sub("cache")
+    """Library output captured while the TUI runs (created)."""
+    return ensure_dir(data_dir() / "logs")

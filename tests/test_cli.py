@@ -219,12 +219,35 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(
     case: str, tmp_path: Path, home: Path, capsys
 ) -> None:
     args, message = _bad(tmp_path)[case]
-    before = tree_snapshot(home / "models")
     assert main(["train", *args]) == 2
     captured = capsys.readouterr()
     assert captured.err == f"gpt2tui: {message}\n"
     assert captured.out == ""
-    assert tree_snapshot(home / "models") == before
+    assert not home.exists()  # not even the data folder was created
+
+
+def test_an_unusable_data_folder_is_one_sentence(tmp_path: Path, monkeypatch, capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("GPT2TUI_HOME", str(blocker))
+    assert main(["train", str(QA_CSV), "--base", "scratch", "--max-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpt2tui: Cannot create the folder {blocker / 'models'} (")
+    assert err.endswith("); set GPT2TUI_HOME to a writable folder.\n")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_unexpected_errors_are_one_sentence_too(monkeypatch, capsys) -> None:
+    import gpt2tui.cli as cli
+
+    def broken(args):
+        raise RuntimeError("something deep broke\nwith a second line")
+
+    monkeypatch.setattr(cli, "cmd_models", broken)
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err == (
+        "gpt2tui: Unexpected error: RuntimeError: something deep broke (set GPT2TUI_DEBUG=1 for a traceback).\n"
+    )
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
@@ -250,7 +273,10 @@ def test_existing_name_is_refused(tiny_model: str, home: Path, capsys) -> None:
             ["generate", "ghost", "hi"],
             "No stored model named 'ghost' and no folder at that path; 'gpt2tui models list' shows the stored models.",
         ),
-        (["generate", "tiny", "hi", "--temperature", "0"], "--temperature must be greater than 0, not 0.0."),
+        (
+            ["generate", "tiny", "hi", "--temperature", "1e-45"],
+            "--temperature must be at least 0.01, not 1e-45.",
+        ),
         (
             ["models", "show", "ghost"],
             "No stored model named 'ghost'; 'gpt2tui models list' shows the stored models.",

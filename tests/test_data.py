@@ -112,6 +112,22 @@ def test_malformed_jsonl_names_the_line(tmp_path: Path) -> None:
     assert error_of(DataSpec(path)) == f"Line 2 of {path} has no 'text' field."
 
 
+def test_jsonl_values_must_be_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "v.jsonl", '{"text": "hello there"}\n{"text": 5}\n')
+    assert error_of(DataSpec(path)) == f"Line 2 of {path} has a number in 'text', not text."
+    path = write(tmp_path, "w.jsonl", '{"text": "fine"}\n{"text": null}\n{"text": "123"}\n')
+    assert load_data(DataSpec(path)).texts() == ["fine", "123"]  # null rows dropped, strings stay strings
+
+
+def test_malformed_csv_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "question,answer\nok,fine\na,b,c\n")
+    assert error_of(DataSpec(path)) == (
+        f"Line 3 of {path} has 3 fields but the header has 2; quote fields that contain commas."
+    )
+    path = write(tmp_path, "q.csv", 'text\n"unclosed\nmore\n')
+    assert error_of(DataSpec(path)) == f"Line 3 of {path} is not valid CSV: unexpected end of data."
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 

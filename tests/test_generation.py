@@ -33,7 +33,7 @@ def test_settings_validate_describe_and_map_to_generate_kwargs() -> None:
     assert GREEDY.generate_kwargs()["do_sample"] is False
     assert GenerationSettings(strategy="beam").generate_kwargs()["num_beams"] == 4
     assert GenerationSettings(strategy="top-p").generate_kwargs()["top_k"] == 0
-    with pytest.raises(UserError, match=r"^--temperature must be greater than 0, not 0.0\.$"):
+    with pytest.raises(UserError, match=r"^--temperature must be at least 0.01, not 0.0\.$"):
         GenerationSettings(temperature=0.0).validate()
     with pytest.raises(
         UserError, match=r"^Unknown strategy 'nucleus'; choose one of greedy, beam, top-k, top-p\.$"

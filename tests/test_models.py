@@ -100,3 +100,31 @@ def test_unknown_hub_id_when_the_hub_answers(monkeypatch: pytest.MonkeyPatch) ->
         "'no-such-model-xyz' is not a model on the Hugging Face Hub; check the id (for example gpt2 or distilgpt2), "
         "or use a local save_pretrained folder (--base PATH) or train a new model (--base scratch)."
     )
+
+
+def test_a_cached_hub_model_loads_with_no_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub cache layout (models--ID/refs + snapshots) is used offline, without the probe."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    from gpt2tui.core import models
+
+    model, tokenizer = build_scratch([QA_CSV.read_text()], "tiny", seed=0)
+    # huggingface_hub fixes its cache path at import; a unique id keeps other tests' 'gpt2' uncached.
+    repo = Path(constants.HF_HUB_CACHE) / "models--gpt2tui-test--cached-tiny"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    model.save_pretrained(snapshot)
+    tokenizer.save_pretrained(snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+
+    def no_probe(timeout: float = 3.0) -> bool:
+        raise AssertionError("a cached model must load without probing the Hub")
+
+    monkeypatch.setattr(models, "hub_reachable", no_probe)
+    try:
+        resolved = resolve_base("gpt2tui-test/cached-tiny")
+    finally:
+        shutil.rmtree(repo)
+    assert resolved.kind == "hub" and resolved.model.config.n_layer == SCRATCH_SIZES["tiny"].n_layer

@@ -22,7 +22,9 @@ def store(home: Path) -> ModelStore:
     return ModelStore()
 
 
-@pytest.mark.parametrize("bad", ["../evil", "a/b", "", ".hidden", "..", "-flag", "x" * 81, "sp ace", "a\\b"])
+@pytest.mark.parametrize(
+    "bad", ["../evil", "a/b", "", ".hidden", "..", "-flag", "x" * 81, "sp ace", "a\\b", "bad\n", "a\x00"]
+)
 def test_invalid_names_are_refused(bad: str) -> None:
     with pytest.raises(UserError) as info:
         validate_name(bad)
@@ -31,8 +33,12 @@ def test_invalid_names_are_refused(bad: str) -> None:
     )
 
 
-def test_store_lives_under_gpt2tui_home(store: ModelStore, home: Path) -> None:
+def test_store_lives_under_gpt2tui_home_and_reading_writes_nothing(store: ModelStore, home: Path) -> None:
     assert store.root == home / "models"
+    assert store.list() == []
+    with pytest.raises(UserError):
+        store.get("ghost")
+    assert not home.exists()
 
 
 def test_save_list_get_rename_delete(store: ModelStore) -> None:
@@ -73,7 +79,7 @@ def test_crash_while_writing_leaves_nothing_behind(store: ModelStore) -> None:
 
 
 def test_half_written_folders_are_not_listed(store: ModelStore) -> None:
-    (store.root / ".tmp-x-123").mkdir()
+    (store.root / ".tmp-x-123").mkdir(parents=True)
     fake_writer(store.root / ".tmp-x-123")
     (store.root / "no-config").mkdir()
     assert store.list() == []

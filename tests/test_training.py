@@ -107,18 +107,20 @@ def test_block_size_above_the_context_is_refused(home: Path) -> None:
     [
         ({"batch_size": 0}, "--batch-size must be at least 1, not 0."),
         ({"max_steps": 0}, "--max-steps must be at least 1, not 0."),
-        ({"max_steps": None, "epochs": 0}, "--epochs must be greater than 0, not 0."),
+        ({"max_steps": None, "epochs": 0}, "--epochs must be a number greater than 0, not 0."),
         ({"lr": 5.0}, "--lr must be between 0 and 1, not 5.0."),
         ({"scratch_size": "huge"}, "Unknown scratch size 'huge'; choose one of tiny, small, gpt2."),
         ({"mixed_precision": "fp8"}, "--mixed-precision must be one of auto, no, bf16, fp16."),
         ({"eval_split": 1.5}, "--eval-split must be between 0 and 1 (exclusive), not 1.5."),
+        ({"block_size": 0}, "--block-size must be at least 2, not 0."),
+        ({"max_steps": None, "epochs": float("inf")}, "--epochs must be a number greater than 0, not inf."),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(home: Path, changes: dict, message: str) -> None:
     with pytest.raises(UserError) as info:
         train(tiny(**changes))
     assert str(info.value) == message
-    assert tree_snapshot(home / "models") == {}
+    assert not home.exists()
 
 
 def test_non_finite_loss_stops_with_a_clear_message(home: Path, tmp_path: Path) -> None:
@@ -179,3 +181,39 @@ def test_unreachable_hub_fails_fast_with_the_offline_choices(home: Path) -> None
         "offline, use a local save_pretrained folder (--base PATH) or train a new model (--base scratch)."
     )
     assert tree_snapshot(home / "models") == {}
+
+
+def test_a_stop_before_the_first_step_saves_nothing(home: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(UserError) as info:
+        train(tiny(name="never"), stop=stop)
+    assert str(info.value) == "The run was stopped before its first training step; no model was saved."
+    assert tree_snapshot(home / "models") == {}
+
+
+def test_a_half_precision_base_trains_in_fp32(home: Path, tmp_path: Path) -> None:
+    """Weights saved in fp16 must not make training run in pure fp16 (which diverges)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gpt2tui.core.models import train_tokenizer
+
+    tokenizer = train_tokenizer([QA_CSV.read_text()], 300, 64)
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2)
+    )
+    folder = tmp_path / "fp16-model"
+    model.half().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    result = train(tiny(base=str(folder), block_size=32, lr=1e-3, max_steps=8))
+    assert result.perplexity_after < result.perplexity_before
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(result.path).dtype.is_floating_point
+
+
+def test_samples_do_not_disturb_the_training_rng(home: Path) -> None:
+    """A run with eval samples trains exactly like one without (eval mode, forked RNG)."""
+    plain = train(tiny(name="plain", eval_every=4))
+    sampled = train(tiny(name="sampled", eval_every=4, sample_prompt="What is Mars?"))
+    assert sampled.eval_loss_after == plain.eval_loss_after

@@ -247,6 +247,30 @@ async def test_setup_says_when_the_hub_is_unreachable() -> None:
         assert setup.query_one("#name", Input).value == "qa-gpt2"
 
 
+async def test_setup_recounts_with_the_chosen_base(tiny_model: str, home: Path) -> None:
+    """Tokens and blocks follow the chosen base's tokenizer and block size; a bad choice says why."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        setup = await open_setup(pilot, app)
+        line = setup.query_one("#dataset", Static)
+        folder = home / "models" / tiny_model
+        expected = preview(DataSpec(str(QA_CSV)), base=str(folder), block_size=64)
+        setup.query_one("#base_kind", Select).value = "local"
+        setup.query_one("#base", Input).value = str(folder)
+        setup.query_one("#block_size", Input).value = "64"
+        await pilot.press("tab")  # leaving the field completes the choice
+        setup.query_one("#block_size", Input).focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "blocks of 64" in text_of(line), "the recount at block size 64")
+        assert f"{expected.tokens:,} tokens · {expected.blocks:,} blocks of 64" in text_of(line)
+        setup.query_one("#block_size", Input).value = "4096"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: line.has_class("unusable"), "the block-size error")
+        assert text_of(line).endswith(
+            "--block-size 4096 is larger than the model's context length (256 tokens)."
+        )
+
+
 async def test_full_finetune_from_the_ui_ends_in_a_stored_model() -> None:
     """The real core end to end: scratch tiny, 20 steps on qa.csv, then the model is on the home screen."""
     app = make_app()

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import random
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -203,14 +204,21 @@ def _pair_formatting(pair: tuple[str, str]) -> Formatting:
 
 
 def csv_columns(text: str, name: str) -> list[str]:
-    """The header of a CSV file; an empty header is an error."""
+    """The header of a CSV file, after checking every row parses and fits it (so the loader cannot fail)."""
+    reader = csv.reader(io.StringIO(text), strict=True)
     try:
-        header = next(csv.reader(io.StringIO(text)), [])
+        header = next(reader, [])
+        columns = list(header)
+        if not any(c.strip() for c in columns):
+            raise UserError(f"{name} has no header row with column names.")
+        for row in reader:
+            if len(row) > len(columns):
+                raise UserError(
+                    f"Line {reader.line_num} of {name} has {len(row)} fields but the header has "
+                    f"{len(columns)}; quote fields that contain commas."
+                )
     except csv.Error as err:
-        raise UserError(f"{name} could not be read as CSV: {err}.") from None
-    columns = list(header)
-    if not any(c.strip() for c in columns):
-        raise UserError(f"{name} has no header row with column names.")
+        raise UserError(f"Line {reader.line_num} of {name} is not valid CSV: {err}.") from None
     return columns
 
 
@@ -286,20 +294,34 @@ def _check_jsonl_fields(records: list[tuple[int, dict[str, Any]]], formatting: F
         for key in formatting.columns:
             if key not in record:
                 raise UserError(f"Line {number} of {name} has no '{key}' field.")
+            value = record[key]
+            if value is not None and not isinstance(value, str):
+                kind = {
+                    bool: "true/false",
+                    int: "a number",
+                    float: "a number",
+                    list: "a list",
+                    dict: "an object",
+                }
+                raise UserError(
+                    f"Line {number} of {name} has {kind.get(type(value), 'a non-text value')} in '{key}', not text."
+                )
 
 
 def _load_with_datasets(spec: DataSpec, fmt: str, formatting: Formatting, columns: list[str]) -> Dataset:
     from datasets import load_dataset
 
     from gpt2tui.core.quiet import quiet_datasets
-    from gpt2tui.paths import cache_dir
 
     quiet_datasets()
     path = str(Path(spec.path).expanduser().resolve())
+    # datasets prepares Arrow files in a cache before loading; with keep_in_memory the table is read into
+    # memory, so a throw-away cache keeps the user's disk (and our data folder) untouched.
+    scratch = tempfile.TemporaryDirectory(prefix="gpt2tui-datasets-")
     common: dict[str, Any] = {
         "data_files": path,
         "split": "train",
-        "cache_dir": str(cache_dir() / "datasets"),
+        "cache_dir": scratch.name,
         "keep_in_memory": True,
         "encoding": _codec(spec.encoding),
     }
@@ -317,16 +339,30 @@ def _load_with_datasets(spec: DataSpec, fmt: str, formatting: Formatting, column
     except UserError:
         raise
     except Exception as err:  # datasets wraps parser errors in several types; the user needs one line.
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise UserError(f"{spec.path} could not be parsed as {fmt.upper()}: {reason}") from None
+        raise UserError(f"{spec.path} could not be parsed as {fmt.upper()}: {_root_cause(err)}") from None
+    finally:
+        scratch.cleanup()
 
     def to_text(batch: dict[str, list[Any]]) -> dict[str, list[str]]:
         return {"text": format_rows(batch, formatting), "prompt": prompt_parts(batch, formatting)}
 
-    ds = ds.map(to_text, batched=True, remove_columns=ds.column_names, keep_in_memory=True)
+    from datasets import Features, Value
+
+    text_features = Features({"text": Value("string"), "prompt": Value("string")})
+    ds = ds.map(
+        to_text, batched=True, remove_columns=ds.column_names, features=text_features, keep_in_memory=True
+    )
     return ds.filter(
         lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True, keep_in_memory=True
     )
+
+
+def _root_cause(err: BaseException) -> str:
+    """The innermost error's first line, as the end of a sentence."""
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.rstrip(".") + "."
 
 
 def format_rows(batch: dict[str, list[Any]], formatting: Formatting) -> list[str]:

@@ -36,19 +36,18 @@ def perplexity_from_loss(loss: float) -> float:
         return math.inf
 
 
-def evaluate_loss(
-    model: PreTrainedModel,
-    blocks: list[list[int]],
-    batch_size: int = EVAL_BATCH_SIZE,
-    accelerator: Accelerator | None = None,
-) -> float:
-    """Mean next-token loss over ``blocks`` (each block weighs the same, as each holds the same tokens)."""
+def eval_loader(blocks: list[list[int]], batch_size: int = EVAL_BATCH_SIZE) -> Any:
+    """Blocks in a fixed order, batched for evaluation."""
     import torch
     from torch.utils.data import DataLoader
 
-    loader: Any = DataLoader(torch.tensor(blocks, dtype=torch.long), batch_size=batch_size, shuffle=False)
-    if accelerator is not None:
-        loader = accelerator.prepare(loader)
+    return DataLoader(torch.tensor(blocks, dtype=torch.long), batch_size=batch_size, shuffle=False)
+
+
+def loss_over(model: PreTrainedModel, loader: Any, accelerator: Accelerator | None = None) -> float:
+    """Mean next-token loss over a loader (each block weighs the same, as each holds the same tokens)."""
+    import torch
+
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -62,9 +61,15 @@ def evaluate_loss(
                 losses = accelerator.gather_for_metrics(losses)
             total += float(losses.sum())
             count += int(losses.numel())
-    if was_training:
-        model.train()
+    model.train(was_training)
     return total / max(count, 1)
+
+
+def evaluate_loss(
+    model: PreTrainedModel, blocks: list[list[int]], batch_size: int = EVAL_BATCH_SIZE
+) -> float:
+    """Mean next-token loss over ``blocks`` on the model's own device."""
+    return loss_over(model, eval_loader(blocks, batch_size))
 
 
 def evaluate_file(
@@ -79,7 +84,7 @@ def evaluate_file(
     data = load_data(spec)
     model, tokenizer = load_model(info.path)
     ctx = context_length(model.config)
-    size = block_size or min(ctx, int(info.get("block_size") or ctx))
+    size = block_size if block_size is not None else min(ctx, int(info.get("block_size") or ctx))
     check_block_size(size, ctx)
     packed = pack_blocks(data, tokenizer, size)
     if not packed.blocks:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
-import random
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 Strategy = Literal["greedy", "beam", "top-k", "top-p"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
 POLL_SECONDS = 0.25
+MIN_TEMPERATURE = 0.01
+"""Below this, softmax of logits / T overflows to inf and sampling fails; greedy is the limit anyway."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,10 @@ class GenerationSettings:
         if self.strategy not in STRATEGIES:
             raise UserError(f"Unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}.")
         checks = [
-            (self.temperature > 0, f"--temperature must be greater than 0, not {self.temperature}."),
+            (
+                self.temperature >= MIN_TEMPERATURE,
+                f"--temperature must be at least {MIN_TEMPERATURE}, not {self.temperature}.",
+            ),
             (self.top_k >= 1, f"--top-k must be at least 1, not {self.top_k}."),
             (0 < self.top_p <= 1, f"--top-p must be in (0, 1], not {self.top_p}."),
             (self.num_beams >= 1, f"--num-beams must be at least 1, not {self.num_beams}."),
@@ -185,7 +190,7 @@ class ReplyStream:
         self.settings = settings.validate()
         self.stop = stop or threading.Event()
         self.stop_text = stop_text
-        self.reply = Reply(seed=settings.seed if settings.seed is not None else random.randrange(2**31))
+        self.reply = Reply(seed=settings.seed if settings.seed is not None else secrets.randbelow(2**31))
 
     def _inputs(self) -> tuple[Any, int]:
         """Prompt ids trimmed from the left so prompt + new tokens fit the context."""
@@ -239,6 +244,7 @@ class ReplyStream:
         thread.start()
         shown = 0
         text = ""
+        dead_polls = 0
         try:
             chunks = iter(streamer) if streaming else iter(())
             while True:
@@ -247,8 +253,11 @@ class ReplyStream:
                 except StopIteration:
                     break
                 except queue.Empty:
-                    if "error" in outcome or not thread.is_alive():
+                    # A finished thread has queued everything and the end signal: keep reading until it.
+                    # Only a thread that died without ending the stream could leave us waiting.
+                    if not thread.is_alive() and dead_polls > 0:
                         break
+                    dead_polls += 0 if thread.is_alive() else 1
                     continue
                 text += chunk
                 cut = text.find(self.stop_text) if self.stop_text else -1

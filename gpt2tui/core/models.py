@@ -10,7 +10,8 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -183,13 +184,18 @@ def _from_pretrained(cls: Any, ref: str, **kwargs: Any) -> Any:
 
 
 def _load_pair(ref: str, local_only: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Weights in fp32 whatever dtype they were saved in: training in pure fp16 diverges, and mixed
+    precision (autocast) is accelerate's job."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gpt2tui.core.quiet import quiet_transformers
 
     quiet_transformers()
     tokenizer = _from_pretrained(AutoTokenizer, ref, local_files_only=local_only)
-    model = _from_pretrained(AutoModelForCausalLM, ref, local_files_only=local_only, use_safetensors=True)
+    model = _from_pretrained(
+        AutoModelForCausalLM, ref, local_files_only=local_only, use_safetensors=True, dtype=torch.float32
+    )
     return model, tokenizer
 
 
@@ -198,12 +204,37 @@ def load_hub(base: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     return _from_hub(base, lambda local_only: _load_pair(base, local_only))
 
 
+def hub_cached(base: str) -> bool:
+    """Whether the Hub cache holds ``base`` (looked up on disk only)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(base, "config.json"), str)
+    except Exception:  # an id the cache cannot even name
+        return False
+
+
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """No network at all while loading from the cache (huggingface_hub may otherwise phone home)."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
 def _from_hub(base: str, load: Callable[[bool], T]) -> T:
     """Run ``load(local_only)`` against the cache, then (if the Hub answers quickly) against the Hub."""
-    try:
-        return load(True)
-    except (OSError, ValueError):
-        pass
+    if hub_cached(base):
+        try:
+            with _hub_offline():
+                return load(True)
+        except (OSError, ValueError):
+            pass  # an incomplete cache entry: download what is missing
     if not hub_reachable():
         raise UserError(
             f"Could not download '{base}': the Hugging Face Hub cannot be reached and it is not in the "

@@ -41,7 +41,7 @@ class ModelInfo:
 
 def validate_name(name: str) -> str:
     """Refuse names that could escape the store or confuse a shell."""
-    if not NAME_RE.match(name or "") or name in (".", ".."):
+    if not NAME_RE.fullmatch(name or "") or name in (".", ".."):
         raise UserError(f"'{name}' is not a valid model name; {NAME_RULE}.")
     return name
 
@@ -70,8 +70,7 @@ class ModelStore:
             from gpt2tui.paths import models_dir
 
             root = models_dir()
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = root  # created by the first save, so reading never writes
 
     def path_for(self, name: str) -> Path:
         return self.root / validate_name(name)
@@ -116,7 +115,7 @@ class ModelStore:
 
     def resolve(self, ref: str) -> ModelInfo:
         """A stored model's name, or a path to any ``save_pretrained`` folder."""
-        if NAME_RE.match(ref) and (self.root / ref / "config.json").is_file():
+        if NAME_RE.fullmatch(ref) and (self.root / ref / "config.json").is_file():
             return self.get(ref)
         path = Path(ref).expanduser()
         if path.is_dir():
@@ -133,6 +132,9 @@ class ModelStore:
         """Write a model atomically: ``write(tmp)`` fills a hidden folder that is then renamed to ``name``."""
         final = self.path_for(name)
         self.require_free(name)
+        from gpt2tui.paths import ensure_dir
+
+        ensure_dir(self.root)
         tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:

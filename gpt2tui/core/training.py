@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from gpt2tui.core.data import (
     summarize,
 )
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, check_block_size, evaluate_loss, perplexity_from_loss
+from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, check_block_size, perplexity_from_loss
 from gpt2tui.core.events import (
     EvalFinished,
     EventCallback,
@@ -84,8 +84,10 @@ class TrainConfig:
                 raise UserError(f"{option} must be at least 1, not {value}.")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError(f"--max-steps must be at least 1, not {self.max_steps}.")
-        if self.max_steps is None and not self.epochs > 0:
-            raise UserError(f"--epochs must be greater than 0, not {self.epochs}.")
+        if self.max_steps is None and not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise UserError(f"--epochs must be a number greater than 0, not {self.epochs}.")
+        if self.block_size is not None and self.block_size < 2:
+            raise UserError(f"--block-size must be at least 2, not {self.block_size}.")
         if self.lr is not None and not (0 < self.lr < 1):
             raise UserError(f"--lr must be between 0 and 1, not {self.lr}.")
         if self.eval_every < 0:
@@ -112,11 +114,11 @@ class TrainResult:
     train_tokens: int
     tokens_per_second: float
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    is_main_process: bool = True  # under accelerate launch, only the main process reports
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.update(data.pop("extra"))
+        data.pop("is_main_process")
         return data
 
 
@@ -159,6 +161,7 @@ def _train(
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
+    from gpt2tui.core.evaluation import eval_loader, loss_over
     from gpt2tui.core.store import ModelStore
 
     started = time.perf_counter()
@@ -169,7 +172,7 @@ def _train(
     data = load_data(config.data)
     set_seed(config.seed)
     base = _resolve_base(config, data, store)
-    block_size = config.block_size or base.default_block_size
+    block_size = config.block_size if config.block_size is not None else base.default_block_size
     check_block_size(block_size, base.context_length)
     packed = pack_blocks(data, base.tokenizer, block_size)
     train_blocks, eval_blocks = split_blocks(packed, config.eval_split, config.seed, str(config.data.path))
@@ -179,23 +182,25 @@ def _train(
     accelerator = _accelerator(config)
     if not accelerator.is_main_process:
         on_event = None  # one progress stream, from the main process, under accelerate launch
-    model = base.model
-    generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
         torch.tensor(train_blocks, dtype=torch.long),
         batch_size=config.batch_size,
         shuffle=True,
-        generator=generator,
+        generator=torch.Generator().manual_seed(config.seed),
     )
-    micro_per_epoch = len(train_loader)
-    steps_per_epoch = max(1, math.ceil(micro_per_epoch / config.grad_accum))
+    optimizer = torch.optim.AdamW(_param_groups(base.model, config.weight_decay), lr=lr)
+    model, optimizer, train_loader, evals = accelerator.prepare(
+        base.model, optimizer, train_loader, eval_loader(eval_blocks, EVAL_BATCH_SIZE)
+    )
+    # Counted after prepare: under accelerate launch each process sees its share of the batches.
+    steps_per_epoch = max(1, math.ceil(len(train_loader) / config.grad_accum))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=lr)
     warmup = int(total_steps * config.warmup_ratio)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, warmup * accelerator.num_processes, total_steps * accelerator.num_processes
+    scheduler = accelerator.prepare(
+        get_linear_schedule_with_warmup(
+            optimizer, warmup * accelerator.num_processes, total_steps * accelerator.num_processes
+        )
     )
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     tokens_per_step = config.batch_size * config.grad_accum * block_size * accelerator.num_processes
 
     _emit(
@@ -215,20 +220,22 @@ def _train(
     )
 
     def evaluate(step: int) -> float:
-        loss = evaluate_loss(model, eval_blocks, EVAL_BATCH_SIZE, accelerator)
-        sample = (
-            _sample(accelerator.unwrap_model(model), base, config, data) if config.sample_prompt else None
-        )
+        loss = loss_over(model, evals, accelerator)
+        sample = None
+        if config.sample_prompt and accelerator.is_main_process:
+            sample = _sample(accelerator.unwrap_model(model), base, config, data)
         _emit(
             on_event, EvalFinished(step=step, loss=loss, perplexity=perplexity_from_loss(loss), sample=sample)
         )
         return loss
 
     loss_before = evaluate(0)
-    step, window, window_n, trained_tokens = 0, 0.0, 0, 0
+    step, window, window_n, trained_tokens, nonfinite = 0, 0.0, 0, 0, None
     loop_start = time.perf_counter()
+    eval_seconds = 0.0  # time spent in --eval-every evals, left out of tokens/s and the ETA
+    halt = _agreed(accelerator, stop.is_set())
     model.train()
-    while step < total_steps and not stop.is_set():
+    while step < total_steps and not halt:
         for batch in train_loader:
             with accelerator.accumulate(model):
                 loss = model(input_ids=batch, labels=batch).loss
@@ -239,19 +246,22 @@ def _train(
                 scheduler.step()
                 optimizer.zero_grad()
             value = float(loss.detach())
-            if not math.isfinite(value):
-                raise UserError(
-                    f"Training stopped at step {step + 1}: the loss became {value}; "
-                    f"lower the learning rate (--lr, now {lr:g})."
-                )
+            if not math.isfinite(value) and nonfinite is None:
+                nonfinite = value
             window += value
             window_n += 1
             trained_tokens += batch.numel() * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
             step += 1
+            # Every process must take the same decision, or the others wait forever in the next all-reduce.
+            if _agreed(accelerator, nonfinite is not None):
+                raise UserError(
+                    f"Training stopped at step {step}: the loss became "
+                    f"{nonfinite if nonfinite is not None else 'nan'}; lower the learning rate (--lr, now {lr:g})."
+                )
             if step % config.log_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - loop_start
+                elapsed = time.perf_counter() - loop_start - eval_seconds
                 _emit(
                     on_event,
                     StepLogged(
@@ -267,10 +277,15 @@ def _train(
                 )
                 window, window_n = 0.0, 0
             if config.eval_every and step % config.eval_every == 0 and step < total_steps:
+                eval_started = time.perf_counter()
                 evaluate(step)
-            if step >= total_steps or stop.is_set():
+                eval_seconds += time.perf_counter() - eval_started
+            halt = _agreed(accelerator, stop.is_set())
+            if step >= total_steps or halt:
                 break
-    train_seconds = time.perf_counter() - loop_start
+    train_seconds = time.perf_counter() - loop_start - eval_seconds
+    if step == 0:
+        raise UserError("The run was stopped before its first training step; no model was saved.")
     stopped = step < total_steps
     loss_after = evaluate(step)
 
@@ -287,6 +302,7 @@ def _train(
         train_tokens=trained_tokens,
         tokens_per_second=trained_tokens / max(train_seconds, 1e-9),
         seconds=time.perf_counter() - started,
+        is_main_process=accelerator.is_main_process,
     )
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
@@ -312,6 +328,7 @@ def _train(
             base.tokenizer.save_pretrained(folder)
 
         store.save(name, write, metadata, model_card(metadata))
+    accelerator.wait_for_everyone()
     _emit(
         on_event,
         RunFinished(
@@ -329,6 +346,16 @@ def _train(
         ),
     )
     return result
+
+
+def _agreed(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every process if it is true on any (free with one process)."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
 
 
 def preview(
@@ -398,20 +425,29 @@ def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def _sample(model: Any, base: ResolvedBase, config: TrainConfig, data: LoadedData) -> str:
+    """A fixed-seed sample in eval mode (no dropout), leaving the training RNG exactly as it was."""
+    import torch
+
     from gpt2tui.core.generation import GenerationSettings, complete
 
     settings = GenerationSettings(
         strategy="top-k", top_k=40, temperature=0.8, max_new_tokens=config.sample_tokens, seed=0
     )
-    template = data.formatting.prompt_template
-    return complete(
-        model,
-        base.tokenizer,
-        config.sample_prompt or "",
-        settings,
-        template=template,
-        stop_text=data.formatting.stop_text,
-    )
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            return complete(
+                model,
+                base.tokenizer,
+                config.sample_prompt or "",
+                settings,
+                template=data.formatting.prompt_template,
+                stop_text=data.formatting.stop_text,
+            )
+    finally:
+        model.train(was_training)
 
 
 def _generation_config(base: ResolvedBase) -> Any:

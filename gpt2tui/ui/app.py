@@ -132,6 +132,11 @@ class GPT2TUIApp(App[None]):
         self.push_screen(DatasetScreen(self.start_dir))
 
     def action_chat_with(self, name: str) -> None:
+        if self.run_in_progress:  # one model on the CPU/GPU at a time; chat shares the RNG with training
+            self.notify(
+                "A fine-tune is running; chat when it has finished (or stop it with s).", severity="warning"
+            )
+            return
         from gpt2tui.ui.screens.home import open_chat
 
         open_chat(self.screen, name)

@@ -46,3 +46,13 @@ class HubProbed(Message):
     def __init__(self, reachable: bool) -> None:
         super().__init__()
         self.reachable = reachable
+
+
+class DataRecounted(Message):
+    """Tokens and blocks of the dataset, counted again with the chosen base's tokenizer and block size."""
+
+    def __init__(self, summary: DatasetSummary | None, error: str | None, request: int) -> None:
+        super().__init__()
+        self.summary = summary
+        self.error = error
+        self.request = request

@@ -169,8 +169,9 @@ class HomeScreen(Screen[None]):
                 ModelStore().delete(name)
             except UserError as err:
                 self.notify(str(err), severity="error")
+            else:
+                self.notify(f"Deleted {name}.")
             self.refresh_models()
-            self.notify(f"Deleted {name}.")
 
         question = f"Delete the model '{name}' and all its files? This cannot be undone."
         self.app.push_screen(ConfirmDialog(question, yes_label="Delete"), answered)
@@ -178,9 +179,6 @@ class HomeScreen(Screen[None]):
 
 def open_chat(screen: Screen[object], name: str) -> None:
     """Push the chat screen for a stored model (the chat module is imported only when needed)."""
-    try:
-        from gpt2tui.ui.screens.chat import ChatScreen
-    except ImportError:
-        screen.notify("The chat screen is not available in this build.", severity="error")
-        return
+    from gpt2tui.ui.screens.chat import ChatScreen
+
     screen.app.push_screen(ChatScreen(name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -17,7 +18,7 @@ from gpt2tui.core.data import DatasetSummary, DataSpec
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.models import HUB_EXAMPLES, OFFLINE_CHOICES, SCRATCH_SIZES
 from gpt2tui.core.training import TrainConfig
-from gpt2tui.ui.messages import HubProbed
+from gpt2tui.ui.messages import DataRecounted, HubProbed
 
 SCRATCH_MAX_STEPS = "200"
 EVAL_EVERY = "50"  # a held-out loss and a sample every 50 steps, so progress can be read
@@ -67,6 +68,7 @@ class SetupScreen(Screen[None]):
         super().__init__()
         self.spec = spec
         self.summary = summary
+        self.count_request = 0  # numbers recounts, so a slow answer to an older choice is ignored
         self.preview_block_size = block_size
         self.auto_name: str | None = None
 
@@ -140,7 +142,59 @@ class SetupScreen(Screen[None]):
         if self.summary is None:
             return f"Dataset: {self.spec.path}"
         s = self.summary
-        return f"Dataset: {s.path} · {s.format} · {s.kind} · {s.rows:,} rows · {s.tokens:,} tokens"
+        return (
+            f"Dataset: {s.path} · {s.format} · {s.kind} · {s.rows:,} rows · {s.tokens:,} tokens · "
+            f"{s.blocks:,} blocks of {s.block_size} ({s.train_blocks:,} train, {s.eval_blocks:,} eval)"
+        )
+
+    # ------------------------------------------------------------------------- counts with the chosen base
+
+    def base_ref(self) -> str | None:
+        """The base as training will get it, or None while it is incomplete."""
+        kind = self.base_kind()
+        if kind == "scratch":
+            return "scratch"
+        return self.query_one("#base", Input).value.strip() or None
+
+    def recount(self) -> None:
+        """Count tokens and blocks again with the chosen base's tokenizer (a Hub base only when cached)."""
+        base = self.base_ref()
+        if base is None:
+            return
+        block = self.query_one("#block_size", Input).value.strip()
+        if block and not (block.isdigit() and int(block) >= 2):
+            return
+        self.count_request += 1
+        size = str(self.query_one("#scratch_size", Select).value)
+        self.run_recount(base, size, int(block) if block else None, self.count_request)
+
+    @work(thread=True, exclusive=True, group="recount", exit_on_error=False)
+    def run_recount(self, base: str, scratch_size: str, block_size: int | None, request: int) -> None:
+        from gpt2tui.core.training import preview
+        from gpt2tui.ui.libraries import ensure_libraries
+
+        try:
+            ensure_libraries()
+            summary = preview(self.spec, base=base, scratch_size=scratch_size, block_size=block_size)
+        except UserError as err:
+            self.post_message(DataRecounted(None, str(err), request))
+        except Exception as err:  # a broken tokenizer folder, ...: shown, never a crash
+            self.post_message(DataRecounted(None, f"{type(err).__name__}: {err}", request))
+        else:
+            self.post_message(DataRecounted(summary, None, request))
+
+    @on(DataRecounted)
+    def recounted(self, message: DataRecounted) -> None:
+        if message.request != self.count_request:
+            return  # an answer to an older choice
+        line = self.query_one("#dataset", Static)
+        if message.summary is not None:
+            self.summary = message.summary
+            line.update(self.dataset_line())
+            line.set_class(False, "unusable")
+        else:
+            line.update(Text(f"Dataset: {self.spec.path} · {message.error}"))
+            line.set_class(True, "unusable")
 
     # ------------------------------------------------------------------------------------------ base choice
 
@@ -185,11 +239,21 @@ class SetupScreen(Screen[None]):
             hub.set_class(False, "unreachable")
             self.probe_hub()
         self.update_auto_name()
+        self.recount()
 
-    @on(Select.Changed, "#scratch_size")
     @on(Input.Changed, "#base")
     def base_changed(self) -> None:
         self.update_auto_name()
+
+    @on(Select.Changed, "#scratch_size")
+    @on(Input.Submitted, "#base")
+    @on(Input.Blurred, "#base")
+    @on(Input.Submitted, "#block_size")
+    @on(Input.Blurred, "#block_size")
+    def counts_changed(self) -> None:
+        """Recount once a choice is complete (not per keystroke: a Hub base may need a download)."""
+        self.update_auto_name()
+        self.recount()
 
     @work(thread=True, exclusive=True, group="hub", exit_on_error=False)
     def probe_hub(self) -> None:
