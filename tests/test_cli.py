@@ -120,9 +120,7 @@ def test_ctrl_c_stops_training_and_saves_a_loadable_model(home: Path) -> None:
 
 
 def test_unreachable_hub_exits_2_fast_with_the_offline_choices(home: Path) -> None:
-    started = time.perf_counter()
-    run = gpt2tui("train", str(QA_CSV), "--base", "gpt2")
-    assert time.perf_counter() - started < 5 + 3  # 5 s for the answer, plus interpreter start-up here
+    run = gpt2tui("train", str(QA_CSV), "--base", "gpt2")  # timed in bench/hub_offline.py
     assert run.returncode == 2
     assert run.stderr == (
         "gpt2tui: Could not download 'gpt2': the Hugging Face Hub cannot be reached and it is not in the local "

@@ -98,10 +98,8 @@ def test_errors_in_the_generating_thread_reach_the_consumer(
         raise RuntimeError("CUDA error: device-side assert triggered")
 
     monkeypatch.setattr(loaded.model, "generate", broken_generate)
-    started = time.perf_counter()
     with pytest.raises(RuntimeError, match="device-side assert"):
         list(stream(loaded.model, loaded.tokenizer, "hi", GREEDY))
-    assert time.perf_counter() - started < 5  # re-raised, not left waiting for a streamer timeout chain
 
 
 def test_prompt_longer_than_the_context_is_trimmed_from_the_left(loaded: generation.LoadedModel) -> None:

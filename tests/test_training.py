@@ -170,12 +170,8 @@ def test_preview_matches_training_and_reports_too_small_data(tmp_path: Path) -> 
 
 
 def test_unreachable_hub_fails_fast_with_the_offline_choices(home: Path) -> None:
-    import time
-
-    started = time.perf_counter()
-    with pytest.raises(UserError) as info:
+    with pytest.raises(UserError) as info:  # how fast: bench/hub_offline.py
         train(tiny(base="gpt2"))
-    assert time.perf_counter() - started < 5
     assert str(info.value) == (
         "Could not download 'gpt2': the Hugging Face Hub cannot be reached and it is not in the local cache; "
         "offline, use a local save_pretrained folder (--base PATH) or train a new model (--base scratch)."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -157,26 +158,53 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+@dataclass
+class _Probe:
+    started: float
+    thread: threading.Thread
+    result: list[bool]
+
+
+_probes: dict[str, _Probe] = {}
+_probes_lock = threading.Lock()
+PROBE_REUSE_SECONDS = 30.0
+
+
+def start_hub_probe(timeout: float = HUB_PROBE_TIMEOUT) -> _Probe:
+    """Probe the Hub in the background (a recent probe of the same endpoint is reused).
+
+    Training starts it before loading the data, so the answer is usually ready when the base is resolved.
+    """
+    endpoint = hub_endpoint()
+    with _probes_lock:
+        probe = _probes.get(endpoint)
+        if probe is not None and time.monotonic() - probe.started < PROBE_REUSE_SECONDS:
+            return probe
+        result: list[bool] = []
+
+        def run() -> None:
+            try:
+                request = urllib.request.Request(endpoint + "/api/models/gpt2", method="HEAD")
+                with urllib.request.urlopen(request, timeout=timeout):
+                    result.append(True)
+            except urllib.error.HTTPError:
+                result.append(True)  # any HTTP answer means the Hub is there
+            except Exception:
+                result.append(False)
+
+        thread = threading.Thread(target=run, daemon=True, name="gpt2tui-hub-probe")
+        probe = _probes[endpoint] = _Probe(time.monotonic(), thread, result)
+        thread.start()
+        return probe
+
+
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
-    """Whether the Hub answers within ``timeout`` seconds (any HTTP answer counts; DNS is bounded too)."""
+    """Whether the Hub answers within ``timeout`` seconds of the probe's start (DNS is bounded too)."""
     if hub_offline():
         return False
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            request = urllib.request.Request(hub_endpoint() + "/api/models/gpt2", method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout):
-                result.append(True)
-        except urllib.error.HTTPError:
-            result.append(True)
-        except Exception:
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True, name="gpt2tui-hub-probe")
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
+    probe = start_hub_probe(timeout)
+    probe.thread.join(max(0.0, probe.started + timeout - time.monotonic()))
+    return bool(probe.result and probe.result[0])
 
 
 def _from_pretrained(cls: Any, ref: str, **kwargs: Any) -> Any:

@@ -134,6 +134,7 @@ def train(
     store: ModelStore | None = None,
 ) -> TrainResult:
     """Run a fine-tune and store the model; raises :class:`UserError` (after a ``RunFailed`` event) on failure."""
+    _prefetch_hub_probe(config.base, store)
     try:
         return _train(config, on_event, stop or threading.Event(), store)
     except UserError as err:
@@ -346,6 +347,18 @@ def _train(
         ),
     )
     return result
+
+
+def _prefetch_hub_probe(base: str, store: ModelStore | None) -> None:
+    """Start the Hub probe first thing, overlapping imports and data loading, when the base will need it."""
+    from gpt2tui.core.models import hub_cached, hub_offline, start_hub_probe
+    from gpt2tui.paths import models_dir
+
+    if base_kind(base) != "hub" or hub_offline():
+        return
+    root = store.root if store is not None else models_dir()
+    if not (root / base).is_dir() and not hub_cached(base):
+        start_hub_probe()
 
 
 def _agreed(accelerator: Accelerator, flag: bool) -> bool:
