@@ -121,6 +121,11 @@ class TrainResult:
         data.pop("is_main_process")
         return data
 
+    def event(self) -> RunFinished:
+        """The same facts as the stream's last event (``model`` is the event's ``name``)."""
+        data = self.to_dict()
+        return RunFinished(name=data.pop("model"), **data)
+
 
 def _emit(on_event: EventCallback | None, event: TrainingEvent) -> None:
     if on_event is not None:
@@ -330,22 +335,7 @@ def _train(
 
         store.save(name, write, metadata, model_card(metadata))
     accelerator.wait_for_everyone()
-    _emit(
-        on_event,
-        RunFinished(
-            name=name,
-            path=result.path,
-            steps=step,
-            stopped=stopped,
-            eval_loss_before=loss_before,
-            eval_loss_after=loss_after,
-            perplexity_before=result.perplexity_before,
-            perplexity_after=result.perplexity_after,
-            train_tokens=trained_tokens,
-            tokens_per_second=result.tokens_per_second,
-            seconds=result.seconds,
-        ),
-    )
+    _emit(on_event, result.event())
     return result
 
 

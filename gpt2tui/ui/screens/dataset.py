@@ -130,13 +130,18 @@ class DatasetScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = "new fine-tune · 1/3 dataset"
         self.query_one("#columns").display = False
-        if self.query("#samples"):
-            samples = self.query_one("#samples", OptionList)
-            names = [Path(str(samples.get_option_at_index(i).id)).name for i in range(samples.option_count)]
-            samples.highlighted = names.index(FIRST_SAMPLE) if FIRST_SAMPLE in names else 0
-            samples.focus()
-        else:
+        if not self.focus_samples():
             self.query_one("#tree").focus()
+
+    def focus_samples(self) -> bool:
+        """Focus the sample list on the suggested first file; False when there is no sample folder."""
+        if not self.query("#samples"):
+            return False
+        samples = self.query_one("#samples", OptionList)
+        names = [Path(str(samples.get_option_at_index(i).id)).name for i in range(samples.option_count)]
+        samples.highlighted = names.index(FIRST_SAMPLE) if FIRST_SAMPLE in names else 0
+        samples.focus()
+        return True
 
     def display_path(self, path: Path) -> str:
         """``path`` relative to the working directory when inside it (shorter, and what users type)."""
@@ -287,12 +292,7 @@ class DatasetScreen(Screen[None]):
         self.app.push_screen(SetupScreen(self.spec, self.summary, self.block_size()))
 
     def action_samples(self) -> None:
-        if self.query("#samples"):
-            samples = self.query_one("#samples", OptionList)
-            names = [Path(str(samples.get_option_at_index(i).id)).name for i in range(samples.option_count)]
-            samples.highlighted = names.index(FIRST_SAMPLE) if FIRST_SAMPLE in names else 0
-            samples.focus()
-        else:
+        if not self.focus_samples():
             self.notify(f"There is no {SAMPLE_DIR}/ folder in {self.start_dir}.", severity="warning")
 
     def action_focus_path(self) -> None:
