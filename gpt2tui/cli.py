@@ -122,20 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command is None:
-        from gpt2tui.ui.app import run
-
-        run()
-        return 0
     from gpt2tui.core.errors import UserError
-    from gpt2tui.core.quiet import route_library_logs
 
-    route_library_logs(None)
-    handler = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models}[
-        args.command
-    ]
     try:
-        return handler(args)
+        if args.command is None:
+            from gpt2tui.ui.app import run
+
+            run()
+            return 0
+        from gpt2tui.core.quiet import route_library_logs
+
+        route_library_logs(None)
+        commands = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models}
+        return commands[args.command](args)
     except UserError as err:
         print(f"gpt2tui: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -317,3 +317,11 @@ def test_models_rename_and_rm(tiny_model: str, home: Path, capsys) -> None:
     assert main(["models", "rm", "renamed"]) == 0
     assert main(["models", "list"]) == 0
     assert "No stored models in" in capsys.readouterr().out
+
+
+def test_the_tui_with_an_unusable_data_folder_is_one_sentence(tmp_path: Path, monkeypatch, capsys) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("GPT2TUI_HOME", str(blocker))
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith(f"gpt2tui: Cannot create the folder {blocker / 'logs'} (")
