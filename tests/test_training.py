@@ -213,3 +213,34 @@ def test_samples_do_not_disturb_the_training_rng(home: Path) -> None:
     plain = train(tiny(name="plain", eval_every=4))
     sampled = train(tiny(name="sampled", eval_every=4, sample_prompt="What is Mars?"))
     assert sampled.eval_loss_after == plain.eval_loss_after
+
+
+def test_bf16_autocast_trains_on_cpu(home: Path) -> None:
+    events: list = []
+    result = train(tiny(name="bf16", mixed_precision="bf16", max_steps=8), on_event=events.append)
+    assert isinstance(events[0], RunStarted) and events[0].mixed_precision == "bf16"
+    assert result.perplexity_after < result.perplexity_before
+    meta = json.loads((Path(result.path) / "gpt2tui.json").read_text())
+    assert meta["hyperparameters"]["mixed_precision"] == "bf16"
+
+
+def test_fp16_without_cuda_is_refused(home: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: fp16 is allowed")
+    with pytest.raises(UserError) as info:
+        train(tiny(mixed_precision="fp16"))
+    assert str(info.value) == "--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on a CPU."
+    assert tree_snapshot(home / "models") == {}
+
+
+def test_auto_precision_uses_a_gpu_when_there_is_one(home: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    events: list = []
+    train(tiny(name="gpu", max_steps=4), on_event=events.append)
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    assert events[0].device.startswith("cuda") and events[0].mixed_precision == expected
