@@ -113,6 +113,8 @@ def test_stop_text_is_never_shown_even_across_chunks() -> None:
     assert _held_back("Answer: yes\nQue", "\nQuestion:") == 4
     assert _held_back("Answer: yes", "\nQuestion:") == 0
     assert _held_back("abc", None) == 0
+    assert _held_back("yes\nAns", ("\nQuestion:", "\nAnswer:")) == 4
+    assert _held_back("yes\n", ("\nQuestion:", "\nAnswer:")) == 1
 
 
 def test_stop_text_truncates_the_reply(loaded: generation.LoadedModel, monkeypatch) -> None:

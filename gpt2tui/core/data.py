@@ -35,8 +35,8 @@ QA_TEMPLATE = "Question: {question}\nAnswer: {answer}"
 """How a question/answer row is written for training; the end-of-text token follows it."""
 QA_PROMPT_TEMPLATE = "Question: {prompt}\nAnswer:"
 """What a Q/A-trained model is given at generation time (``{prompt}`` is the user's text)."""
-QA_STOP_TEXT = "\nQuestion:"
-"""Where a Q/A model's answer ends if it does not emit end-of-text."""
+QA_STOP_TEXT = ("\nQuestion:", "\nAnswer:")
+"""Where a Q/A model's answer ends if it does not emit end-of-text: a new turn of either kind."""
 
 TxtSplit = Literal["paragraphs", "file"]
 Kind = Literal["text", "qa", "prompt-completion"]
@@ -63,7 +63,7 @@ class Formatting:
     kind: Kind
     columns: tuple[str, ...]
     prompt_template: str | None = None
-    stop_text: str | None = None
+    stop_text: str | tuple[str, ...] | None = None  # one or several; generation ends before any of them
 
 
 @dataclass

@@ -12,7 +12,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 Strategy = Literal["greedy", "beam", "top-k", "top-p"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
 POLL_SECONDS = 0.25
+StopText = str | Sequence[str] | None
+"""One stop text, several, or none (stored in model metadata as a string or a list)."""
 MIN_TEMPERATURE = 0.01
 """Below this, softmax of logits / T overflows to inf and sampling fails; greedy is the limit anyway."""
 
@@ -127,7 +129,7 @@ class LoadedModel:
         return (self.metadata.get("formatting") or {}).get("prompt_template")
 
     @property
-    def stop_text(self) -> str | None:
+    def stop_text(self) -> StopText:
         return (self.metadata.get("formatting") or {}).get("stop_text")
 
     @property
@@ -160,14 +162,27 @@ class _StopOn:
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
-def _held_back(text: str, stop_text: str | None) -> int:
-    """How many trailing characters could be the start of ``stop_text`` (so must not be shown yet)."""
+def _stops(stop_text: StopText) -> tuple[str, ...]:
     if not stop_text:
-        return 0
-    for k in range(min(len(stop_text) - 1, len(text)), 0, -1):
-        if text.endswith(stop_text[:k]):
-            return k
-    return 0
+        return ()
+    return (stop_text,) if isinstance(stop_text, str) else tuple(s for s in stop_text if s)
+
+
+def _first_stop(text: str, stops: tuple[str, ...]) -> int:
+    """Where the earliest stop text starts in ``text``, or -1."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else -1
+
+
+def _held_back(text: str, stop_text: StopText) -> int:
+    """How many trailing characters could be the start of a stop text (so must not be shown yet)."""
+    longest = 0
+    for stop in _stops(stop_text):
+        for k in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:k]):
+                longest = k
+                break
+    return longest
 
 
 class ReplyStream:
@@ -182,14 +197,14 @@ class ReplyStream:
         stop: threading.Event | None = None,
         *,
         template: str | None = None,
-        stop_text: str | None = None,
+        stop_text: StopText = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.text = template.format(prompt=prompt) if template else prompt
         self.settings = settings.validate()
         self.stop = stop or threading.Event()
-        self.stop_text = stop_text
+        self.stop_text = _stops(stop_text)
         self.reply = Reply(seed=settings.seed if settings.seed is not None else secrets.randbelow(2**31))
 
     def _inputs(self) -> tuple[Any, int]:
@@ -260,7 +275,7 @@ class ReplyStream:
                     dead_polls += 0 if thread.is_alive() else 1
                     continue
                 text += chunk
-                cut = text.find(self.stop_text) if self.stop_text else -1
+                cut = _first_stop(text, self.stop_text)
                 if cut >= 0:
                     text = text[:cut]
                     halt.set()
@@ -278,7 +293,7 @@ class ReplyStream:
             ids = outcome["ids"][0][input_ids.shape[1] :]
             if not streaming:
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                cut = text.find(self.stop_text) if self.stop_text else -1
+                cut = _first_stop(text, self.stop_text)
                 text = text[:cut] if cut >= 0 else text
             if len(text) > shown:  # what was held back as a possible stop text, once generation has ended
                 yield text[shown:]
@@ -298,7 +313,7 @@ def stream(
     stop: threading.Event | None = None,
     *,
     template: str | None = None,
-    stop_text: str | None = None,
+    stop_text: StopText = None,
 ) -> ReplyStream:
     """Start nothing yet: iterating the returned stream runs generation and yields text chunks."""
     return ReplyStream(model, tokenizer, prompt, settings, stop, template=template, stop_text=stop_text)
@@ -311,7 +326,7 @@ def complete(
     settings: GenerationSettings,
     *,
     template: str | None = None,
-    stop_text: str | None = None,
+    stop_text: StopText = None,
 ) -> str:
     """The whole reply at once (training samples, tests)."""
     return "".join(stream(model, tokenizer, prompt, settings, template=template, stop_text=stop_text))
