@@ -156,3 +156,15 @@ def test_chat_prompt_uses_the_template_and_drops_old_turns(loaded: generation.Lo
 def test_loading_an_unknown_model_is_a_user_error() -> None:
     with pytest.raises(UserError, match=r"^No stored model named 'ghost' and no folder at that path"):
         load("ghost")
+
+
+def test_a_large_max_new_tokens_never_crowds_out_the_question(loaded: generation.LoadedModel) -> None:
+    ctx = loaded.context_length
+    prompt = chat_prompt([], "What is the largest planet?", loaded, ctx)
+    assert prompt == "Question: What is the largest planet?\nAnswer:"
+    s = stream(loaded.model, loaded.tokenizer, prompt, GREEDY.replace(max_new_tokens=ctx))
+    list(s)
+    assert s.reply.prompt_tokens == len(loaded.tokenizer(prompt)["input_ids"])  # nothing trimmed
+    long = stream(loaded.model, loaded.tokenizer, "word " * 1000, GREEDY.replace(max_new_tokens=ctx))
+    list(long)
+    assert long.reply.prompt_tokens == ctx // 2  # a long prompt keeps half the context

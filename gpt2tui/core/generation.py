@@ -208,14 +208,19 @@ class ReplyStream:
         self.reply = Reply(seed=settings.seed if settings.seed is not None else secrets.randbelow(2**31))
 
     def _inputs(self) -> tuple[Any, int]:
-        """Prompt ids trimmed from the left so prompt + new tokens fit the context."""
+        """Prompt ids trimmed from the left so prompt + new tokens fit the context.
+
+        The prompt always keeps up to half the context (so a large max-new-tokens never crowds out the
+        question); new tokens get the rest, up to the setting.
+        """
         import torch
 
         from gpt2tui.core.models import context_length
 
         ctx = context_length(self.model.config)
-        max_new = min(self.settings.max_new_tokens, ctx - 1)
-        ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"][-(ctx - max_new) :]
+        ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"]
+        max_new = max(1, min(self.settings.max_new_tokens, ctx - min(len(ids), ctx // 2)))
+        ids = ids[-(ctx - max_new) :]
         if not ids:
             ids = [self.tokenizer.eos_token_id]
         device = next(self.model.parameters()).device
@@ -345,15 +350,21 @@ def chat_prompt(
     """
     template = loaded.template or "{prompt}"
     eos = loaded.tokenizer.eos_token or ""
-    budget = loaded.context_length - min(max_new_tokens, loaded.context_length - 1)
-    turns = [
-        template.format(prompt=q) + (" " if loaded.template and not a.startswith(" ") else "") + a + eos
-        for q, a in history
-    ]
+    ctx = loaded.context_length
+    budget = ctx - min(max_new_tokens, ctx // 2)  # as in ReplyStream: the prompt may keep half the context
+
+    def length(text: str) -> int:
+        return len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     current = template.format(prompt=message)
-    while turns:
-        text = "".join(turns) + current
-        if len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget:
-            return text
-        turns.pop(0)
-    return current
+    used = length(current)
+    kept: list[str] = []
+    for q, a in reversed(history):  # newest first; each turn is tokenized once
+        turn = (
+            template.format(prompt=q) + (" " if loaded.template and not a.startswith(" ") else "") + a + eos
+        )
+        used += length(turn)
+        if used > budget:
+            break
+        kept.append(turn)
+    return "".join(reversed(kept)) + current

@@ -45,6 +45,9 @@ def route_library_logs(log_file: Path | None) -> None:
         logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.NullHandler()
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    previous = _state.get("handler")
+    if previous is not None:
+        previous.close()  # a second app in the same process (tests) must not leak the old file
     _state["handler"] = handler
     for name in _LIBRARIES:
         logger = logging.getLogger(name)
