@@ -57,7 +57,10 @@ SAMPLE_DIR = "sample_data"
 def sample_data_dir(start: Path | None = None) -> Path | None:
     """The sample files: ``sample_data/`` under ``start`` (the working directory), else the one shipped in
     the source checkout gpt2tui runs from (the README's editable install); None when neither exists."""
-    for candidate in ((start or Path.cwd()) / SAMPLE_DIR, Path(__file__).resolve().parent.parent / SAMPLE_DIR):
+    for candidate in (
+        (start or Path.cwd()) / SAMPLE_DIR,
+        Path(__file__).resolve().parent.parent / SAMPLE_DIR,
+    ):
         if candidate.is_dir():
             return candidate
     return None

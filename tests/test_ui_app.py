@@ -6,23 +6,32 @@ done by polling a condition with a generous upper bound, never by sleeping a gue
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.app import SystemCommand
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, OptionList, Select, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, OptionList, RichLog, Select, Static
 
+from gpt2tui.core import generation
 from gpt2tui.core.data import DataSpec
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.generation import GenerationSettings, Reply
 from gpt2tui.core.models import OFFLINE_CHOICES
 from gpt2tui.core.store import ModelStore
 from gpt2tui.core.training import TrainConfig, preview
 from gpt2tui.ui.app import GPT2TUIApp
+from gpt2tui.ui.screens import chat as chat_module
+from gpt2tui.ui.screens.chat import ChatScreen
 from gpt2tui.ui.screens.dataset import COLUMNS_HINT, DatasetScreen
 from gpt2tui.ui.screens.dialogs import ConfirmDialog, NameDialog
 from gpt2tui.ui.screens.home import HomeScreen
@@ -32,6 +41,7 @@ from gpt2tui.ui.screens.setup import SetupScreen
 ROOT = Path(__file__).resolve().parent.parent
 QA_CSV = ROOT / "sample_data" / "qa.csv"
 SIZE = (120, 40)
+SMALL = (80, 24)  # the smallest terminal the README promises
 WAIT_SECONDS = 120.0  # an upper bound for slow CI machines; the conditions are usually met in a few seconds
 
 
@@ -48,8 +58,50 @@ def text_of(widget: Static) -> str:
     return str(widget.render())
 
 
-def make_app() -> GPT2TUIApp:
-    return GPT2TUIApp(start_dir=ROOT, warm_up=False)
+def make_app(start_dir: Path = ROOT) -> GPT2TUIApp:
+    return GPT2TUIApp(start_dir=start_dir, warm_up=False)
+
+
+def record_notes(app: GPT2TUIApp) -> list[str]:
+    """Every notification the app shows from now on, in order (the toasts themselves vanish after a while)."""
+    notes: list[str] = []
+    show = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        notes.append(message)
+        show(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return notes
+
+
+def visible_text(app: GPT2TUIApp, widget: Widget) -> str:
+    """What the terminal shows of ``widget``: the rendered screen rows, cut to the widget's unclipped part.
+
+    Textual has no public API for the composed screen; the compositor's strips are what a terminal receives.
+    A widget scrolled or pushed out of view gives an empty string.
+    """
+    region = app.screen.find_widget(widget).visible_region
+    rows = app.screen._compositor.render_strips()
+    return "\n".join(rows[y].crop(region.x, region.right).text for y in range(region.y, region.bottom))
+
+
+def command(app: GPT2TUIApp, title: str) -> SystemCommand | None:
+    """The palette's command called ``title`` over the current screen, or None when it is not offered."""
+    return next((c for c in app.get_system_commands(app.screen) if c.title == title), None)
+
+
+def small_run(name: str = "watched", max_steps: int = 20, eval_every: int = 2) -> MonitorScreen:
+    """A monitor for a scratch-tiny run on qa.csv (no sample prompt, so each eval is quick)."""
+    config = TrainConfig(
+        DataSpec(str(QA_CSV)),
+        base="scratch",
+        max_steps=max_steps,
+        eval_every=eval_every,
+        name=name,
+        log_every=1,
+    )
+    return MonitorScreen(config)
 
 
 async def open_setup(pilot: Pilot[None], app: GPT2TUIApp) -> SetupScreen:
@@ -91,9 +143,46 @@ async def test_first_start_explains_what_to_do() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
-        assert "No fine-tuned models yet" in text_of(app.screen.query_one("#empty", Static))
-        assert "sample_data/qa.csv" in text_of(app.screen.query_one("#empty", Static))
+        empty = text_of(app.screen.query_one("#empty", Static))
+        assert "No fine-tuned models yet" in empty
+        assert "press enter on qa.csv (highlighted; 68 questions" in empty
         assert not app.screen.query_one("#models", DataTable).display
+
+
+async def test_sample_files_are_offered_outside_the_source_folder(tmp_path: Path) -> None:
+    """Started from a folder without sample_data/, the walkthrough still works: the shipped samples are listed."""
+    app = make_app(start_dir=tmp_path)
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "press enter on qa.csv" in text_of(app.screen.query_one("#empty", Static))
+        await pilot.press("n")
+        assert isinstance(app.screen, DatasetScreen)
+        samples = app.screen.query_one("#samples", OptionList)
+        names = [Path(str(samples.get_option_at_index(i).id)).name for i in range(samples.option_count)]
+        assert "qa.csv" in names
+        assert samples.get_option_at_index(samples.highlighted or 0).id == str(QA_CSV)
+        await pilot.press("ctrl+l", "ctrl+o")
+        assert app.focused is samples and not notes
+
+
+async def test_without_sample_files_the_walkthrough_does_not_promise_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gpt2tui.ui.screens.dataset.sample_data_dir", lambda start=None: None)
+    app = make_app(start_dir=tmp_path)
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        empty = text_of(app.screen.query_one("#empty", Static))
+        assert "qa.csv" not in empty
+        assert "pick a .txt, .csv or .jsonl file of your own" in empty
+        await pilot.press("n")
+        assert not app.screen.query("#samples")
+        await pilot.press("ctrl+o")
+        assert notes == [
+            f"There are no sample files: no sample_data/ folder in {tmp_path.resolve()} or next to gpt2tui."
+        ]
 
 
 async def test_home_lists_stored_models(tiny_model: str) -> None:
@@ -130,6 +219,49 @@ async def test_rename_shows_core_errors_in_place_then_renames(tiny_model: str) -
         assert isinstance(app.screen, HomeScreen)
         assert [info.name for info in ModelStore().list()] == ["renamed"]
         assert app.screen.selected_name() == "renamed"
+
+
+async def test_rename_to_the_same_name_just_closes(tiny_model: str) -> None:
+    app = make_app()
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        assert isinstance(app.screen, NameDialog)
+        await pilot.press("enter")  # the name as offered, unchanged
+        assert isinstance(app.screen, HomeScreen)
+        assert [info.name for info in ModelStore().list()] == [tiny_model]
+        assert not notes
+
+
+async def test_rename_and_delete_say_an_os_error_instead_of_crashing(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = ModelStore().path_for(tiny_model)
+
+    def cross_device(self: ModelStore, old: str, new: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(folder))
+
+    def denied(self: ModelStore, name: str) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+
+    monkeypatch.setattr(ModelStore, "rename", cross_device)
+    monkeypatch.setattr(ModelStore, "delete", denied)
+    app = make_app()
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        app.screen.query_one("#name", Input).value = "elsewhere"
+        await pilot.press("enter")
+        assert isinstance(app.screen, NameDialog)
+        expected = f"Could not rename tiny: Invalid cross-device link ({folder})."
+        assert text_of(app.screen.query_one("#error", Static)) == expected
+        await pilot.press("escape", "d", "y")
+        await pilot.pause()
+        assert isinstance(app.screen, HomeScreen) and app.return_code is None
+        assert notes == [f"Could not delete tiny: Permission denied ({folder})."]
+        assert app.screen.selected_name() == tiny_model
 
 
 async def test_delete_asks_first(tiny_model: str) -> None:
@@ -233,6 +365,23 @@ async def test_setup_refuses_invalid_values_in_place(tiny_model: str) -> None:
         assert app.screen is setup
 
 
+async def test_setup_refusal_is_visible_at_80x24() -> None:
+    """The last field and the error line are below the fold of a 24-row terminal; both must come into view."""
+    app = make_app()
+    async with app.run_test(size=SMALL) as pilot:
+        setup = SetupScreen(DataSpec(str(QA_CSV)))
+        await app.push_screen(setup)
+        seed = setup.query_one("#seed", Input)
+        seed.value = "x"
+        await pilot.press("ctrl+s")
+        error = setup.query_one("#error", Static)
+        await wait_for(pilot, lambda: bool(visible_text(app, error)), "the error on screen")
+        assert visible_text(app, error).strip() == "Seed: Must be a valid integer."
+        assert app.focused is seed
+        await wait_for(pilot, lambda: "x" in visible_text(app, seed), "the refused field on screen")
+        assert app.screen.find_widget(seed).visible_region == seed.region  # the whole field, not a sliver
+
+
 async def test_setup_says_when_the_hub_is_unreachable() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -282,7 +431,7 @@ async def test_full_finetune_from_the_ui_ends_in_a_stored_model() -> None:
         assert "Saved as ui-model (20 steps" in outcome
         assert "Press c to chat with it" in outcome
         assert [e.step for e in monitor.evals] == [0, 20]
-        assert "before" in text_of(monitor.query_one("#evals", Static))
+        assert str(monitor.query_one("#evals", DataTable).get_row_at(0)[0]) == "before"
         assert text_of(monitor.query_one("#sample", Static))  # a sample was generated at the evals
         assert len(monitor.query_one("#plot").points) == 20
         assert "step 20/20" in text_of(monitor.query_one("#progress-text", Static))
@@ -297,6 +446,37 @@ async def test_full_finetune_from_the_ui_ends_in_a_stored_model() -> None:
         ]
     meta = json.loads((ModelStore().path_for("ui-model") / "gpt2tui.json").read_text())
     assert meta["steps"] == 20 and meta["stopped"] is False
+
+
+@pytest.mark.parametrize("size", [SMALL, SIZE], ids=["80x24", "120x40"])
+async def test_finished_monitor_shows_progress_newest_eval_and_last_log_line(size: tuple[int, int]) -> None:
+    """Eleven evaluations and more log lines than fit: the newest of each stays in view after the outcome banner
+    appears, the progress text keeps ETA and tok/s, and the first evaluation is one scroll away."""
+    app = make_app()
+    async with app.run_test(size=size) as pilot:
+        monitor = small_run()
+        await app.push_screen(monitor)
+        await wait_for(pilot, lambda: monitor.state == "finished", "the run to finish")
+        evals = monitor.query_one("#evals", DataTable)
+        log = monitor.query_one("#log", RichLog)
+        progress = monitor.query_one("#progress-text", Static)
+        assert evals.row_count == 11
+
+        def newest_eval_row() -> str:
+            rows = [row.strip(" │▁▂▃▄▅▆▇█") for row in visible_text(app, evals).splitlines()]
+            return [row for row in rows if row and not row.startswith("╰")][-1]
+
+        def last_log_line() -> str:
+            rows = [row.strip(" │▁▂▃▄▅▆▇█") for row in visible_text(app, log).splitlines()]
+            return [row for row in rows if row and not row.startswith("╰")][-1]
+
+        await wait_for(pilot, lambda: newest_eval_row().startswith("20 "), "the step-20 evaluation in view")
+        await wait_for(pilot, lambda: last_log_line().startswith("eval at step 20:"), "the last log line")
+        shown = visible_text(app, progress)
+        assert "step 20/20" in shown and "ETA" in shown and "tok/s" in shown
+        assert "step    20/20  loss" in visible_text(app, log)
+        evals.scroll_home(animate=False)
+        await wait_for(pilot, lambda: "before" in visible_text(app, evals), "the evaluation before training")
 
 
 async def test_stop_key_ends_the_run_and_still_saves() -> None:
@@ -340,6 +520,35 @@ async def test_quitting_during_a_run_asks_first_and_saves() -> None:
     assert ModelStore().get("ui-model").get("stopped") is True
 
 
+async def test_quit_question_survives_the_run_ending_and_is_asked_once() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        monitor = small_run(max_steps=5000, eval_every=0)
+        await app.push_screen(monitor)
+        await wait_for(pilot, lambda: len(monitor.query_one("#plot").points) >= 1, "the first step")
+        await pilot.press("ctrl+q", "ctrl+q")
+        assert isinstance(app.screen, ConfirmDialog)
+        assert sum(isinstance(s, ConfirmDialog) for s in app.screen_stack) == 1
+        monitor.stop_event.set()  # the run ends (here: stopped) while the question is open
+        await wait_for(pilot, lambda: monitor.state == "finished", "the run to end")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_code is not None, "the app to exit")
+
+
+async def test_stop_and_go_back_after_the_run_ended_leaves() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        monitor = small_run(max_steps=5000, eval_every=0)
+        await app.push_screen(monitor)
+        await wait_for(pilot, lambda: len(monitor.query_one("#plot").points) >= 1, "the first step")
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmDialog)
+        monitor.stop_event.set()
+        await wait_for(pilot, lambda: monitor.state == "finished", "the run to end")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "the way back home")
+
+
 async def test_quit_without_a_run_does_not_ask() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -381,6 +590,91 @@ async def test_command_palette_offers_screens_keys_and_models(tiny_model: str) -
         assert isinstance(app.screen, DatasetScreen)
         titles = [command.title for command in app.get_system_commands(app.screen)]
         assert "Continue to setup" in titles and "Sample files" in titles
+
+
+async def test_command_palette_over_a_dialog_offers_only_the_base_commands(tiny_model: str) -> None:
+    """Screens pushed from the palette would land on top of the unanswered dialog."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        assert isinstance(app.screen, NameDialog)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Quit" in titles
+        for title in ("Models", "New fine-tune", "Chat with tiny", "Rename", "Cancel"):
+            assert title not in titles
+
+
+class GatedStream:
+    """Stands in for ``generation.stream``: each reply waits for ``gate`` (or its stop event) before it ends.
+
+    Keeps a chat "generating" for exactly as long as a test needs, without a timing guess.
+    """
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def __call__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompt: str,
+        settings: GenerationSettings,
+        stop: Any = None,
+        **_: Any,
+    ) -> Any:
+        gate, stopped = self.gate, stop or threading.Event()
+
+        class Stream:
+            reply = Reply(text="ok", new_tokens=1, seconds=0.01)
+
+            def __iter__(self) -> Iterator[str]:
+                while not gate.wait(0.01) and not stopped.is_set():
+                    pass
+                yield "ok"
+
+        return Stream()
+
+
+async def test_palette_models_leaves_a_chat_the_way_escape_does(
+    tiny_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean chat is left; a generating one is not left under the reply; an unsaved one keeps its question."""
+    stream = GatedStream()
+    monkeypatch.setattr(generation, "stream", stream)
+    monkeypatch.setattr(chat_module, "STOP_GRACE_SECONDS", 0.0)  # the palette is used right after the reply
+    app = make_app()
+    notes = record_notes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("c")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        await wait_for(pilot, lambda: chat.loaded is not None, "the model to load")
+        models = command(app, "Models")
+        assert models is not None
+        await models.callback()
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "the way home from a clean chat")
+
+        await pilot.press("c")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        await wait_for(pilot, lambda: chat.loaded is not None, "the model to load again")
+        chat.query_one("#prompt", Input).value = "What is the largest planet?"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: chat.active is not None, "the reply to start")
+        await models.callback()
+        assert app.screen is chat and chat.active is not None  # refused, and the reply goes on
+        assert notes[-1] == "A reply is being generated; stop it (escape) before leaving the chat."
+
+        stream.gate.set()
+        await wait_for(pilot, lambda: chat.active is None, "the reply to end")
+        await models.callback()
+        await pilot.pause()
+        # The transcript is unsaved: the chat asks first, and its question is not popped unanswered.
+        assert isinstance(app.screen, ConfirmDialog) and chat in app.screen_stack
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "the way home after the answer")
 
 
 async def test_library_prints_go_to_the_log_file(home: Path) -> None:

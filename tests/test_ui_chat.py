@@ -1,12 +1,14 @@
-"""The chat screen: streaming, decoding keys, stop, regenerate, clear, save, beam, modes, errors.
+"""The chat screen: streaming, decoding keys, stop, regenerate, clear, save, leaving, scrolling, beam, modes,
+errors, and what fits at 80 columns.
 
 The session's tiny model (conftest ``trained_tiny``: scratch tiny, 30 steps) is loaded once; most tests inject
-it and replace ``core.generation.stream`` with a fake so they are fast and deterministic; one test streams a
-real reply through the core end to end and one loads the model from the store through the screen's worker.
+it and replace ``core.generation.stream`` with a fake so they are fast and deterministic; a few stream real
+replies through the core end to end and one loads the model from the store through the screen's worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -22,12 +24,15 @@ from textual.widgets import Input, Static
 from gpt2tui.core import generation
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
+from gpt2tui.ui.screens import chat as chat_module
 from gpt2tui.ui.screens.chat import ChatScreen
+from gpt2tui.ui.screens.dialogs import ConfirmDialog
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (120, 40)
+SMALLEST = (80, 24)  # the smallest terminal the README promises
 
 
 # ---- fixtures -------------------------------------------------------------------------------------
@@ -50,14 +55,17 @@ class StreamCall:
 class FakeStream:
     """Stands in for ``core.generation.stream``: records each call, yields ``word{n} `` chunks.
 
-    ``delay`` paces the chunks (a slow model); ``gate`` holds generation until set; beam yields once at the
-    end, like the core; the stop event ends it with ``reply.stopped`` True, like the core.
+    ``delay`` paces the chunks (a slow model); ``gate`` holds generation until set; ``hold`` holds it after
+    ``hold_after`` chunks until set (a reply caught midway); beam yields once at the end, like the core; the
+    stop event ends it with ``reply.stopped`` True, like the core.
     """
 
     def __init__(self) -> None:
         self.calls: list[StreamCall] = []
         self.delay = 0.0
         self.gate: threading.Event | None = None
+        self.hold: threading.Event | None = None
+        self.hold_after = 0
         self.error: Exception | None = None
 
     def __call__(
@@ -93,6 +101,8 @@ class _FakeReplyStream:
                 break
             if self.owner.delay:
                 time.sleep(self.owner.delay)
+            if self.owner.hold is not None and tokens == self.owner.hold_after + 1:
+                self.owner.hold.wait(10)
             chunk = f"r{self.number}w{tokens} "
             text += chunk
             if self.settings.strategy != "beam":
@@ -110,6 +120,12 @@ def fake_stream(monkeypatch: pytest.MonkeyPatch) -> FakeStream:
     fake = FakeStream()
     monkeypatch.setattr(generation, "stream", fake)
     return fake
+
+
+@pytest.fixture
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Escape may leave at once after a reply (tests press it within the stop grace period otherwise)."""
+    monkeypatch.setattr(chat_module, "STOP_GRACE_SECONDS", 0.0)
 
 
 class ChatTestApp(App[None]):
@@ -131,14 +147,18 @@ class ChatTestApp(App[None]):
         super().notify(message, severity=severity, **kwargs)  # type: ignore[arg-type]
 
 
-async def until(pilot: Any, condition: Any, timeout: float = 10.0) -> None:
-    """Let the app run until ``condition()`` holds (workers are threads, so poll)."""
+async def until(pilot: Any, condition: Any, timeout: float = 10.0, *, settle: bool = True) -> None:
+    """Let the app run until ``condition()`` holds (workers are threads, so poll).
+
+    ``settle`` then waits for the app to go idle, which takes up to a second while a real model generates.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await pilot.pause(0.02)
-    await pilot.pause()
+    if settle:
+        await pilot.pause()
 
 
 async def send(pilot: Any, screen: ChatScreen, text: str) -> None:
@@ -152,6 +172,46 @@ async def send(pilot: Any, screen: ChatScreen, text: str) -> None:
 def reply_text(screen: ChatScreen) -> str:
     """The last reply entry as shown in the transcript."""
     return screen.transcript.entry_text(screen.turns[-1].reply_entry)
+
+
+def screen_lines(app: App[Any]) -> list[str]:
+    """The terminal as the user sees it, one string per row (Textual's compositor; no public API for it)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def spy_model_input(
+    loaded: LoadedModel,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    no_early_end: bool = False,
+    token_seconds: float = 0,
+) -> list[str]:
+    """Record the decoded input of every ``model.generate`` call: the prompt the model really sees.
+
+    ``no_early_end`` passes ``min_new_tokens`` equal to ``max_new_tokens``, so the model cannot end the reply
+    with end-of-text: only the stop event (or the limit) ends it. ``token_seconds`` makes it a slow model (a
+    sleep per token), so that the test's key presses, which wait for the process to be idle, get through
+    while it generates.
+    """
+    import torch
+
+    seen: list[str] = []
+    real_generate = loaded.model.generate
+
+    def slow(input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        time.sleep(token_seconds)
+        return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
+
+    def generate(input_ids: Any, **kwargs: Any) -> Any:
+        seen.append(loaded.tokenizer.decode(input_ids[0]))
+        if no_early_end:
+            kwargs["min_new_tokens"] = kwargs["max_new_tokens"]
+        if token_seconds:
+            kwargs["stopping_criteria"].append(slow)
+        return real_generate(input_ids, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "generate", generate)
+    return seen
 
 
 # ---- streaming through the real core ----------------------------------------------------------------
@@ -188,6 +248,54 @@ async def test_real_model_streams_reply_equal_to_complete(
         assert reply_text(screen) == f"{tiny.name} ▸ {expected.lstrip()}"
         assert "– tok/s" not in screen.status.plain
         assert "tok/s" in screen.status.plain
+
+
+async def test_escape_stops_a_long_real_reply(tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    spy_model_input(tiny, monkeypatch, no_early_end=True, token_seconds=0.01)
+    screen = ChatScreen("tiny", GenerationSettings(strategy="greedy", seed=1), loaded=tiny, mode="raw")
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f9", "f9")
+        requested = screen.settings.max_new_tokens
+        assert requested == tiny.context_length
+        screen.query_one("#prompt", Input).value = "Once upon a time"
+        # simulate_key, not pilot.press: press waits for the process to go idle, i.e. for the reply to end
+        app.simulate_key("enter")
+        await until(pilot, lambda: screen.active is not None, settle=False)  # the reply has started
+        app.simulate_key("escape")
+        await until(pilot, lambda: screen.active is None, timeout=30)
+        reply = screen.turns[-1].reply
+        assert reply is not None and reply.stopped
+        assert reply.new_tokens < requested // 2  # stopped early, far from the limit
+        assert reply_text(screen).endswith(" [stopped]")
+        assert "stopped" in screen.status.plain
+        assert app.screen is screen
+
+
+async def test_question_still_reaches_the_model_with_max_new_tokens_at_the_context_length(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F9 up to the context length must not squeeze the question out of the prompt (the core keeps room)."""
+    prompts: list[str] = []
+    real_stream = generation.stream
+
+    def stream(model: Any, tokenizer: Any, prompt: str, *args: Any, **kwargs: Any) -> Any:
+        prompts.append(prompt)
+        return real_stream(model, tokenizer, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "stream", stream)
+    seen = spy_model_input(tiny, monkeypatch)
+    screen = ChatScreen("tiny", GenerationSettings(strategy="greedy", seed=1, max_new_tokens=8), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "Where is Mars?")
+        await pilot.press("f9", "f9", "f9", "f9", "f9")
+        assert screen.settings.max_new_tokens == tiny.context_length
+        question = "What is the largest planet?"
+        screen.query_one("#prompt", Input).value = question
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.active is None and len(screen.turns) == 2, timeout=30)
+        assert question in prompts[-1]
+        assert question in seen[-1]  # what the model was given, after the core fitted it to the context
 
 
 async def test_loads_model_from_store_in_a_worker(tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,6 +451,24 @@ async def test_regenerate_replaces_the_last_reply_with_current_settings(
         assert screen.transcript.plain.count("greedy max=3 · seed 1234") == 1
 
 
+async def test_regenerate_uses_the_current_mode(tiny: LoadedModel, fake_stream: FakeStream) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "Once upon a time")
+        assert fake_stream.calls[-1].prompt.endswith("Question: Once upon a time\nAnswer:")
+        await pilot.press("ctrl+t", "ctrl+r")
+        await until(pilot, lambda: screen.active is None and "r2w1" in screen.transcript.plain)
+        assert fake_stream.calls[-1].prompt == "Once upon a time"  # raw: the text as typed
+        assert fake_stream.calls[-1].stop_text is None
+        assert screen.turns[-1].mode == "raw" and len(screen.turns) == 1
+        assert "raw ▸ Once upon a time" in screen.transcript.plain
+        assert "you ▸" not in screen.transcript.plain
+        await pilot.press("ctrl+t", "ctrl+r")  # and back to chat
+        await until(pilot, lambda: screen.active is None and "r3w1" in screen.transcript.plain)
+        assert fake_stream.calls[-1].prompt == fake_stream.calls[0].prompt
+        assert screen.transcript.plain.count("you ▸ Once upon a time") == 1
+
+
 async def test_ctrl_l_clears_transcript_and_history(tiny: LoadedModel, fake_stream: FakeStream) -> None:
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
@@ -378,19 +504,105 @@ async def test_ctrl_s_saves_markdown_with_model_strategy_parameters_and_seed(
         assert text.count("- seed: 77") == 2
 
 
-async def test_escape_when_idle_goes_back_asking_once_if_unsaved(
-    tiny: LoadedModel, fake_stream: FakeStream
+async def test_escape_when_idle_asks_before_leaving_an_unsaved_transcript_every_time(
+    tiny: LoadedModel, fake_stream: FakeStream, no_grace: None
+) -> None:
+    """The old 'press Escape again' warning stayed armed across turns: a later single Escape left the chat."""
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "hello")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog) and dialog.question == chat_module.LEAVE_QUESTION
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen)
+        await send(pilot, screen, "a second question")
+        await pilot.press("escape")
+        await until(
+            pilot, lambda: isinstance(app.screen, ConfirmDialog)
+        )  # asks again: one Escape never leaves
+        await pilot.press("escape")  # Escape in the dialog means 'stay'
+        await until(pilot, lambda: app.screen is screen)
+        assert len(screen.turns) == 2
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(pilot, lambda: screen not in app.screen_stack)
+
+
+async def test_escape_leaves_at_once_when_the_transcript_is_saved(
+    tiny: LoadedModel, fake_stream: FakeStream, no_grace: None
 ) -> None:
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, screen, "hi")
-        await pilot.press("escape")
-        assert app.screen is screen
-        assert any("Press Escape again" in message for _, message in app.notes)
-        await pilot.press("escape")
+        await pilot.press("ctrl+s", "escape")
+        await until(pilot, lambda: screen not in app.screen_stack)
+        assert not any(isinstance(s, ConfirmDialog) for s in app.screen_stack)
+
+
+async def test_escape_just_after_a_reply_finished_neither_asks_nor_leaves(
+    tiny: LoadedModel, fake_stream: FakeStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Escape meant to stop a reply that had just finished: it must not count toward leaving."""
+    monkeypatch.setattr(chat_module, "STOP_GRACE_SECONDS", 60.0)
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "hi")
+        await pilot.press("escape", "escape")
         await pilot.pause()
-        assert app.screen is not screen
+        assert app.screen is screen
+        monkeypatch.setattr(chat_module, "STOP_GRACE_SECONDS", 0.0)  # later, Escape asks as usual
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+
+
+async def test_a_reply_finishing_after_ctrl_s_makes_the_transcript_unsaved_again(
+    tiny: LoadedModel, fake_stream: FakeStream, no_grace: None
+) -> None:
+    fake_stream.hold, fake_stream.hold_after = threading.Event(), 3
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=30), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        screen.query_one("#prompt", Input).value = "long answer please"
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.turns[-1].text.count(" ") >= 3)
+        await pilot.press("ctrl+s")  # saves the partial reply
+        assert screen.saved_path is not None and screen.active is not None
+        fake_stream.hold.set()
+        await until(pilot, lambda: screen.active is None)
+        assert "r1w30" not in screen.saved_path.read_text(encoding="utf-8")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))  # the whole reply is not saved yet
+
+
+# ---- scrolling while typing -------------------------------------------------------------------------
+
+
+async def test_page_keys_scroll_the_transcript_while_the_prompt_has_focus(tiny: LoadedModel) -> None:
+    screen = ChatScreen("tiny", loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        transcript = screen.transcript
+        for number in range(200):
+            transcript.write(f"earlier line {number}")
+        await pilot.pause()
+        prompt = screen.query_one("#prompt", Input)
+        await pilot.press("h", "i")
+        bottom = transcript.max_scroll_y
+        assert prompt.has_focus and bottom > 0 and transcript.scroll_y == bottom
+        await pilot.press("pageup")
+        assert 0 < transcript.scroll_y < bottom
+        await pilot.press("pagedown")
+        assert transcript.scroll_y == bottom
+        await pilot.press("ctrl+home")
+        assert transcript.scroll_y == 0
+        await pilot.press("ctrl+end")
+        assert transcript.scroll_y == bottom
+        assert prompt.has_focus and prompt.value == "hi"
 
 
 # ---- beam, modes, errors ----------------------------------------------------------------------------
@@ -476,6 +688,52 @@ async def test_generation_error_is_a_message_not_a_crash(
         assert "r2w1" in reply_text(screen)
 
 
+# ---- 80 columns ------------------------------------------------------------------------------------
+
+
+async def test_status_line_shows_strategy_and_speed_at_80_columns(
+    tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    named = dataclasses.replace(tiny, name="qa-scratch-tiny-finetuned")
+    screen = ChatScreen("qa-scratch-tiny-finetuned", GenerationSettings(max_new_tokens=3), loaded=named)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SMALLEST) as pilot:
+        await send(pilot, screen, "hi")
+        fake_stream.gate = threading.Event()
+        screen.query_one("#prompt", Input).value = "again"
+        await pilot.press("enter")
+        await pilot.pause()
+        speed = f"{screen.status.tokens_per_second:.1f} tok/s"
+        for key in ("f2", "f3", "f4", "f5"):
+            await pilot.press(key)
+            await pilot.pause()
+            status = screen_lines(app)[1]
+            assert screen.settings.describe() in status, (key, status)
+            assert status.rstrip().endswith(f"generating… · {speed}"), (key, status)
+            assert status.lstrip().startswith("qa-scratch"), (key, status)
+        fake_stream.gate.set()
+        await until(pilot, lambda: screen.active is None)
+
+
+async def test_every_chat_key_is_on_screen_at_80_columns(tiny: LoadedModel) -> None:
+    """Through the real app (its ctrl+q and ctrl+p share the footer): nothing is cut off at 80x24."""
+    from gpt2tui.ui.app import GPT2TUIApp
+
+    app = GPT2TUIApp(start_dir=ROOT, warm_up=False)
+    async with app.run_test(size=SMALLEST) as pilot:
+        screen = ChatScreen("tiny", loaded=tiny)
+        await app.push_screen(screen)
+        await until(pilot, lambda: "palette" in screen_lines(app)[-1])  # the footer has its keys
+        lines = screen_lines(app)
+        footer = lines[-1]
+        for shown in ("esc stop/back", "^r regen", "^t chat/raw", "^l clear", "^s save", "^q", "^p palette"):
+            assert shown in footer, (shown, footer)
+        legend = lines[-5]
+        for number in range(2, 10):
+            assert f"F{number}" in legend, (number, legend)
+        assert chat_module.KEY_LEGEND in legend and chat_module.SCROLL_LEGEND in lines[2]
+
+
 # ---- the transcript's append cost -------------------------------------------------------------------
 
 
@@ -514,8 +772,10 @@ async def test_append_cost_does_not_grow_with_transcript_length() -> None:
 # ---- through the real app ---------------------------------------------------------------------------
 
 
-async def test_chat_through_the_app_from_the_model_list(tiny_model: str, fake_stream: FakeStream) -> None:
-    """Home → c on the stored model → the chat loads it from the store → a reply → Escape twice → home."""
+async def test_chat_through_the_app_from_the_model_list(
+    tiny_model: str, fake_stream: FakeStream, no_grace: None
+) -> None:
+    """Home → c on the stored model → the chat loads it from the store → a reply → Escape, yes → home."""
     from gpt2tui.ui.app import GPT2TUIApp
     from gpt2tui.ui.screens.home import HomeScreen
 
@@ -531,5 +791,7 @@ async def test_chat_through_the_app_from_the_model_list(tiny_model: str, fake_st
         await send(pilot, screen, "hello")
         assert fake_stream.calls[-1].settings.strategy == "greedy"
         assert reply_text(screen).startswith("tiny ▸ r1w1")
-        await pilot.press("escape", "escape")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, ClassVar
 
 from textual import events, work
-from textual.app import App, SystemCommand
+from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
@@ -25,6 +25,7 @@ from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import MonitorScreen
 
 LOG_NAME = "gpt2tui.log"
+QUIT_DIALOG_ID = "quit-dialog"
 WARM_UP_DELAY = 0.5
 """Seconds between the first frame and the warm-up import, so the import never delays that frame."""
 
@@ -38,7 +39,9 @@ class GPT2TUIApp(App[None]):
 
     TITLE = "gpt2tui"
     SUB_TITLE = "fine-tune GPT-2 from the terminal"
-    CSS_PATH = "app.tcss"
+    # Textual loads a screen's CSS_PATH when the screen is pushed, never for the default screen: the home
+    # screen's styles are the app's.
+    CSS_PATH: ClassVar[CSSPathType | None] = ["app.tcss", "screens/home.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -93,35 +96,58 @@ class GPT2TUIApp(App[None]):
 
     async def action_quit(self) -> None:
         """Quit at once, unless a fine-tune is running: then ask, and stop it (saving the model) first."""
-        monitors = self.running_monitors()
-        if not monitors:
+        if not self.running_monitors():
             self.exit()
             return
         from gpt2tui.ui.screens.dialogs import ConfirmDialog
 
+        if isinstance(self.screen, ConfirmDialog) and self.screen.id == QUIT_DIALOG_ID:
+            return  # the question is already on screen; a second one would only have to be answered twice
+
         def answered(yes: bool | None) -> None:
-            if yes:
-                for monitor in self.running_monitors():
-                    monitor.stop_run(after="exit")
+            if not yes:
+                return
+            monitors = self.running_monitors()
+            if not monitors:  # the run ended while the question was open: nothing left to stop
+                self.exit()
+                return
+            for monitor in monitors:
+                monitor.stop_run(after="exit")
 
         question = (
             "A fine-tune is running. Quit anyway? The run stops at the next step and the model trained "
             "so far is saved before gpt2tui exits."
         )
-        self.push_screen(
-            ConfirmDialog(question, yes_label="Stop and quit", no_label="Keep training"), answered
+        dialog = ConfirmDialog(
+            question, yes_label="Stop and quit", no_label="Keep training", id=QUIT_DIALOG_ID
         )
+        self.push_screen(dialog, answered)
 
     # ------------------------------------------------------------------------------------------ navigation
 
-    def action_go_home(self) -> None:
+    async def action_go_home(self) -> None:
+        """Back to the model list; a chat on top leaves the way its Escape does (it may ask first)."""
         if self.run_in_progress:
             self.notify(
                 "A fine-tune is running; stop it (s) or wait for it to finish first.", severity="warning"
             )
             return
+        from gpt2tui.ui.screens.chat import ChatScreen
+
         while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
-            self.pop_screen()
+            screen = self.screen
+            if isinstance(screen, ChatScreen):
+                if screen.active is not None:
+                    self.notify(
+                        "A reply is being generated; stop it (escape) before leaving the chat.",
+                        severity="warning",
+                    )
+                    return
+                await screen.run_action("stop")  # the chat's Escape: leaves, or asks first if unsaved
+                if screen in self.screen_stack:  # it stayed (its question is up): the answer decides
+                    return
+            else:
+                self.pop_screen()
 
     def action_new_finetune(self) -> None:
         if self.run_in_progress:
@@ -142,7 +168,14 @@ class GPT2TUIApp(App[None]):
         open_chat(self.screen, name)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        """Every screen and every key of the current screen, plus a chat entry per stored model."""
+        """Every screen and every key of the current screen, plus a chat entry per stored model.
+
+        Over a dialog only the base commands (quit, theme, ...) are offered: a screen pushed from the palette
+        would land on top of the unanswered question.
+        """
+        if screen.is_modal:
+            yield from super().get_system_commands(screen)
+            return
         commands = [
             *super().get_system_commands(screen),
             SystemCommand("Models", "Show the stored models (home screen)", self.action_go_home),

@@ -5,6 +5,10 @@ The model loads in a thread worker; each reply is generated in another (``group=
 transcript, so the UI thread does one small append per tick whatever the token rate, and an append never
 costs more than the current paragraph (see ``widgets/transcript.py``). Escape sets the reply's stop event;
 the core ends generation at the next token and keeps the partial text.
+
+Every key is a priority binding (the prompt Input has focus almost always). The footer shows the keys that act
+on the conversation; the decoding keys F2-F9 are listed on the transcript's bottom border instead, so that all
+of them are visible at 80 columns, and the command palette offers every one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from textual.worker import Worker, WorkerState
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
+from gpt2tui.ui.screens.dialogs import ConfirmDialog
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
@@ -40,9 +45,12 @@ Mode = Literal["chat", "raw"]
 FLUSH_SECONDS = 1 / 25  # how often streamed chunks reach the transcript
 TEMPERATURE_STEP = 0.1
 TEMPERATURE_RANGE = (0.1, 2.0)
-LEAVE_CONFIRM_SECONDS = 3.0  # a second Escape within this leaves a chat with an unsaved transcript
+STOP_GRACE_SECONDS = 0.5  # an Escape this soon after a reply ended was meant to stop it: it does not leave
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 BUSY = "A reply is still being generated; press Escape to stop it."
+LEAVE_QUESTION = "The transcript is not saved (ctrl+s saves it). Leave the chat anyway?"
+KEY_LEGEND = "F2 greedy F3 beam F4 top-k F5 top-p · F6/F7 temp · F8/F9 max tokens"
+SCROLL_LEGEND = "PgUp/PgDn scroll"
 
 PROMPT_STYLE = "bold"
 REPLY_PREFIX_STYLE = "bold green"
@@ -130,9 +138,9 @@ class ChatCommands(Provider):
                 yield Hit(score, matcher.highlight(label), command, help=help_text)
 
 
-def _key(key: str, action: str, label: str, tooltip: str, group: Binding.Group | None = None) -> Binding:
+def _key(key: str, action: str, label: str, tooltip: str, *, show: bool = True) -> Binding:
     """A chat key: priority, because the prompt Input has focus almost always and must not swallow it."""
-    return Binding(key, action, label, tooltip=tooltip, group=group, priority=True)
+    return Binding(key, action, label, tooltip=tooltip, show=show, priority=True)
 
 
 class ChatScreen(Screen[None]):
@@ -142,23 +150,37 @@ class ChatScreen(Screen[None]):
     COMMANDS: ClassVar[set[type[Provider]]] = {ChatCommands}
     AUTO_FOCUS = "#prompt"
 
-    _strategy = Binding.Group("strategy")
-    _temperature = Binding.Group("temp")
-    _max_tokens = Binding.Group("max tokens")
     BINDINGS: ClassVar[list[BindingType]] = [
-        _key("f2", "strategy('greedy')", "greedy", "Greedy decoding", _strategy),
-        _key("f3", "strategy('beam')", "beam", "Beam search", _strategy),
-        _key("f4", "strategy('top-k')", "top-k", "Top-k sampling", _strategy),
-        _key("f5", "strategy('top-p')", "top-p", "Top-p sampling", _strategy),
-        _key("f6", "temperature(-1)", "T−", "Temperature down", _temperature),
-        _key("f7", "temperature(1)", "T+", "Temperature up", _temperature),
-        _key("f8", "max_tokens(-1)", "max−", "Max new tokens down (halve)", _max_tokens),
-        _key("f9", "max_tokens(1)", "max+", "Max new tokens up (double)", _max_tokens),
-        _key("escape", "stop", "stop/back", "Stop the reply (when idle: go back)"),
-        _key("ctrl+r", "regenerate", "regen", "Regenerate the last reply"),
+        # The decoding keys are listed on the transcript's border (KEY_LEGEND), not in the footer.
+        _key("f2", "strategy('greedy')", "greedy", "Greedy decoding", show=False),
+        _key("f3", "strategy('beam')", "beam", "Beam search", show=False),
+        _key("f4", "strategy('top-k')", "top-k", "Top-k sampling", show=False),
+        _key("f5", "strategy('top-p')", "top-p", "Top-p sampling", show=False),
+        _key("f6", "temperature(-1)", "T−", "Temperature down", show=False),
+        _key("f7", "temperature(1)", "T+", "Temperature up", show=False),
+        _key("f8", "max_tokens(-1)", "max−", "Max new tokens down (halve)", show=False),
+        _key("f9", "max_tokens(1)", "max+", "Max new tokens up (double)", show=False),
+        _key("escape", "stop", "stop/back", "Stop the reply (when idle: go back, asking if unsaved)"),
+        _key(
+            "ctrl+r",
+            "regenerate",
+            "regen",
+            "Regenerate the last reply (with the current mode and decoding settings)",
+        ),
         _key("ctrl+t", "toggle_mode", "chat/raw", "Toggle chat / raw completion"),
         _key("ctrl+l", "clear", "clear", "Clear the transcript"),
         _key("ctrl+s", "save", "save", "Save the transcript as Markdown"),
+        # Scrolling, while typing in the prompt (SCROLL_LEGEND on the transcript's border).
+        _key("pageup", "scroll_transcript('page_up')", "page up", "Scroll the transcript up", show=False),
+        _key(
+            "pagedown",
+            "scroll_transcript('page_down')",
+            "page down",
+            "Scroll the transcript down",
+            show=False,
+        ),
+        _key("ctrl+home", "scroll_transcript('home')", "top", "Scroll to the transcript's start", show=False),
+        _key("ctrl+end", "scroll_transcript('end')", "end", "Scroll to the transcript's end", show=False),
     ]
 
     def __init__(
@@ -182,7 +204,7 @@ class ChatScreen(Screen[None]):
         self.saved_path: Path | None = None
         self._injected = loaded
         self._dirty = False  # transcript changed since the last save
-        self._leave_armed_at = 0.0
+        self._finished_at = 0.0  # time.monotonic() when the last reply ended (finished, stopped or failed)
         self._frame = 0
 
     # ---- layout and start-up ---------------------------------------------------------------------
@@ -192,7 +214,7 @@ class ChatScreen(Screen[None]):
         yield StatusLine(id="status")
         yield Transcript(id="transcript")
         yield Input(placeholder="Loading the model…", id="prompt", disabled=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def transcript(self) -> Transcript:
@@ -210,6 +232,8 @@ class ChatScreen(Screen[None]):
         self.title = "gpt2tui"
         self.sub_title = f"chat with {self.model_ref}"
         self.status.model_name = self.model_ref
+        self.transcript.border_title = SCROLL_LEGEND
+        self.transcript.border_subtitle = KEY_LEGEND
         self._show_settings()
         self.set_interval(FLUSH_SECONDS, self._flush, name="chat-flush")
         if self._injected is not None:
@@ -281,11 +305,14 @@ class ChatScreen(Screen[None]):
         transcript = self.transcript
         if transcript.entry_count:
             transcript.write("")
-        label = "you ▸ " if self.mode == "chat" else "raw ▸ "
-        entry = transcript.write(message, prefix=Text(label, style=PROMPT_STYLE + " cyan"))
-        turn = Turn(prompt=message, mode=self.mode, prompt_entry=entry)
+        turn = Turn(prompt=message, mode=self.mode, prompt_entry=self._write_prompt(message, self.mode))
         self.turns.append(turn)
         self._start_reply(turn)
+
+    def _write_prompt(self, message: str, mode: Mode) -> int:
+        """The prompt's transcript entry, labelled with the mode it is sent in."""
+        label = "you ▸ " if mode == "chat" else "raw ▸ "
+        return self.transcript.write(message, prefix=Text(label, style=PROMPT_STYLE + " cyan"))
 
     def _start_reply(self, turn: Turn) -> None:
         """Open the reply entry with a 'thinking…' indicator; generate with the current settings."""
@@ -371,7 +398,7 @@ class ChatScreen(Screen[None]):
             self.transcript.append(" [stopped]", style=STOPPED_STYLE)
         self.transcript.close()
         self.transcript.write(self._reply_details(turn), style=META_STYLE, prefix="  ")
-        self.active = None
+        self._reply_ended()
         self.status.tokens_per_second = reply.tokens_per_second
         self.status.state = "stopped" if reply.stopped else ""
 
@@ -388,9 +415,15 @@ class ChatScreen(Screen[None]):
         self.transcript.close()
         prefix = Text("  Generation failed: ", style=ERROR_STYLE)
         self.transcript.write(message.error, style=ERROR_STYLE, prefix=prefix)
-        self.active = None
+        self._reply_ended()
         self.status.state = "failed"
         self.notify(message.error, title="Generation failed", severity="error", timeout=8)
+
+    def _reply_ended(self) -> None:
+        """The transcript has the whole reply now: unsaved again, even if ctrl+s saved it while streaming."""
+        self.active = None
+        self._dirty = True
+        self._finished_at = time.monotonic()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Workers catch their own errors; this is the net for anything that still escapes."""
@@ -451,24 +484,45 @@ class ChatScreen(Screen[None]):
             self.notify("Chat: your message goes into the model's Q/A template, after the conversation.")
 
     def action_stop(self) -> None:
-        """Escape: stop the reply being generated; when idle, go back (asking once if unsaved)."""
+        """Escape: stop the reply being generated; when idle, go back (asking first if unsaved).
+
+        An Escape that arrives just after a reply ended was meant to stop that reply, so it does nothing.
+        """
         if self.active is not None:
             self.active.stop.set()
             self.status.state = "stopping…"
+            return
+        if time.monotonic() - self._finished_at < STOP_GRACE_SECONDS:
             return
         if self.maximized is not None:  # Escape's usual meaning, which this priority binding hides
             self.minimize()
             return
         if self.app.screen is not self or len(self.app.screen_stack) < 2:
             return
-        now = time.monotonic()
-        if self._dirty and now - self._leave_armed_at > LEAVE_CONFIRM_SECONDS:
-            self._leave_armed_at = now
-            self.notify("The transcript is not saved (ctrl+s). Press Escape again to leave the chat.")
+        if self._dirty:
+            dialog = ConfirmDialog(LEAVE_QUESTION, yes_label="Leave", no_label="Stay")
+            self.app.push_screen(dialog, self._leave_if_confirmed)
             return
         self.app.pop_screen()
 
+    def _leave_if_confirmed(self, leave: bool | None) -> None:
+        if leave and self.is_active and self.active is None:
+            self.app.pop_screen()
+
+    def action_scroll_transcript(self, where: str) -> None:
+        """Page up / page down / start / end of the transcript, whatever has focus."""
+        transcript = self.transcript
+        if where == "page_up":
+            transcript.scroll_page_up(animate=False)
+        elif where == "page_down":
+            transcript.scroll_page_down(animate=False)
+        elif where == "home":
+            transcript.scroll_home(animate=False, x_axis=False)
+        else:
+            transcript.scroll_end(animate=False, x_axis=False)
+
     def action_regenerate(self) -> None:
+        """Replace the last reply, generated in the current mode with the current settings (not the old ones)."""
         if self.active is not None:
             self.notify(BUSY, severity="warning")
             return
@@ -476,8 +530,10 @@ class ChatScreen(Screen[None]):
             self.notify("Nothing to regenerate yet.", severity="warning")
             return
         turn = self.turns[-1]
-        self.transcript.truncate(turn.reply_entry)
-        fresh = Turn(prompt=turn.prompt, mode=turn.mode, prompt_entry=turn.prompt_entry)
+        self.transcript.truncate(turn.prompt_entry)  # the prompt too: its label says the mode
+        fresh = Turn(
+            prompt=turn.prompt, mode=self.mode, prompt_entry=self._write_prompt(turn.prompt, self.mode)
+        )
         self.turns[-1] = fresh
         self._start_reply(fresh)
 

@@ -18,10 +18,10 @@ from textual.widgets.option_list import Option
 
 from gpt2tui.core.data import CSV_SUFFIXES, JSONL_SUFFIXES, SUPPORTED, TXT_SUFFIXES, DatasetSummary, DataSpec
 from gpt2tui.core.errors import UserError
+from gpt2tui.paths import SAMPLE_DIR, sample_data_dir
 from gpt2tui.ui.messages import PreviewFinished
 
 DATA_SUFFIXES = (*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES)
-SAMPLE_DIR = "sample_data"
 FIRST_SAMPLE = "qa.csv"  # highlighted first: the home screen's walkthrough uses it
 DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))
 KIND_LABELS = {"text": "plain text", "qa": "question/answer", "prompt-completion": "prompt/completion"}
@@ -38,6 +38,15 @@ class DataFileTree(DirectoryTree):
             for path in paths
             if not path.name.startswith(".") and (path.is_dir() or path.suffix.lower() in DATA_SUFFIXES)
         ]
+
+
+def sample_files(start_dir: Path | None) -> list[Path]:
+    """The trainable files of the sample folder (``start_dir``'s, else the source checkout's), sorted."""
+    folder = sample_data_dir(start_dir)
+    if folder is None:
+        return []
+    files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+    return sorted(p for p in files if not p.name.lower().startswith("readme"))
 
 
 def has_default_columns(columns: list[str]) -> bool:
@@ -85,20 +94,14 @@ class DatasetScreen(Screen[None]):
         self.columns: list[str] = []
         self.request = 0
 
-    def sample_files(self) -> list[Path]:
-        folder = self.start_dir / SAMPLE_DIR
-        if not folder.is_dir():
-            return []
-        files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
-        return sorted(p for p in files if not p.name.lower().startswith("readme"))
-
     def compose(self) -> ComposeResult:
-        samples = self.sample_files()
+        samples = sample_files(self.start_dir)
         yield Header()
         with Horizontal(id="body"):
             with Vertical(id="left"):
                 if samples:
-                    yield Label(f"Sample files ({SAMPLE_DIR}/)", classes="section")
+                    folder = self.display_path(samples[0].parent)
+                    yield Label(f"Sample files ({folder}/)", classes="section")
                     yield OptionList(*(Option(p.name, id=str(p)) for p in samples), id="samples")
                 yield Label(f"Browse {self.display_path(self.start_dir) or '.'}", classes="section")
                 yield DataFileTree(self.start_dir, id="tree")
@@ -293,7 +296,10 @@ class DatasetScreen(Screen[None]):
 
     def action_samples(self) -> None:
         if not self.focus_samples():
-            self.notify(f"There is no {SAMPLE_DIR}/ folder in {self.start_dir}.", severity="warning")
+            self.notify(
+                f"There are no sample files: no {SAMPLE_DIR}/ folder in {self.start_dir} or next to gpt2tui.",
+                severity="warning",
+            )
 
     def action_focus_path(self) -> None:
         self.query_one("#path", Input).focus()

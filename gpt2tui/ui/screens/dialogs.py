@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -24,8 +25,10 @@ class ConfirmDialog(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, question: str, yes_label: str = "Yes", no_label: str = "No") -> None:
-        super().__init__()
+    def __init__(
+        self, question: str, yes_label: str = "Yes", no_label: str = "No", id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
         self.question = question
         self.yes_label = yes_label
         self.no_label = no_label
@@ -50,16 +53,23 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class NameDialog(ModalScreen[str | None]):
-    """Ask for a name and apply it with ``apply``; a :class:`UserError` shows under the input."""
+    """Ask for a name and apply it with ``apply``; a :class:`UserError` or an ``OSError`` shows under the input.
+
+    Enter on the unchanged name just closes the dialog (with ``None``, as escape does): there is nothing to
+    apply, and ``apply`` would refuse a name that is already taken, by this very model.
+    """
 
     CSS_PATH = "dialogs.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, initial: str, apply: Callable[[str], object]) -> None:
+    def __init__(
+        self, title: str, initial: str, apply: Callable[[str], object], doing: str = "apply the name"
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.initial = initial
         self.apply = apply
+        self.doing = doing  # completes "Could not ..." when ``apply`` fails with an OSError
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -72,12 +82,25 @@ class NameDialog(ModalScreen[str | None]):
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
         name = event.value.strip()
+        if name == self.initial:
+            self.dismiss(None)
+            return
         try:
             self.apply(name)
         except UserError as err:
-            self.query_one("#error", Static).update(str(err))
+            self.query_one("#error", Static).update(Text(str(err)))
+            return
+        except OSError as err:  # permissions, a read-only disk, ...: said in place, never a crash
+            self.query_one("#error", Static).update(Text(os_error_sentence(self.doing, err)))
             return
         self.dismiss(name)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def os_error_sentence(doing: str, err: OSError) -> str:
+    """An ``OSError`` as one sentence: ``Could not rename the model: Permission denied (/path).``"""
+    reason = err.strerror or str(err) or type(err).__name__
+    where = f" ({err.filename})" if err.filename else ""
+    return f"Could not {doing}: {reason}{where}."

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.store import ModelInfo, ModelStore
+from gpt2tui.ui.screens.dataset import FIRST_SAMPLE, sample_files
 
 EMPTY_TEXT = """\
 [b]No fine-tuned models yet.[/b]
@@ -22,11 +23,21 @@ gpt2tui fine-tunes GPT-2 on a text, CSV or JSON-lines file and lets you chat wit
 To try it in about a minute on this machine:
 
   1. press [b]n[/b] (new fine-tune)
-  2. pick [b]sample_data/qa.csv[/b] (68 questions and answers about the solar system) and press [b]ctrl+n[/b]
+  2. {pick} and press [b]ctrl+n[/b]
   3. keep the base [b]scratch[/b], size [b]tiny[/b], and press [b]ctrl+s[/b] to start training
   4. when the run ends, press [b]c[/b] to chat with your model
 
 Your models are listed here afterwards; ctrl+p opens the command palette, ctrl+q quits."""
+PICK_SAMPLE = (
+    "press [b]enter[/b] on [b]qa.csv[/b] (highlighted; 68 questions and answers about the solar system)"
+)
+PICK_ANY = "pick a .txt, .csv or .jsonl file of your own (browse on the left, or ctrl+l to type its path)"
+
+
+def empty_text(start_dir: Path | None) -> str:
+    """The first-start walkthrough; it names the sample file only when the dataset picker will list it."""
+    listed = any(path.name == FIRST_SAMPLE for path in sample_files(start_dir))
+    return EMPTY_TEXT.format(pick=PICK_SAMPLE if listed else PICK_ANY)
 
 
 def perplexity_change(info: ModelInfo) -> str:
@@ -76,7 +87,7 @@ class HomeScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(EMPTY_TEXT, id="empty")
+        yield Static(empty_text(getattr(self.app, "start_dir", None)), id="empty")
         table: DataTable[str] = DataTable(id="models", cursor_type="row", zebra_stripes=True)
         table.add_columns("name", "base", "dataset", "date", "perplexity before → after")
         yield table
@@ -153,10 +164,11 @@ class HomeScreen(Screen[None]):
                 self.refresh_models(select=new)
                 self.notify(f"Renamed {name} to {new}.")
 
-        self.app.push_screen(NameDialog(f"Rename '{name}' to:", name, apply), renamed)
+        dialog = NameDialog(f"Rename '{name}' to:", name, apply, doing=f"rename {name}")
+        self.app.push_screen(dialog, renamed)
 
     def action_delete(self) -> None:
-        from gpt2tui.ui.screens.dialogs import ConfirmDialog
+        from gpt2tui.ui.screens.dialogs import ConfirmDialog, os_error_sentence
 
         name = self.require_selection()
         if name is None:
@@ -169,6 +181,8 @@ class HomeScreen(Screen[None]):
                 ModelStore().delete(name)
             except UserError as err:
                 self.notify(str(err), severity="error")
+            except OSError as err:  # permissions, a busy file, ...: said, never a crash
+                self.notify(os_error_sentence(f"delete {name}", err), severity="error")
             else:
                 self.notify(f"Deleted {name}.")
             self.refresh_models()

@@ -10,9 +10,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.events import EvalFinished, RunFailed, RunFinished, RunStarted, StepLogged
@@ -38,6 +38,10 @@ class MonitorScreen(Screen[None]):
     """Runs one fine-tune; ``state`` is preparing → running → (stopping →) finished | failed."""
 
     CSS_PATH = "monitor.tcss"
+    # Classes for monitor.tcss, which narrows and shortens the panels on small terminals (at 80x24 the
+    # progress text, the newest evaluation and the newest log lines must still be whole).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "stop", "Stop (saves the model)"),
         Binding("c", "chat", "Chat with it"),
@@ -68,14 +72,18 @@ class MonitorScreen(Screen[None]):
             yield Static("step 0", id="progress-text")
         with Horizontal(id="middle"):
             yield LossPlot(id="plot")
-            with Vertical(id="evals-box"):
-                yield Label("held-out evaluation", classes="section")
-                yield Static("waiting for the first evaluation …", id="evals")
+            evals: DataTable[Text] = DataTable(id="evals", cursor_type="none", zebra_stripes=True)
+            evals.border_title = "held-out evaluation"
+            evals.add_column(Text("step", justify="right"), key="step")
+            evals.add_column(Text("loss", justify="right"), key="loss")
+            evals.add_column(Text("perplexity", justify="right"), key="perplexity")
+            yield evals
         with Horizontal(id="bottom"):
             yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, markup=False)
-            with Vertical(id="sample-box"):
+            with VerticalScroll(id="sample-box") as sample_box:
+                sample_box.border_title = "sample per eval"
                 prompt = self.config.sample_prompt
-                heading = f"sample at each eval, from the prompt:\n{prompt}" if prompt else "no sample prompt"
+                heading = f"from the prompt:\n{prompt}" if prompt else "no sample prompt"
                 yield Static(Text(heading), classes="section", id="sample-prompt")
                 yield Static("", id="sample")
         yield Static("", id="outcome")
@@ -84,6 +92,10 @@ class MonitorScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = f"new fine-tune · 3/3 training {self.config.name or ''}".rstrip()
         self.query_one("#outcome").display = False
+        # Anchored: the newest evaluation and log line stay in view as rows arrive and as the outcome banner
+        # takes room from them, until the user scrolls up (back at the bottom, following resumes).
+        self.query_one("#evals", DataTable).anchor()
+        self.query_one("#log", RichLog).anchor()
         self.set_interval(FLUSH_SECONDS, self.flush_steps)
         self.run_training()
 
@@ -153,19 +165,19 @@ class MonitorScreen(Screen[None]):
         )
         log = self.query_one("#log", RichLog)
         for step in steps:
-            log.write(
+            log.write(  # short enough for half of an 80-column terminal; tok/s is in the progress text
                 f"step {step.step:>5}/{step.total_steps}  loss {step.loss:.4f}  lr {step.learning_rate:.1e}"
-                f"  {step.tokens_per_second:,.0f} tok/s  {format_duration(step.elapsed_seconds)}"
+                f"  {format_duration(step.elapsed_seconds)}"
             )
         self.query_one(LossPlot).add(*(step.loss for step in steps))
 
     def eval_finished(self, event: EvalFinished) -> None:
         self.evals.append(event)
-        lines = ["step      loss   perplexity"]
-        for item in self.evals:
-            label = "before" if item.step == 0 else str(item.step)
-            lines.append(f"{label:>6}  {item.loss:7.4f}  {item.perplexity:11,.2f}")
-        self.query_one("#evals", Static).update("\n".join(lines))
+        self.query_one("#evals", DataTable).add_row(
+            Text("before" if event.step == 0 else str(event.step), justify="right"),
+            Text(f"{event.loss:.4f}", justify="right"),
+            Text(f"{event.perplexity:,.2f}", justify="right"),
+        )
         self.query_one("#log", RichLog).write(
             f"eval at step {event.step}: loss {event.loss:.4f}, perplexity {event.perplexity:,.2f}"
         )
@@ -245,8 +257,12 @@ class MonitorScreen(Screen[None]):
         from gpt2tui.ui.screens.dialogs import ConfirmDialog
 
         def answered(yes: bool | None) -> None:
-            if yes:
+            if not yes:
+                return
+            if self.in_progress:
                 self.stop_run(after="leave")
+            else:  # the run ended while the question was open: nothing left to stop
+                self.leave()
 
         question = "The run is still going. Stop it and go back? The model trained so far is saved first."
         self.app.push_screen(

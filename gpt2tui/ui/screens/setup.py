@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Grid, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.validation import Integer, Number, Validator
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
@@ -57,6 +57,8 @@ class SetupScreen(Screen[None]):
     """Collect a :class:`TrainConfig`; the core's own validation decides what is refused."""
 
     CSS_PATH = "setup.tcss"
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-wide")]
+    """Below 100 columns the form is one field per row (setup.tcss), so no choice is cut to fit."""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "start", "Start training"),
         Binding("escape", "back", "Back"),
@@ -74,7 +76,7 @@ class SetupScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Vertical(id="form-box"):
+        with VerticalScroll(id="form-box"):  # scrolls on a small terminal; a focused field scrolls into view
             yield Static(self.dataset_line(), id="dataset")
             with Grid(id="form"):
                 yield Label("Base", classes="field")
@@ -126,8 +128,11 @@ class SetupScreen(Screen[None]):
                 )
                 yield Label("Seed", classes="field")
                 yield Input("42", id="seed", validators=[Integer()])
-            yield Static("", id="hub")
-            yield Static("", id="error")
+        # Outside the scrolling form, so a refusal and the Hub's answer are on screen whatever is scrolled.
+        with Horizontal(id="actions"):
+            with Vertical(id="messages"):
+                yield Static("", id="hub")
+                yield Static("", id="error")
             yield Button("Start training (ctrl+s)", variant="success", id="start")
         yield Footer()
 
@@ -273,11 +278,15 @@ class SetupScreen(Screen[None]):
     # ------------------------------------------------------------------------------------------ the config
 
     def show_error(self, message: str, focus: str | None = None) -> None:
+        """Say why the form was refused, under the form, and bring the field it concerns into view."""
         error = self.query_one("#error", Static)
-        error.update(message)
+        error.update(Text(message))
         error.display = bool(message)
         if focus:
-            self.query_one(f"#{focus}").focus()
+            field = self.query_one(f"#{focus}")
+            field.focus(scroll_visible=False)
+            # After the error line has taken its room (the form's view shrinks), so the field stays visible.
+            self.call_after_refresh(field.scroll_visible, animate=False)
 
     def field(self, field_id: str) -> str:
         return self.query_one(f"#{field_id}", Input).value.strip()

@@ -11,13 +11,16 @@ MAX_POINTS = 2_000
 
 
 class LossPlot(Vertical):
-    """Loss per logged step; the title shows the latest and lowest values."""
+    """Loss per logged step, titled "training loss"; the line above the plot shows the latest and lowest."""
 
     DEFAULT_CSS = """
     LossPlot {
         height: auto;
         border: round $primary-darken-1;
         padding: 0 1;
+    }
+    LossPlot {
+        border-title-color: $text-muted;
     }
     LossPlot > Label {
         color: $text-muted;
@@ -29,11 +32,12 @@ class LossPlot(Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.border_title = "training loss"
         self.points: list[float] = []
         self.lowest: float | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label("loss: waiting for the first step")
+        yield Label("waiting for the first step")
         yield Sparkline([], summary_function=max)
 
     def add(self, *losses: float) -> None:
@@ -48,5 +52,5 @@ class LossPlot(Vertical):
                 sum(self.points[i : i + 2]) / len(self.points[i : i + 2])
                 for i in range(0, len(self.points), 2)
             ]
-        self.query_one(Label).update(f"training loss: last {losses[-1]:.4f} · lowest {self.lowest:.4f}")
+        self.query_one(Label).update(f"last {losses[-1]:.4f} · lowest {self.lowest:.4f}")
         self.query_one(Sparkline).data = list(self.points)

@@ -1,4 +1,10 @@
-"""One line that always says what the chat will do next: model, mode, decoding settings, last speed."""
+"""One line that always says what the chat will do next: model, mode, decoding settings, last speed.
+
+The tokens/s of the last reply and the state ("generating…", "stopped") sit right-aligned in their own column,
+so they are never the part a narrow terminal cuts. When the line is too long for the width, it gives up, in
+this order: the "(T=… unused)" hint, the word "mode", then characters of the model name (ellipsised). At 80
+columns or more the strategy and its parameters are always shown whole; narrower, the left part is cut.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,28 @@ from textual.widget import Widget
 from gpt2tui.core.generation import GenerationSettings
 
 USES_TEMPERATURE = ("top-k", "top-p")
+SEPARATOR = " · "
+GAP = 2  # at least this many spaces between the left part and the right-aligned column
+MIN_MODEL_CHARS = 4  # the model name is never shortened below this (plus the ellipsis)
 
 
-def describe_settings(settings: GenerationSettings) -> str:
+def describe_settings(settings: GenerationSettings, *, unused_hint: bool = True) -> str:
     """``settings.describe()``, plus the temperature when the strategy ignores it (so F6/F7 stay visible)."""
     text = settings.describe()
-    if settings.strategy not in USES_TEMPERATURE:
+    if unused_hint and settings.strategy not in USES_TEMPERATURE:
         text += f" (T={settings.temperature:.2f} unused)"
     return text
 
 
+def ellipsise(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis when anything was cut."""
+    if len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "…"
+
+
 class StatusLine(Widget):
-    """``model · mode · strategy and parameters · tokens/s of the last reply · state``."""
+    """``model · mode · strategy and parameters``, then right-aligned ``state · tokens/s of the last reply``."""
 
     DEFAULT_CSS = """
     StatusLine {
@@ -39,25 +55,54 @@ class StatusLine(Widget):
 
     @property
     def plain(self) -> str:
+        """The text as shown at the current width (everything, before the widget is laid out)."""
         return self._text().plain
 
-    def _text(self) -> Text:
+    def _right(self) -> Text:
         speed = "–" if self.tokens_per_second is None else f"{self.tokens_per_second:.1f}"
-        parts: list[tuple[str, str]] = [
-            (self.model_name or "no model", "bold"),
-            (f"{self.mode} mode", "bold magenta" if self.mode == "raw" else "bold"),
-            (describe_settings(self.settings), ""),
-            (f"{speed} tok/s", ""),
-        ]
         text = Text()
-        for index, (part, style) in enumerate(parts):
-            if index:
-                text.append(" · ", style="dim")
-            text.append(part, style=style)
         if self.state:
-            text.append(" · ", style="dim")
             text.append(self.state, style="italic")
+            text.append(SEPARATOR, style="dim")
+        text.append(f"{speed} tok/s")
         return text
+
+    def _left(self, room: int | None) -> Text:
+        """Model, mode and settings in at most ``room`` characters when that is possible (None: no limit)."""
+        model = self.model_name or "no model"
+        mode_style = "bold magenta" if self.mode == "raw" else "bold"
+        long_mode, short_mode = f"{self.mode} mode", self.mode
+        full, bare = describe_settings(self.settings), describe_settings(self.settings, unused_hint=False)
+        candidates = [(long_mode, full), (long_mode, bare), (short_mode, bare)]
+        mode, settings = candidates[-1]
+        for mode_text, settings_text in candidates:
+            if room is None or len(SEPARATOR.join((model, mode_text, settings_text))) <= room:
+                mode, settings = mode_text, settings_text
+                break
+        else:
+            assert room is not None
+            fixed = len(SEPARATOR.join(("", mode, settings)))
+            model = ellipsise(model, max(room - fixed, MIN_MODEL_CHARS + 1))
+        text = Text()
+        text.append(model, style="bold")
+        text.append(SEPARATOR, style="dim")
+        text.append(mode, style=mode_style)
+        text.append(SEPARATOR, style="dim")
+        text.append(settings)
+        return text
+
+    def _text(self) -> Text:
+        right = self._right()
+        width = self.size.width  # the content area, padding excluded
+        if width <= 0:
+            left = self._left(None)
+            return Text.assemble(left, " " * GAP, right)
+        room = width - GAP - right.cell_len
+        left = self._left(room)
+        if left.cell_len > room:  # narrower than 80 columns: cut the left part, keep the right column
+            left.truncate(max(room, 1), overflow="ellipsis")
+        padding = max(width - left.cell_len - right.cell_len, GAP)
+        return Text.assemble(left, " " * padding, right, no_wrap=True, overflow="ellipsis")
 
     def render(self) -> Text:
         return self._text()
