@@ -76,7 +76,9 @@ class SetupScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="form-box"):  # scrolls on a small terminal; a focused field scrolls into view
+        form_box = VerticalScroll(id="form-box")
+        form_box.can_focus = False  # Tab goes from the last field straight to the first, not to the container
+        with form_box:  # scrolls on a small terminal; a focused field scrolls into view
             yield Static(self.dataset_line(), id="dataset")
             with Grid(id="form"):
                 yield Label("Base", classes="field")
