@@ -183,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from gpt2tui.core.events import EvalFinished, RunStarted, StepLogged, TrainingEvent
+    from gpt2tui.core.events import EvalFinished, RunStarted, StepLogged, TrainingEvent, event_to_dict
     from gpt2tui.core.training import TrainConfig, train
 
     config = TrainConfig(
@@ -236,15 +236,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config, on_event=show, stop=stop)
     finally:
         signal.signal(signal.SIGINT, previous)
-    if not result.is_main_process:
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
         return 0  # under accelerate launch, the main process reports
     verb = "stopped early; saved" if result.stopped else "saved"
     print(
-        f"{verb} {result.model} at {result.path}: perplexity {result.perplexity_before:.2f} -> "
+        f"{verb} {result.name} at {result.path}: perplexity {result.perplexity_before:.2f} -> "
         f"{result.perplexity_after:.2f} in {_duration(result.seconds)} ({result.tokens_per_second:,.0f} tok/s)"
     )
     if args.json:
-        print(json.dumps(_clean(result.to_dict())))
+        summary = event_to_dict(result)
+        del summary["event"]
+        print(json.dumps(_clean({"model": summary.pop("name"), **summary})))
     return 0
 
 

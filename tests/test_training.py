@@ -154,7 +154,7 @@ def test_fine_tuning_a_local_folder_and_a_stored_model(tiny_model: str, home: Pa
     first = train(tiny(base=str(folder), name="from-folder", max_steps=3))
     assert json.loads((Path(first.path) / "gpt2tui.json").read_text())["base_kind"] == "local"
     second = train(tiny(base=tiny_model, name="from-store", max_steps=3))
-    assert second.model == "from-store"
+    assert second.name == "from-store"
 
 
 def test_preview_matches_training_and_reports_too_small_data(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,34 +99,6 @@ class TrainConfig:
             check_scratch_size(self.scratch_size)
 
 
-@dataclass
-class TrainResult:
-    """What the CLI prints as JSON and the TUI shows at the end."""
-
-    model: str
-    path: str
-    steps: int
-    stopped: bool
-    eval_loss_before: float
-    eval_loss_after: float
-    perplexity_before: float
-    perplexity_after: float
-    train_tokens: int
-    tokens_per_second: float
-    seconds: float
-    is_main_process: bool = True  # under accelerate launch, only the main process reports
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("is_main_process")
-        return data
-
-    def event(self) -> RunFinished:
-        """The same facts as the stream's last event (``model`` is the event's ``name``)."""
-        data = self.to_dict()
-        return RunFinished(name=data.pop("model"), **data)
-
-
 def _emit(on_event: EventCallback | None, event: TrainingEvent) -> None:
     if on_event is not None:
         on_event(event)
@@ -137,7 +109,7 @@ def train(
     on_event: EventCallback | None = None,
     stop: threading.Event | None = None,
     store: ModelStore | None = None,
-) -> TrainResult:
+) -> RunFinished:
     """Run a fine-tune and store the model; raises :class:`UserError` (after a ``RunFailed`` event) on failure."""
     _prefetch_hub_probe(config.base, store)
     try:
@@ -161,7 +133,7 @@ def _describe_failure(err: Exception) -> str:
 
 def _train(
     config: TrainConfig, on_event: EventCallback | None, stop: threading.Event, store: ModelStore | None
-) -> TrainResult:
+) -> RunFinished:
     import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
@@ -296,8 +268,8 @@ def _train(
     loss_after = evaluate(step)
 
     accelerator.wait_for_everyone()
-    result = TrainResult(
-        model=name,
+    result = RunFinished(
+        name=name,
         path=str(store.path_for(name)),
         steps=step,
         stopped=stopped,
@@ -308,7 +280,6 @@ def _train(
         train_tokens=trained_tokens,
         tokens_per_second=trained_tokens / max(train_seconds, 1e-9),
         seconds=time.perf_counter() - started,
-        is_main_process=accelerator.is_main_process,
     )
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
@@ -335,7 +306,7 @@ def _train(
 
         store.save(name, write, metadata, model_card(metadata))
     accelerator.wait_for_everyone()
-    _emit(on_event, result.event())
+    _emit(on_event, result)
     return result
 
 
@@ -473,7 +444,7 @@ def build_metadata(
     config: TrainConfig,
     base: ResolvedBase,
     data: LoadedData,
-    result: TrainResult,
+    result: RunFinished,
     block_size: int,
     lr: float,
     total_steps: int,
@@ -485,7 +456,7 @@ def build_metadata(
 ) -> dict[str, Any]:
     """Machine-readable record of the run, stored as ``gpt2tui.json`` beside the weights."""
     return {
-        "name": result.model,
+        "name": result.name,
         "gpt2tui_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "base": config.base,
