@@ -693,3 +693,45 @@ async def test_warm_up_imports_the_libraries_in_the_background() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.warm_up_seconds is not None, "the warm-up import")
         assert "torch" in sys.modules and "transformers" in sys.modules
+
+
+def test_output_from_c_code_goes_to_the_log_not_the_terminal(tmp_path: Path) -> None:
+    """Under a real terminal (a pty), writes to file descriptors 1 and 2 land in the log while the app runs.
+
+    (Python-level prints are Textual's to capture while the app runs: test_library_prints_go_to_the_log_file.)
+    """
+    import os
+    import pty
+
+    log = tmp_path / "gpt2tui.log"
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from gpt2tui.ui.app import terminal_output_to\n"
+        f"with terminal_output_to(Path({str(log)!r})):\n"
+        "    os.write(1, b'from-c-stdout\\n')\n"
+        "    os.write(2, b'from-c-stderr\\n')\n"
+        "    sys.__stderr__.write('drawn-on-terminal\\n'); sys.__stderr__.flush()\n"
+        "os.write(1, b'after-the-app\\n')\n"
+    )
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=slave, stderr=slave, stdin=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the pty
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(master)
+    terminal = seen.decode(errors="replace")
+    assert (
+        "after-the-app" in terminal and "drawn-on-terminal" in terminal
+    )  # the app's own drawing still works
+    assert "from-c-stdout" not in terminal and "from-c-stderr" not in terminal
+    logged = log.read_text()
+    assert "from-c-stdout" in logged and "from-c-stderr" in logged
