@@ -78,6 +78,14 @@ class ModelStore:
     def exists(self, name: str) -> bool:
         return self.path_for(name).exists()
 
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is a complete stored model (any string; invalid names are simply absent)."""
+        return (
+            bool(NAME_RE.fullmatch(name))
+            and name not in (".", "..")
+            and (self.root / name / "config.json").is_file()
+        )
+
     def require_free(self, name: str) -> str:
         """Fail before any work if ``name`` is taken: models are never overwritten silently."""
         if self.exists(name):
@@ -115,7 +123,7 @@ class ModelStore:
 
     def resolve(self, ref: str) -> ModelInfo:
         """A stored model's name, or a path to any ``save_pretrained`` folder."""
-        if NAME_RE.fullmatch(ref) and (self.root / ref / "config.json").is_file():
+        if self.has(ref):
             return self.get(ref)
         path = Path(ref).expanduser()
         if path.is_dir():

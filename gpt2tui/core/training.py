@@ -38,11 +38,10 @@ from gpt2tui.core.events import (
     TrainingEvent,
 )
 from gpt2tui.core.models import ResolvedBase, base_kind, check_scratch_size, count_parameters, resolve_base
+from gpt2tui.core.store import ModelStore
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
-
-    from gpt2tui.core.store import ModelStore
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
@@ -111,6 +110,7 @@ def train(
     store: ModelStore | None = None,
 ) -> RunFinished:
     """Run a fine-tune and store the model; raises :class:`UserError` (after a ``RunFailed`` event) on failure."""
+    store = store or ModelStore()  # reads nothing and creates nothing until a model is saved
     _prefetch_hub_probe(config.base, store)
     try:
         return _train(config, on_event, stop or threading.Event(), store)
@@ -132,7 +132,7 @@ def _describe_failure(err: Exception) -> str:
 
 
 def _train(
-    config: TrainConfig, on_event: EventCallback | None, stop: threading.Event, store: ModelStore | None
+    config: TrainConfig, on_event: EventCallback | None, stop: threading.Event, store: ModelStore
 ) -> RunFinished:
     import torch
     from accelerate.utils import set_seed
@@ -140,11 +140,9 @@ def _train(
     from transformers import get_linear_schedule_with_warmup
 
     from gpt2tui.core.evaluation import eval_loader, loss_over
-    from gpt2tui.core.store import ModelStore
 
     started = time.perf_counter()
     config.validate()
-    store = store or ModelStore()
     if config.name is not None:
         store.require_free(config.name)
     data = load_data(config.data)
@@ -310,15 +308,11 @@ def _train(
     return result
 
 
-def _prefetch_hub_probe(base: str, store: ModelStore | None) -> None:
+def _prefetch_hub_probe(base: str, store: ModelStore) -> None:
     """Start the Hub probe first thing, overlapping imports and data loading, when the base will need it."""
     from gpt2tui.core.models import hub_cached, hub_offline, start_hub_probe
-    from gpt2tui.paths import models_dir
 
-    if base_kind(base) != "hub" or hub_offline():
-        return
-    root = store.root if store is not None else models_dir()
-    if not (root / base).is_dir() and not hub_cached(base):
+    if base_kind(base) == "hub" and not store.has(base) and not hub_offline() and not hub_cached(base):
         start_hub_probe()
 
 
@@ -357,7 +351,7 @@ def preview(
 def _resolve_base(config: TrainConfig, data: LoadedData, store: ModelStore) -> ResolvedBase:
     """A stored model's name is a base too, so a fine-tune can continue from an earlier one."""
     base = config.base
-    if base != "scratch" and base_kind(base) == "hub" and (store.root / base / "config.json").is_file():
+    if base_kind(base) == "hub" and store.has(base):
         resolved = resolve_base(str(store.root / base))
         resolved.base = base
         return resolved
