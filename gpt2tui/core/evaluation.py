@@ -65,13 +65,6 @@ def loss_over(model: PreTrainedModel, loader: Any, accelerator: Accelerator | No
     return total / max(count, 1)
 
 
-def evaluate_loss(
-    model: PreTrainedModel, blocks: list[list[int]], batch_size: int = EVAL_BATCH_SIZE
-) -> float:
-    """Mean next-token loss over ``blocks`` on the model's own device."""
-    return loss_over(model, eval_loader(blocks, batch_size))
-
-
 def evaluate_file(
     ref: str, spec: DataSpec, block_size: int | None = None, batch_size: int = EVAL_BATCH_SIZE
 ) -> EvalResult:
@@ -92,7 +85,7 @@ def evaluate_file(
             f"{spec.path} has {packed.tokens} tokens, fewer than one block of {size}; "
             f"use --block-size {packed.tokens} or less."
         )
-    loss = evaluate_loss(model, packed.blocks, batch_size)
+    loss = loss_over(model, eval_loader(packed.blocks, batch_size))
     return EvalResult(loss, perplexity_from_loss(loss), len(packed.blocks) * size, len(packed.blocks))
 
 
