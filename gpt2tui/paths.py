@@ -36,6 +36,27 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def check_writable(path: Path) -> Path:
+    """Create ``path`` and prove a file can be written there, before any long work depends on it."""
+    import uuid
+
+    ensure_dir(path)
+    probe = path / f".write-test-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(
+            f"Cannot write to {path} ({err.strerror or err}); set {HOME_ENV} to a writable folder."
+        ) from None
+    return path
+
+
+def runs_dir() -> Path:
+    """One folder per fine-tune run: config, event log, status, checkpoints and the process's log."""
+    return data_dir() / "runs"
+
+
 def models_dir() -> Path:
     """Stored models, one ``save_pretrained`` folder each."""
     return data_dir() / "models"

@@ -76,7 +76,7 @@ def test_stop_event_ends_the_run_and_still_saves(home: Path) -> None:
     result = train(tiny(max_steps=1000, name="stopped"), on_event=on_event, stop=stop)
     assert result.stopped and result.steps == 4
     meta = ModelStore().get("stopped").metadata
-    assert meta["stopped"] is True and meta["hyperparameters"]["planned_steps"] == 1000
+    assert meta.stopped is True and meta.hyperparameters["planned_steps"] == 1000
 
     from gpt2tui.core.generation import GenerationSettings, complete, load
 

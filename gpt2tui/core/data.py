@@ -268,8 +268,9 @@ def _inspect_text(spec: DataSpec, text: str) -> tuple[str, list[str]]:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def load_data(spec: DataSpec) -> LoadedData:
-    """Validate ``spec`` and load it through ``datasets.load_dataset`` as a one-column ``text`` dataset."""
+def check_file(spec: DataSpec) -> tuple[str, str, list[str], Formatting]:
+    """Every check :func:`load_data` makes before ``datasets`` is imported: ``(sha256, format, columns,
+    formatting)``. Cheap enough to refuse a bad file before a detached run's process is started."""
     text, sha = read_text(spec)
     fmt, columns = _inspect_text(spec, text)
     name = str(spec.path)
@@ -280,7 +281,13 @@ def load_data(spec: DataSpec) -> LoadedData:
     else:
         formatting = _pick_columns(spec, columns, name, "fields")
         _check_jsonl_fields(jsonl_records(text, name), formatting, name)
+    return sha, fmt, columns, formatting
 
+
+def load_data(spec: DataSpec) -> LoadedData:
+    """Validate ``spec`` and load it through ``datasets.load_dataset`` as a one-column ``text`` dataset."""
+    sha, fmt, columns, formatting = check_file(spec)
+    name = str(spec.path)
     dataset = _load_with_datasets(spec, fmt, formatting, columns)
     if len(dataset) == 0:
         raise UserError(f"{name} has no non-empty rows: there is no text to train on.")

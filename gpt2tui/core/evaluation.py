@@ -77,7 +77,7 @@ def evaluate_file(
     data = load_data(spec)
     model, tokenizer = load_model(info.path)
     ctx = context_length(model.config)
-    size = block_size if block_size is not None else min(ctx, int(info.get("block_size") or ctx))
+    size = block_size if block_size is not None else min(ctx, info.metadata.block_size or ctx)
     check_block_size(size, ctx)
     packed = pack_blocks(data, tokenizer, size)
     if not packed.blocks:

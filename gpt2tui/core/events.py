@@ -1,7 +1,8 @@
 """Training progress as plain, frozen, JSON-serialisable dataclasses.
 
-The CLI, the TUI and (later) a detached run's JSON-lines log all consume the same stream, so every event
-round-trips through :func:`event_to_dict` / :func:`event_from_dict`.
+The CLI, the TUI and a run's ``events.jsonl`` all consume the same stream, so every event round-trips
+through :func:`event_to_dict` / :func:`event_from_dict`. New fields get defaults, so an older log still reads;
+:func:`describe` is the one plain-text line per event (the CLI, ``runs attach`` and ``run.log`` print it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class RunStarted:
     block_size: int
     tokens_per_step: int
     parameters: int
+    resumed_from: int = 0  # the checkpoint step this process started from (0: a fresh start)
+    step_limit: str = "max_steps"  # "epochs" or "max_steps": which setting planned total_steps
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,23 @@ class EvalFinished:
     loss: float
     perplexity: float
     sample: str | None = None
+    best_step: int | None = None  # the step with the lowest held-out loss so far
+    best_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    """Everything needed to resume exactly after ``step`` is on disk."""
+
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class RunStopping:
+    """A stop was asked for (key, Ctrl+C, SIGTERM); a checkpoint and the model are saved next."""
+
+    step: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,10 @@ class RunFinished:
     train_tokens: int
     tokens_per_second: float
     seconds: float
+    weights: str = "last"  # "last" step or "best" held-out evaluation (--keep-best)
+    weights_step: int | None = None
+    best_step: int | None = None
+    best_eval_loss: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +100,21 @@ class RunFailed:
     message: str
 
 
-TrainingEvent = RunStarted | StepLogged | EvalFinished | RunFinished | RunFailed
+TrainingEvent = (
+    RunStarted | StepLogged | EvalFinished | CheckpointSaved | RunStopping | RunFinished | RunFailed
+)
 EventCallback = Callable[[TrainingEvent], None]
+END_EVENTS = (RunFinished, RunFailed)
 
 _TYPES: dict[str, type] = {
-    cls.__name__: cls for cls in (RunStarted, StepLogged, EvalFinished, RunFinished, RunFailed)
+    cls.__name__: cls
+    for cls in (RunStarted, StepLogged, EvalFinished, CheckpointSaved, RunStopping, RunFinished, RunFailed)
 }
+
+
+def known_event(name: object) -> bool:
+    """Whether this reader knows an event type (a newer writer's types are skipped, not fatal)."""
+    return isinstance(name, str) and name in _TYPES
 
 
 def event_to_dict(event: TrainingEvent) -> dict[str, Any]:
@@ -94,3 +127,59 @@ def event_from_dict(data: dict[str, Any]) -> TrainingEvent:
     cls = _TYPES[data["event"]]
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def overfitting_since(evals: list[tuple[int, float]]) -> int | None:
+    """The step after which held-out loss has risen at least twice in a row, else None.
+
+    ``evals`` are ``(step, loss)`` in order; the answer is the step of the lowest loss before the rise.
+    """
+    if len(evals) < 3:
+        return None
+    start = len(evals) - 1
+    while start > 0 and evals[start][1] > evals[start - 1][1]:
+        start -= 1
+    rises = len(evals) - 1 - start
+    return evals[start][0] if rises >= 2 else None
+
+
+def _duration(seconds_float: float) -> str:
+    seconds = max(0, round(seconds_float))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def describe(event: TrainingEvent) -> str:
+    """One plain line for a terminal or ``run.log`` (no colour, no progress bar)."""
+    if isinstance(event, RunStarted):
+        resumed = f", resumed from step {event.resumed_from}" if event.resumed_from else ""
+        return (
+            f"training {event.name}: {event.parameters:,} parameters on {event.device} "
+            f"(precision {event.mixed_precision}), {event.total_steps} steps, {event.train_blocks} train / "
+            f"{event.eval_blocks} eval blocks of {event.block_size} tokens{resumed}"
+        )
+    if isinstance(event, StepLogged):
+        return (
+            f"step {event.step}/{event.total_steps} | epoch {event.epoch:.2f} | loss {event.loss:.4f} | "
+            f"lr {event.learning_rate:.2e} | {event.tokens_per_second:,.0f} tok/s | "
+            f"ETA {_duration(event.eta_seconds)}"
+        )
+    if isinstance(event, EvalFinished):
+        when = "before training" if event.step == 0 else f"at step {event.step}"
+        best = (
+            f" | best {event.best_loss:.4f} at step {event.best_step}" if event.best_loss is not None else ""
+        )
+        return f"eval {when}: loss {event.loss:.4f} | perplexity {event.perplexity:.2f}{best}"
+    if isinstance(event, CheckpointSaved):
+        return f"checkpoint saved at step {event.step}"
+    if isinstance(event, RunStopping):
+        return f"stopping at step {event.step}: saving a checkpoint and the model"
+    if isinstance(event, RunFinished):
+        verb = "stopped early; saved" if event.stopped else "saved"
+        which = (
+            f" (weights of the best evaluation, step {event.weights_step})" if event.weights == "best" else ""
+        )
+        return (
+            f"{verb} {event.name} at {event.path}{which}: perplexity {event.perplexity_before:.2f} -> "
+            f"{event.perplexity_after:.2f} in {_duration(event.seconds)} ({event.tokens_per_second:,.0f} tok/s)"
+        )
+    return f"failed: {event.message}"

@@ -22,6 +22,8 @@ from gpt2tui.core.errors import UserError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from gpt2tui.core.card import ModelMetadata
+
 Strategy = Literal["greedy", "beam", "top-k", "top-p"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
 POLL_SECONDS = 0.25
@@ -122,15 +124,15 @@ class LoadedModel:
     path: Path
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
 
     @property
     def template(self) -> str | None:
-        return (self.metadata.get("formatting") or {}).get("prompt_template")
+        return self.metadata.formatting.prompt_template
 
     @property
     def stop_text(self) -> StopText:
-        return (self.metadata.get("formatting") or {}).get("stop_text")
+        return self.metadata.formatting.stop_text
 
     @property
     def context_length(self) -> int:

@@ -1,22 +1,30 @@
 """The model store: one ``save_pretrained`` folder per model, written atomically, with metadata and a card.
 
 A model is written into a hidden temporary sibling and renamed into place only when complete, so a crash
-never leaves a half model that later loads; listing ignores hidden folders.
+never leaves a half model that later loads; listing ignores hidden folders, and the next opening of the store
+removes those a killed process left behind. A folder without ``config.json`` is listed as broken (so it
+can be removed), never hidden, and never hides the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpt2tui.core.card import ModelMetadata, model_card
 from gpt2tui.core.errors import UserError
+
+log = logging.getLogger(__name__)
 
 META_FILE = "gpt2tui.json"
 CARD_FILE = "README.md"
@@ -26,17 +34,20 @@ NAME_RULE = "use 1-80 letters, digits, '.', '_' or '-', starting with a letter o
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A stored model: its folder and its metadata (see :func:`gpt2tui.core.training.build_metadata`)."""
+    """A stored model: its folder and its typed metadata; ``broken`` says why it cannot be loaded."""
 
     name: str
     path: Path
-    metadata: dict[str, Any]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.metadata.get(key, default)
+    metadata: ModelMetadata
+    broken: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.metadata, "name": self.name, "path": str(self.path)}
+        data: dict[str, Any] = {**self.metadata.to_dict(), "name": self.name, "path": str(self.path)}
+        if self.broken:
+            data["broken"] = self.broken
+        if self.metadata.problems:
+            data["unreadable_fields"] = list(self.metadata.problems)
+        return data
 
 
 def validate_name(name: str) -> str:
@@ -53,13 +64,27 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def read_metadata(folder: Path) -> dict[str, Any]:
-    """The folder's gpt2tui metadata, or ``{}`` for a plain ``save_pretrained`` folder."""
+def read_metadata(folder: Path) -> ModelMetadata:
+    """The folder's gpt2tui metadata; empty for a plain ``save_pretrained`` folder, tolerant of bad fields."""
+    path = folder / META_FILE
     try:
-        data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ModelMetadata()
+    except (OSError, UnicodeDecodeError) as err:
+        log.warning("%s: unreadable (%s)", path, err)
+        return ModelMetadata(problems=("the file is unreadable",))
+    try:
+        data = json.loads(text)
+    except ValueError:
+        log.warning("%s: not valid JSON", path)
+        return ModelMetadata(problems=("the file is not valid JSON",))
+    return ModelMetadata.from_dict(data, source=str(path))
+
+
+TEMP_PREFIXES = (".tmp-", ".trash-")
+"""Hidden folders of a save or delete in progress: ``.tmp-<name>-<pid>-<hex>``."""
+LEGACY_LEFTOVER_SECONDS = 3600
 
 
 class ModelStore:
@@ -71,6 +96,7 @@ class ModelStore:
 
             root = models_dir()
         self.root = root  # created by the first save, so reading never writes
+        remove_leftovers(root)
 
     def path_for(self, name: str) -> Path:
         return self.root / validate_name(name)
@@ -86,9 +112,10 @@ class ModelStore:
             and (self.root / name / "config.json").is_file()
         )
 
-    def require_free(self, name: str) -> str:
-        """Fail before any work if ``name`` is taken: models are never overwritten silently."""
-        if self.exists(name):
+    def require_free(self, name: str, run: str | None = None) -> str:
+        """Fail before any work if ``name`` is taken: models are never overwritten silently (a model saved by
+        the same ``run``, when it was stopped and is now resumed, is the one exception)."""
+        if self.exists(name) and not self._saved_by(name, run):
             raise UserError(
                 f"A model named '{name}' already exists; choose another --name or delete it with "
                 f"'gpt2tui models rm {name}'."
@@ -106,20 +133,31 @@ class ModelStore:
             name = f"{clean}-{n}"
         return name
 
-    def list(self) -> list[ModelInfo]:
-        """Complete stored models, newest first."""
-        infos = []
-        for folder in self.root.iterdir() if self.root.is_dir() else []:
-            if folder.name.startswith(".") or not folder.is_dir() or not (folder / "config.json").is_file():
+    def list(self, include_broken: bool = False) -> list[ModelInfo]:
+        """Complete stored models, newest first; with ``include_broken``, broken folders after them."""
+        infos, broken = [], []
+        for folder in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if folder.name.startswith(".") or not folder.is_dir():
                 continue
-            infos.append(ModelInfo(folder.name, folder, read_metadata(folder)))
-        return sorted(infos, key=lambda i: (str(i.get("created", "")), i.name), reverse=True)
+            info = self._info(folder)
+            (broken if info.broken else infos).append(info)
+        infos.sort(key=lambda i: (i.metadata.created or "", i.name), reverse=True)
+        return infos + broken if include_broken else infos
 
-    def get(self, name: str) -> ModelInfo:
+    def _info(self, folder: Path) -> ModelInfo:
+        broken = None if (folder / "config.json").is_file() else "it has no config.json"
+        return ModelInfo(folder.name, folder, read_metadata(folder), broken)
+
+    def get(self, name: str, allow_broken: bool = False) -> ModelInfo:
         path = self.path_for(name)
-        if not (path / "config.json").is_file():
-            raise UserError(f"No stored model named '{name}'; 'gpt2tui models list' shows the stored models.")
-        return ModelInfo(name, path, read_metadata(path))
+        if path.is_dir() and not path.name.startswith("."):
+            info = self._info(path)
+            if allow_broken or not info.broken:
+                return info
+            raise UserError(
+                f"The model folder '{name}' is broken ({info.broken}); remove it with 'gpt2tui models rm {name}'."
+            )
+        raise UserError(f"No stored model named '{name}'; 'gpt2tui models list' shows the stored models.")
 
     def resolve(self, ref: str) -> ModelInfo:
         """A stored model's name, or a path to any ``save_pretrained`` folder."""
@@ -129,56 +167,135 @@ class ModelStore:
         if path.is_dir():
             if not (path / "config.json").is_file():
                 raise UserError(f"{ref} is not a model folder: it has no config.json.")
-            return ModelInfo(path.name, path, read_metadata(path))
+            return self._info(path)
         raise UserError(
             f"No stored model named '{ref}' and no folder at that path; 'gpt2tui models list' shows the stored models."
         )
 
+    def _saved_by(self, name: str, run: str | None) -> bool:
+        return run is not None and read_metadata(self.path_for(name)).run == run
+
     def save(
-        self, name: str, write: Callable[[Path], None], metadata: dict[str, Any], card: str
+        self, name: str, write: Callable[[Path], None], metadata: ModelMetadata, run: str | None = None
     ) -> ModelInfo:
-        """Write a model atomically: ``write(tmp)`` fills a hidden folder that is then renamed to ``name``."""
+        """Write a model atomically: ``write(tmp)`` fills a hidden folder that is then renamed to ``name``.
+
+        A model saved earlier by the same ``run`` (stopped, then resumed) is replaced in one rename.
+        """
         final = self.path_for(name)
-        self.require_free(name)
+        self.require_free(name, run)
         from gpt2tui.paths import ensure_dir
 
         ensure_dir(self.root)
-        tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+        tmp = self.root / temp_name(".tmp-", name)
         tmp.mkdir()
         try:
             write(tmp)
-            (tmp / CARD_FILE).write_text(card, encoding="utf-8")
-            (tmp / META_FILE).write_text(
-                json.dumps({**metadata, "name": name}, indent=2, sort_keys=True) + "\n"
-            )
+            _write_description(tmp, dataclasses.replace(metadata, name=name))
             _fsync_tree(tmp)
-            if final.exists():  # someone else took the name while we trained
+            if final.exists() and self._saved_by(name, run):
+                old = self.root / temp_name(".trash-", name)
+                os.rename(final, old)
+                os.rename(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            elif final.exists():  # someone else took the name while we trained
                 raise UserError(
                     f"A model named '{name}' appeared while training; the new model was not saved."
                 )
-            os.rename(tmp, final)
+            else:
+                os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self.get(name)
 
     def rename(self, old: str, new: str) -> ModelInfo:
+        """All or nothing: the new metadata and card are written beside the old ones first (the step that
+        can run out of space), then the folder is renamed, then they replace the old files."""
         info = self.get(old)
         self.require_free(new)
         target = self.path_for(new)
-        os.rename(info.path, target)
-        meta = read_metadata(target)
-        if meta:
-            meta["name"] = new
-            write_json_atomic(target / META_FILE, meta)
+        staged = {
+            META_FILE: info.path / f".{META_FILE}.{uuid.uuid4().hex}.tmp",
+            CARD_FILE: info.path / f".{CARD_FILE}.{uuid.uuid4().hex}.tmp",
+        }
+        has_meta = (info.path / META_FILE).is_file()
+        try:
+            if has_meta:
+                meta = dataclasses.replace(info.metadata, name=new)
+                _write_text(staged[META_FILE], _meta_json(meta))
+                _write_text(staged[CARD_FILE], model_card(meta))
+            os.rename(info.path, target)
+        except OSError as err:
+            for path in staged.values():
+                path.unlink(missing_ok=True)
+            raise UserError(os_sentence(f"rename {old}", err)) from None
+        for final_name, path in staged.items():
+            moved = target / path.name
+            if moved.exists():
+                os.replace(moved, target / final_name)
         return self.get(new)
 
     def delete(self, name: str) -> None:
-        """Move the folder aside first, so a half-deleted model is never listed."""
-        info = self.get(name)
-        trash = self.root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
-        os.rename(info.path, trash)
+        """Move the folder aside first, so a half-deleted model is never listed (broken folders too)."""
+        info = self.get(name, allow_broken=True)
+        trash = self.root / temp_name(".trash-", name)
+        try:
+            os.rename(info.path, trash)
+        except OSError as err:
+            raise UserError(os_sentence(f"delete {name}", err)) from None
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def os_sentence(doing: str, err: OSError) -> str:
+    """One sentence for a file-system refusal (read-only store, permissions, full disk)."""
+    reason = (err.strerror or str(err)).lower()
+    return f"Could not {doing}: {reason} ({err.filename or 'the model store'})."
+
+
+def temp_name(prefix: str, name: str) -> str:
+    """A hidden working name that records its owner's pid, so leftovers of dead processes can be told apart."""
+    return f"{prefix}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_leftovers(root: Path) -> None:
+    """Remove hidden temporary folders whose writing process is gone (a live save's folder stays)."""
+    from gpt2tui.core.procs import start_time
+
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        if not folder.name.startswith(TEMP_PREFIXES) or not folder.is_dir():
+            continue
+        match = re.search(r"-(\d+)-[0-9a-f]{8}$", folder.name)
+        pid = int(match.group(1)) if match else None
+        started = start_time(pid) if pid else None
+        try:
+            created = folder.stat().st_mtime
+        except OSError:
+            continue
+        if started is not None and started <= created + 1:
+            continue  # its writer may still be at work
+        if pid is None and time.time() - created < LEGACY_LEFTOVER_SECONDS:
+            continue  # an old-style name records no owner: only an old one is surely abandoned
+        log.info("removing leftover %s", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _meta_json(meta: ModelMetadata) -> str:
+    return json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_description(folder: Path, meta: ModelMetadata) -> None:
+    (folder / CARD_FILE).write_text(model_card(meta), encoding="utf-8")
+    (folder / META_FILE).write_text(_meta_json(meta), encoding="utf-8")
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -1,21 +1,29 @@
-"""Fine-tuning, readable top to bottom: validate, load, pack, evaluate, train, evaluate, store.
+"""Fine-tuning, readable top to bottom: prepare (data, base, optimizer), one flat loop keyed on the step
+number, then finish (evaluate and store). nanoGPT's ``train.py`` is the model.
 
-One loop over optimizer steps with ``accelerate`` doing device placement, mixed precision and gradient
-accumulation (HF ``run_clm_no_trainer``'s shape). Progress leaves only as :mod:`gpt2tui.core.events`, and a
-``threading.Event`` ends the run at the next step with the model still saved.
+Batches come from a per-epoch permutation indexed by the micro-batch number, so resuming at step N skips the
+batches already seen in O(1), and a checkpoint holds everything else the loop's future depends on (weights,
+optimizer, scheduler, RNG states, counters): a resumed run ends with the weights an uninterrupted one would.
+Progress leaves only as :mod:`gpt2tui.core.events`, and a ``threading.Event`` ends the run at the next step
+with a checkpoint and the model saved.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpt2tui import __version__
+from gpt2tui.core.card import DatasetRecord, FormattingRecord, ModelMetadata
+from gpt2tui.core.config import MIXED_PRECISION, TrainConfig
 from gpt2tui.core.data import (
     DatasetSummary,
     DataSpec,
@@ -29,78 +37,34 @@ from gpt2tui.core.data import (
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, check_block_size, perplexity_from_loss
 from gpt2tui.core.events import (
+    CheckpointSaved,
     EvalFinished,
     EventCallback,
     RunFailed,
     RunFinished,
     RunStarted,
+    RunStopping,
     StepLogged,
     TrainingEvent,
 )
-from gpt2tui.core.models import ResolvedBase, base_kind, check_scratch_size, count_parameters, resolve_base
+from gpt2tui.core.models import ResolvedBase, base_kind, count_parameters, resolve_base
 from gpt2tui.core.store import ModelStore
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+    from gpt2tui.core.checkpoints import Checkpoint
+    from gpt2tui.core.runs import Run
+
+__all__ = ["MIXED_PRECISION", "TrainConfig", "preview", "train"]
+
+STATE_FILE = "state.json"
+OPTIMIZER_FILE = "optimizer.pt"
 
 
-@dataclass
-class TrainConfig:
-    """Everything that defines a run; defaults suit a small fine-tune."""
-
-    data: DataSpec
-    base: str = "gpt2"  # Hub id, local folder, stored model name, or "scratch"
-    scratch_size: str = "tiny"  # scratch only: tiny | small | gpt2
-    name: str | None = None  # stored model name; default <dataset>-<base>
-    epochs: float = 3.0  # ignored when max_steps is set
-    max_steps: int | None = None  # optimizer steps
-    block_size: int | None = None  # tokens per training sequence; default from the base
-    batch_size: int = 8  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float | None = None  # default 5e-5 for pretrained bases, higher for scratch
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05  # share of steps spent warming the learning rate up
-    max_grad_norm: float = 1.0
-    eval_split: float = 0.1  # share of blocks held out
-    eval_every: int = 0  # optimizer steps between evals (0: only before and after)
-    log_every: int = 10  # optimizer steps between StepLogged events
-    seed: int = 42
-    mixed_precision: str = "auto"  # auto (bf16/fp16 on a capable GPU, else fp32) | no | bf16 | fp16
-    sample_prompt: str | None = None  # generate from this at each eval, so progress can be read
-    sample_tokens: int = 40
-
-    def validate(self) -> None:
-        """Refuse bad numbers before any file is read or model is loaded."""
-        positive = {
-            "--batch-size": self.batch_size,
-            "--grad-accum": self.grad_accum,
-            "--log-every": self.log_every,
-        }
-        for option, value in positive.items():
-            if value < 1:
-                raise UserError(f"{option} must be at least 1, not {value}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserError(f"--max-steps must be at least 1, not {self.max_steps}.")
-        if self.max_steps is None and not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise UserError(f"--epochs must be a number greater than 0, not {self.epochs}.")
-        if self.block_size is not None and self.block_size < 2:
-            raise UserError(f"--block-size must be at least 2, not {self.block_size}.")
-        if self.lr is not None and not (0 < self.lr < 1):
-            raise UserError(f"--lr must be between 0 and 1, not {self.lr}.")
-        if self.eval_every < 0:
-            raise UserError(f"--eval-every must be 0 or more, not {self.eval_every}.")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise UserError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}.")
-        check_eval_split(self.eval_split)
-        if self.base == "scratch":
-            check_scratch_size(self.scratch_size)
-
-
-def _emit(on_event: EventCallback | None, event: TrainingEvent) -> None:
-    if on_event is not None:
-        on_event(event)
+def is_main_process() -> bool:
+    """Rank 0 under ``accelerate launch``/``torchrun`` (known before any process group exists)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def train(
@@ -108,46 +72,105 @@ def train(
     on_event: EventCallback | None = None,
     stop: threading.Event | None = None,
     store: ModelStore | None = None,
+    run: Run | None = None,
+    resume: bool = False,
 ) -> RunFinished:
-    """Run a fine-tune and store the model; raises :class:`UserError` (after a ``RunFailed`` event) on failure."""
+    """Run a fine-tune and store the model; raises :class:`UserError` (after a ``RunFailed`` event) on failure.
+
+    With ``run``, the main process also records every event in the run folder and checkpoints there;
+    ``resume`` continues from its newest complete checkpoint.
+    """
+    from gpt2tui.core.runs import RunRecorder
+
     store = store or ModelStore()  # reads nothing and creates nothing until a model is saved
+    recorder = RunRecorder(run) if run is not None and is_main_process() else None
+    sinks = [s for s in (recorder, on_event if is_main_process() else None) if s is not None]
+
+    def emit(event: TrainingEvent) -> None:
+        for sink in sinks:
+            sink(event)
+
     _prefetch_hub_probe(config.base, store)
+    shape = ""
     try:
-        return _train(config, on_event, stop or threading.Event(), store)
+        job = prepare(config, store, run, resume)
+        shape = f" with batch size {config.batch_size} and block size {job.block_size}"
+        return Loop(job, emit, stop or threading.Event()).run()
     except UserError as err:
-        _emit(on_event, RunFailed(str(err)))
+        emit(RunFailed(str(err)))
         raise
     except Exception as err:
-        message = _describe_failure(err)
-        _emit(on_event, RunFailed(message))
+        message = describe_failure(err, shape)
+        emit(RunFailed(message))
         raise UserError(message) from err
+    finally:
+        if recorder is not None:
+            recorder.close()
 
 
-def _describe_failure(err: Exception) -> str:
+def describe_failure(err: BaseException, shape: str = "") -> str:
+    """One sentence for an unexpected failure; out-of-memory says what was tried and what to lower."""
     text = str(err)
-    if "out of memory" in text.lower():
-        return "The GPU ran out of memory; lower --batch-size or --block-size (or raise --grad-accum)."
+    if "out of memory" in text.lower() or type(err).__name__ == "OutOfMemoryError":
+        return (
+            f"The GPU ran out of memory{shape}; lower --batch-size (raising --grad-accum keeps the tokens per "
+            "step) or --block-size."
+        )
     first = text.splitlines()[0] if text else ""
     return f"Training failed: {type(err).__name__}: {first}".rstrip(": ") + "."
 
 
-def _train(
-    config: TrainConfig, on_event: EventCallback | None, stop: threading.Event, store: ModelStore
-) -> RunFinished:
+# ------------------------------------------------------------------------------------------------ prepare
+
+
+@dataclass
+class Job:
+    """Everything built before the first step."""
+
+    config: TrainConfig
+    store: ModelStore
+    run: Run | None
+    data: LoadedData
+    base: ResolvedBase
+    name: str
+    lr: float
+    block_size: int
+    tokens: int  # tokens in the file after formatting (before packing drops the tail)
+    accelerator: Accelerator
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    train_blocks: Any  # LongTensor [n, block_size] on the CPU
+    eval_loader: Any
+    eval_blocks: int
+    batches_per_epoch: int  # global micro-batches per pass over the train blocks
+    total_steps: int
+    checkpoint: Checkpoint | None  # resumed from
+
+    @property
+    def global_batch(self) -> int:
+        return self.config.batch_size * self.accelerator.num_processes
+
+    @property
+    def steps_per_epoch(self) -> float:
+        return self.batches_per_epoch / self.config.grad_accum
+
+
+def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: bool) -> Job:
     import torch
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
-    from gpt2tui.core.evaluation import eval_loader, loss_over
+    from gpt2tui.core.checkpoints import latest_checkpoint
+    from gpt2tui.core.evaluation import eval_loader
 
-    started = time.perf_counter()
     config.validate()
-    if config.name is not None:
-        store.require_free(config.name)
+    checkpoint = latest_checkpoint(run.checkpoints_dir) if run is not None and resume else None
+    if config.name is not None and not (run is not None and resume):
+        store.require_free(config.name, run=run.id if run is not None else None)
     data = load_data(config.data)
     set_seed(config.seed)
-    base = _resolve_base(config, data, store)
+    base = _resolve_base(config, data, store, checkpoint)
     block_size = config.block_size if config.block_size is not None else base.default_block_size
     check_block_size(block_size, base.context_length)
     packed = pack_blocks(data, base.tokenizer, block_size)
@@ -156,156 +179,39 @@ def _train(
     lr = config.lr if config.lr is not None else base.default_lr
 
     accelerator = _accelerator(config)
-    if not accelerator.is_main_process:
-        on_event = None  # one progress stream, from the main process, under accelerate launch
-    train_loader = DataLoader(
-        torch.tensor(train_blocks, dtype=torch.long),
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
     optimizer = torch.optim.AdamW(_param_groups(base.model, config.weight_decay), lr=lr)
-    model, optimizer, train_loader, evals = accelerator.prepare(
-        base.model, optimizer, train_loader, eval_loader(eval_blocks, EVAL_BATCH_SIZE)
+    model, optimizer, evals = accelerator.prepare(
+        base.model, optimizer, eval_loader(eval_blocks, EVAL_BATCH_SIZE)
     )
-    # Counted after prepare: under accelerate launch each process sees its share of the batches.
-    steps_per_epoch = max(1, math.ceil(len(train_loader) / config.grad_accum))
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup = int(total_steps * config.warmup_ratio)
-    scheduler = accelerator.prepare(
-        get_linear_schedule_with_warmup(
-            optimizer, warmup * accelerator.num_processes, total_steps * accelerator.num_processes
-        )
+    global_batch = config.batch_size * accelerator.num_processes
+    batches_per_epoch = max(1, math.ceil(len(train_blocks) / global_batch))
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
+    # One scheduler step per optimizer step, on every process alike (not prepared: accelerate would step it
+    # once per process).
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(total_steps * config.warmup_ratio), total_steps
     )
-    tokens_per_step = config.batch_size * config.grad_accum * block_size * accelerator.num_processes
-
-    _emit(
-        on_event,
-        RunStarted(
-            name=name,
-            base=config.base,
-            device=str(accelerator.device),
-            mixed_precision=accelerator.mixed_precision,
-            total_steps=total_steps,
-            train_blocks=len(train_blocks),
-            eval_blocks=len(eval_blocks),
-            block_size=block_size,
-            tokens_per_step=tokens_per_step,
-            parameters=count_parameters(model),
-        ),
-    )
-
-    def evaluate(step: int) -> float:
-        loss = loss_over(model, evals, accelerator)
-        sample = None
-        if config.sample_prompt and accelerator.is_main_process:
-            sample = _sample(accelerator.unwrap_model(model), base, config, data)
-        _emit(
-            on_event, EvalFinished(step=step, loss=loss, perplexity=perplexity_from_loss(loss), sample=sample)
-        )
-        return loss
-
-    loss_before = evaluate(0)
-    step, window, window_n, trained_tokens, nonfinite = 0, 0.0, 0, 0, None
-    loop_start = time.perf_counter()
-    eval_seconds = 0.0  # time spent in --eval-every evals, left out of tokens/s and the ETA
-    halt = _agreed(accelerator, stop.is_set())
-    model.train()
-    while step < total_steps and not halt:
-        for batch in train_loader:
-            with accelerator.accumulate(model):
-                loss = model(input_ids=batch, labels=batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            value = float(loss.detach())
-            if not math.isfinite(value) and nonfinite is None:
-                nonfinite = value
-            window += value
-            window_n += 1
-            trained_tokens += batch.numel() * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            # Every process must take the same decision, or the others wait forever in the next all-reduce.
-            if _agreed(accelerator, nonfinite is not None):
-                raise UserError(
-                    f"Training stopped at step {step}: the loss became "
-                    f"{nonfinite if nonfinite is not None else 'nan'}; lower the learning rate (--lr, now {lr:g})."
-                )
-            if step % config.log_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - loop_start - eval_seconds
-                _emit(
-                    on_event,
-                    StepLogged(
-                        step=step,
-                        total_steps=total_steps,
-                        epoch=step / steps_per_epoch,
-                        loss=window / window_n,
-                        learning_rate=scheduler.get_last_lr()[0],
-                        tokens_per_second=trained_tokens / max(elapsed, 1e-9),
-                        elapsed_seconds=elapsed,
-                        eta_seconds=elapsed / step * (total_steps - step),
-                    ),
-                )
-                window, window_n = 0.0, 0
-            if config.eval_every and step % config.eval_every == 0 and step < total_steps:
-                eval_started = time.perf_counter()
-                evaluate(step)
-                eval_seconds += time.perf_counter() - eval_started
-            halt = _agreed(accelerator, stop.is_set())
-            if step >= total_steps or halt:
-                break
-    train_seconds = time.perf_counter() - loop_start - eval_seconds
-    if step == 0:
-        raise UserError("The run was stopped before its first training step; no model was saved.")
-    stopped = step < total_steps
-    loss_after = evaluate(step)
-
-    accelerator.wait_for_everyone()
-    result = RunFinished(
+    return Job(
+        config=config,
+        store=store,
+        run=run,
+        data=data,
+        base=base,
         name=name,
-        path=str(store.path_for(name)),
-        steps=step,
-        stopped=stopped,
-        eval_loss_before=loss_before,
-        eval_loss_after=loss_after,
-        perplexity_before=perplexity_from_loss(loss_before),
-        perplexity_after=perplexity_from_loss(loss_after),
-        train_tokens=trained_tokens,
-        tokens_per_second=trained_tokens / max(train_seconds, 1e-9),
-        seconds=time.perf_counter() - started,
+        lr=lr,
+        block_size=block_size,
+        tokens=packed.tokens,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_blocks=torch.tensor(train_blocks, dtype=torch.long),
+        eval_loader=evals,
+        eval_blocks=len(eval_blocks),
+        batches_per_epoch=batches_per_epoch,
+        total_steps=total_steps,
+        checkpoint=checkpoint,
     )
-    if accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        metadata = build_metadata(
-            config,
-            base,
-            data,
-            result,
-            block_size,
-            lr,
-            total_steps,
-            str(accelerator.device),
-            accelerator.mixed_precision,
-            len(train_blocks),
-            len(eval_blocks),
-            packed.tokens,
-        )
-        generation_config = _generation_config(base)
-
-        def write(folder: Path) -> None:
-            unwrapped.generation_config = generation_config
-            unwrapped.save_pretrained(folder)
-            base.tokenizer.save_pretrained(folder)
-
-        store.save(name, write, metadata, model_card(metadata))
-    accelerator.wait_for_everyone()
-    _emit(on_event, result)
-    return result
 
 
 def _prefetch_hub_probe(base: str, store: ModelStore) -> None:
@@ -316,41 +222,17 @@ def _prefetch_hub_probe(base: str, store: ModelStore) -> None:
         start_hub_probe()
 
 
-def _agreed(accelerator: Accelerator, flag: bool) -> bool:
-    """True on every process if it is true on any (free with one process)."""
-    if accelerator.num_processes == 1:
-        return flag
-    import torch
-
-    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
-    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
-
-
-def preview(
-    spec: DataSpec,
-    base: str = "scratch",
-    scratch_size: str = "tiny",
-    block_size: int | None = None,
-    eval_split: float = 0.1,
-    seed: int = 42,
-) -> DatasetSummary:
-    """The dataset summary training would see, with the tokenizer of ``base`` (no weights are loaded).
-
-    Raises the same :class:`UserError` training would for a bad file, block size or too-small dataset.
-    """
-    from gpt2tui.core.models import resolve_tokenizer
-
-    check_eval_split(eval_split)
-    data = load_data(spec)
-    info = resolve_tokenizer(base, data.texts() if base == "scratch" else None, scratch_size)
-    size = block_size or info.default_block_size
-    check_block_size(size, info.context_length)
-    return summarize(data, info.tokenizer, size, eval_split, seed)
-
-
-def _resolve_base(config: TrainConfig, data: LoadedData, store: ModelStore) -> ResolvedBase:
-    """A stored model's name is a base too, so a fine-tune can continue from an earlier one."""
+def _resolve_base(
+    config: TrainConfig, data: LoadedData, store: ModelStore, checkpoint: Checkpoint | None
+) -> ResolvedBase:
+    """A checkpoint's own weights and tokenizer when resuming; a stored model's name is a base too."""
     base = config.base
+    if checkpoint is not None:
+        from gpt2tui.core.models import load_local
+
+        model, tokenizer = load_local(str(checkpoint.path))
+        kind = base_kind(base) if not store.has(base) else "local"
+        return ResolvedBase(model, tokenizer, base, kind, config.scratch_size if base == "scratch" else None)
     if base_kind(base) == "hub" and store.has(base):
         resolved = resolve_base(str(store.root / base))
         resolved.base = base
@@ -362,6 +244,11 @@ def _base_label(config: TrainConfig) -> str:
     if config.base == "scratch":
         return f"scratch-{config.scratch_size}"
     return Path(config.base.rstrip("/")).name
+
+
+def default_name(config: TrainConfig) -> str:
+    """``<data file stem>-<base>``, the stem of the stored model's name when no --name is given."""
+    return f"{Path(config.data.path).stem}-{_base_label(config)}"
 
 
 def _accelerator(config: TrainConfig) -> Accelerator:
@@ -379,7 +266,7 @@ def _accelerator(config: TrainConfig) -> Accelerator:
         raise UserError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on a CPU.")
     # Accelerate keeps process-wide state; a second run in the same process (the TUI) must start clean.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=config.grad_accum)
+    return Accelerator(mixed_precision=precision)
 
 
 def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
@@ -390,6 +277,381 @@ def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
             continue
         (no_decay if param.ndim < 2 or "ln_" in name or name.endswith(".bias") else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# --------------------------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class LoopState:
+    """The loop's counters: saved in every checkpoint so a resumed run continues them exactly."""
+
+    step: int = 0
+    trained_tokens: int = 0
+    train_seconds: float = 0.0
+    window: float = 0.0  # summed micro-batch losses since the last StepLogged
+    window_n: int = 0
+    loss_before: float | None = None
+    evals: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int | None = None
+    best_loss: float | None = None
+
+    def note_eval(self, step: int, loss: float) -> bool:
+        """Record a held-out loss; True when it is the best so far."""
+        self.evals.append((step, loss))
+        if self.best_loss is None or loss < self.best_loss:
+            self.best_step, self.best_loss = step, loss
+            return True
+        return False
+
+
+class Loop:
+    """The training loop and the finish; one object so the step, the checkpoint and the log share state."""
+
+    def __init__(self, job: Job, emit: EventCallback, stop: threading.Event) -> None:
+        self.job = job
+        self.emit = emit
+        self.stop = stop
+        self.state = LoopState()
+        self.started = time.perf_counter()
+        self._perm: tuple[int, Any] | None = None  # (epoch, permutation) of the current epoch
+        self._best_in_memory: dict[str, Any] = {}  # --keep-best without a run folder
+
+    # -------------------------------------------------------------------------------------------- the loop
+
+    def run(self) -> RunFinished:
+        job, state, config = self.job, self.state, self.job.config
+        if job.checkpoint is not None:
+            self.load_checkpoint(job.checkpoint)
+        self.emit(self.started_event())
+        if state.loss_before is None:
+            state.loss_before = self.evaluate(0)
+        accelerator = job.accelerator
+        halt = _agreed(accelerator, self.stop.is_set())
+        job.model.train()
+        lap = time.perf_counter()
+        while state.step < job.total_steps and not halt:
+            self.optimizer_step()
+            state.step += 1
+            if state.step % config.log_every == 0 or state.step == job.total_steps:
+                state.train_seconds += time.perf_counter() - lap
+                lap = time.perf_counter()
+                self.log_step()
+            if config.eval_every and state.step % config.eval_every == 0 and state.step < job.total_steps:
+                state.train_seconds += time.perf_counter() - lap
+                self.evaluate(state.step)
+                lap = time.perf_counter()
+            halt = _agreed(accelerator, self.stop.is_set())
+            if (
+                config.save_every
+                and state.step % config.save_every == 0
+                and state.step < job.total_steps
+                and not halt
+            ):
+                state.train_seconds += time.perf_counter() - lap
+                self.save_checkpoint()
+                lap = time.perf_counter()
+        state.train_seconds += time.perf_counter() - lap
+        if state.step == 0:
+            raise UserError("The run was stopped before its first training step; no model was saved.")
+        stopped = state.step < job.total_steps
+        if stopped:
+            self.emit(RunStopping(step=state.step))
+            self.save_checkpoint()
+        return self.finish(stopped)
+
+    def batch(self, micro: int) -> Any:
+        """The rows of global micro-batch ``micro`` for this process: O(1) to reach any point of the run."""
+        import torch
+
+        job = self.job
+        epoch, position = divmod(micro, job.batches_per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            generator = torch.Generator().manual_seed(job.config.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(len(job.train_blocks), generator=generator))
+        perm = self._perm[1]
+        size, rank = job.config.batch_size, job.accelerator.process_index
+        start = position * job.global_batch + rank * size
+        # The epoch's last batch wraps to its first rows, so every process always gets a full batch.
+        rows = perm[torch.arange(start, start + size) % len(perm)]
+        return job.train_blocks[rows].to(job.accelerator.device)
+
+    def optimizer_step(self) -> None:
+        job, state = self.job, self.state
+        accelerator, config = job.accelerator, job.config
+        first = state.step * config.grad_accum
+        for i in range(config.grad_accum):
+            batch = self.batch(first + i)
+            last = i == config.grad_accum - 1
+            with accelerator.no_sync(job.model) if not last else _nothing():
+                loss = job.model(input_ids=batch, labels=batch).loss
+                accelerator.backward(loss / config.grad_accum)
+            value = float(loss.detach())
+            state.window += value
+            state.window_n += 1
+            state.trained_tokens += batch.numel() * accelerator.num_processes
+        accelerator.clip_grad_norm_(job.model.parameters(), config.max_grad_norm)
+        job.optimizer.step()
+        job.scheduler.step()
+        job.optimizer.zero_grad(set_to_none=True)
+        # Every process must take the same decision, or the others wait forever in the next all-reduce.
+        mean = state.window / max(state.window_n, 1)
+        if _agreed(accelerator, not math.isfinite(mean)):
+            raise UserError(
+                f"Training stopped at step {state.step + 1}: the loss became "
+                f"{mean if not math.isfinite(mean) else 'nan'}; lower the learning rate (--lr, now {job.lr:g})."
+            )
+
+    def log_step(self) -> None:
+        job, state = self.job, self.state
+        elapsed = state.train_seconds
+        self.emit(
+            StepLogged(
+                step=state.step,
+                total_steps=job.total_steps,
+                epoch=state.step / job.steps_per_epoch,
+                loss=state.window / max(state.window_n, 1),
+                learning_rate=job.scheduler.get_last_lr()[0],
+                tokens_per_second=state.trained_tokens / max(elapsed, 1e-9),
+                elapsed_seconds=elapsed,
+                eta_seconds=elapsed / state.step * (job.total_steps - state.step),
+            )
+        )
+        state.window, state.window_n = 0.0, 0
+
+    def evaluate(self, step: int) -> float:
+        from gpt2tui.core.evaluation import loss_over
+
+        job = self.job
+        loss = loss_over(job.model, job.eval_loader, job.accelerator)
+        best = self.state.note_eval(step, loss)
+        if best and job.config.keep_best and step > 0:
+            self.save_best_weights(step)
+        sample = None
+        if job.config.sample_prompt and job.accelerator.is_main_process:
+            sample = _sample(job.accelerator.unwrap_model(job.model), job.base, job.config, job.data)
+        self.emit(
+            EvalFinished(
+                step=step,
+                loss=loss,
+                perplexity=perplexity_from_loss(loss),
+                sample=sample,
+                best_step=self.state.best_step,
+                best_loss=self.state.best_loss,
+            )
+        )
+        return loss
+
+    def started_event(self) -> RunStarted:
+        job = self.job
+        return RunStarted(
+            name=job.name,
+            base=job.config.base,
+            device=str(job.accelerator.device),
+            mixed_precision=job.accelerator.mixed_precision,
+            total_steps=job.total_steps,
+            train_blocks=len(job.train_blocks),
+            eval_blocks=job.eval_blocks,
+            block_size=job.block_size,
+            tokens_per_step=job.global_batch * job.config.grad_accum * job.block_size,
+            parameters=count_parameters(job.model),
+            resumed_from=job.checkpoint.step if job.checkpoint else 0,
+            step_limit=job.config.step_limit,
+        )
+
+    # ------------------------------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self) -> None:
+        """Weights, optimizer, scheduler, RNG states and counters, after everything of this step is done."""
+        job = self.job
+        if job.run is None:
+            return
+        job.accelerator.wait_for_everyone()
+        if job.accelerator.is_main_process:
+            from gpt2tui.core.checkpoints import save_checkpoint
+
+            saved = save_checkpoint(
+                job.run.checkpoints_dir, self.state.step, self.write_checkpoint, job.config.keep_checkpoints
+            )
+            self.prune_best()
+            self.emit(CheckpointSaved(step=saved.step, path=str(saved.path)))
+        job.accelerator.wait_for_everyone()
+
+    def write_checkpoint(self, folder: Path) -> None:
+        import numpy as np
+        import torch
+
+        job = self.job
+        unwrapped = job.accelerator.unwrap_model(job.model)
+        unwrapped.save_pretrained(folder, safe_serialization=True)
+        job.base.tokenizer.save_pretrained(folder)
+        torch.save(
+            {
+                "optimizer": job.optimizer.state_dict(),
+                "scheduler": job.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            folder / OPTIMIZER_FILE,
+        )
+        numpy_state = np.random.get_state()
+        state = {
+            "loop": asdict(self.state),
+            "python_rng": _jsonable(random.getstate()),
+            "numpy_rng": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            "name": job.name,
+            "total_steps": job.total_steps,
+        }
+        (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+
+    def load_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Restore what :meth:`write_checkpoint` wrote (the weights were loaded with the base)."""
+        import numpy as np
+        import torch
+
+        job = self.job
+        saved = json.loads((checkpoint.path / STATE_FILE).read_text(encoding="utf-8"))
+        loop = saved["loop"]
+        loop["evals"] = [tuple(pair) for pair in loop["evals"]]
+        self.state = LoopState(**loop)
+        # weights_only: a checkpoint is data, never code.
+        tensors = torch.load(checkpoint.path / OPTIMIZER_FILE, weights_only=True, map_location="cpu")
+        job.optimizer.load_state_dict(tensors["optimizer"])
+        job.scheduler.load_state_dict(tensors["scheduler"])
+        torch.set_rng_state(tensors["torch_rng"])
+        if tensors["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(tensors["cuda_rng"])
+        random.setstate(_tupled(saved["python_rng"]))
+        kind, keys, *rest = saved["numpy_rng"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+
+    def best_path(self, step: int) -> Path:
+        assert self.job.run is not None
+        return self.job.run.best_dir / f"step-{step}.safetensors"
+
+    def save_best_weights(self, step: int) -> None:
+        """The weights of a new best evaluation, for --keep-best (one file per step, written atomically)."""
+        job = self.job
+        if job.run is None:
+            self._best_in_memory = {
+                k: v.detach().clone() for k, v in job.accelerator.unwrap_model(job.model).state_dict().items()
+            }
+            return
+        if not job.accelerator.is_main_process:
+            return
+        from safetensors.torch import save_model
+
+        job.run.best_dir.mkdir(parents=True, exist_ok=True)
+        path = self.best_path(step)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_model(job.accelerator.unwrap_model(job.model), str(tmp))
+        os.replace(tmp, path)
+
+    def prune_best(self) -> None:
+        """Keep only the best-weights files that the current state or a kept checkpoint still names."""
+        from gpt2tui.core.checkpoints import complete_checkpoints
+
+        job = self.job
+        if job.run is None or not job.run.best_dir.is_dir():
+            return
+        wanted = {self.state.best_step}
+        for checkpoint in complete_checkpoints(job.run.checkpoints_dir):
+            try:
+                wanted.add(json.loads((checkpoint.path / STATE_FILE).read_text())["loop"]["best_step"])
+            except (OSError, ValueError, KeyError):
+                continue
+        for path in job.run.best_dir.glob("step-*.safetensors"):
+            if int(path.stem.split("-")[1]) not in wanted:
+                path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------------ finish
+
+    def finish(self, stopped: bool) -> RunFinished:
+        job, state = self.job, self.state
+        loss_after = self.evaluate(state.step)
+        weights, weights_step, stored_loss = "last", state.step, loss_after
+        if (
+            job.config.keep_best
+            and state.best_step is not None
+            and state.best_step > 0
+            and state.best_step != state.step
+        ):
+            weights, weights_step, stored_loss = "best", state.best_step, state.best_loss
+        job.accelerator.wait_for_everyone()
+        assert state.loss_before is not None and stored_loss is not None
+        result = RunFinished(
+            name=job.name,
+            path=str(job.store.path_for(job.name)),
+            steps=state.step,
+            stopped=stopped,
+            eval_loss_before=state.loss_before,
+            eval_loss_after=stored_loss,
+            perplexity_before=perplexity_from_loss(state.loss_before),
+            perplexity_after=perplexity_from_loss(stored_loss),
+            train_tokens=state.trained_tokens,
+            tokens_per_second=state.trained_tokens / max(state.train_seconds, 1e-9),
+            seconds=time.perf_counter() - self.started,
+            weights=weights,
+            weights_step=weights_step,
+            best_step=state.best_step,
+            best_eval_loss=state.best_loss,
+        )
+        if job.accelerator.is_main_process:
+            self.store_model(result)
+        job.accelerator.wait_for_everyone()
+        self.emit(result)
+        return result
+
+    def store_model(self, result: RunFinished) -> None:
+        job = self.job
+        unwrapped = job.accelerator.unwrap_model(job.model)
+        if result.weights == "best":
+            self.load_best_weights(unwrapped, result.weights_step or 0)
+        generation_config = _generation_config(job.base)
+
+        def write(folder: Path) -> None:
+            unwrapped.generation_config = generation_config
+            unwrapped.save_pretrained(folder, safe_serialization=True)
+            job.base.tokenizer.save_pretrained(folder)
+
+        metadata = build_metadata(job, result, str(job.accelerator.device), job.accelerator.mixed_precision)
+        job.store.save(job.name, write, metadata, run=job.run.id if job.run is not None else None)
+
+    def load_best_weights(self, model: Any, step: int) -> None:
+        if self.job.run is None:
+            model.load_state_dict(self._best_in_memory)
+            return
+        from safetensors.torch import load_model
+
+        load_model(model, str(self.best_path(step)))
+
+
+class _nothing:
+    """A no-op context manager (the last micro-batch of a step synchronises gradients)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def _agreed(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every process if it is true on any (free with one process)."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
 
 
 def _sample(model: Any, base: ResolvedBase, config: TrainConfig, data: LoadedData) -> str:
@@ -434,113 +696,88 @@ def _generation_config(base: ResolvedBase) -> Any:
     )
 
 
-def build_metadata(
-    config: TrainConfig,
-    base: ResolvedBase,
-    data: LoadedData,
-    result: RunFinished,
-    block_size: int,
-    lr: float,
-    total_steps: int,
-    device: str,
-    mixed_precision: str,
-    train_blocks: int,
-    eval_blocks: int,
-    tokens: int,
-) -> dict[str, Any]:
+def build_metadata(job: Job, result: RunFinished, device: str, mixed_precision: str) -> ModelMetadata:
     """Machine-readable record of the run, stored as ``gpt2tui.json`` beside the weights."""
-    return {
-        "name": result.name,
-        "gpt2tui_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base": config.base,
-        "base_kind": base.kind,
-        "scratch_size": base.scratch_size,
-        "dataset": {
-            "path": str(Path(config.data.path).expanduser().resolve()),
-            "format": data.format,
-            "sha256": data.sha256,
-            "rows": data.rows,
-            "tokens": tokens,
-            "train_blocks": train_blocks,
-            "eval_blocks": eval_blocks,
-            "encoding": config.data.encoding,
-        },
-        "formatting": {
-            "kind": data.formatting.kind,
-            "columns": list(data.formatting.columns),
-            "prompt_template": data.formatting.prompt_template,
-            "stop_text": data.formatting.stop_text,
-        },
-        "hyperparameters": {
-            "block_size": block_size,
+    config, data = job.config, job.data
+    return ModelMetadata(
+        name=result.name,
+        gpt2tui_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        run=job.run.id if job.run is not None else None,
+        base=config.base,
+        base_kind=job.base.kind,
+        scratch_size=job.base.scratch_size,
+        dataset=DatasetRecord(
+            path=str(Path(config.data.path).expanduser().resolve()),
+            format=data.format,
+            sha256=data.sha256,
+            rows=data.rows,
+            tokens=job.tokens,
+            train_blocks=len(job.train_blocks),
+            eval_blocks=job.eval_blocks,
+            encoding=config.data.encoding,
+        ),
+        formatting=FormattingRecord(
+            kind=data.formatting.kind,
+            columns=tuple(data.formatting.columns),
+            prompt_template=data.formatting.prompt_template,
+            stop_text=data.formatting.stop_text,
+        ),
+        hyperparameters={
+            "block_size": job.block_size,
             "batch_size": config.batch_size,
             "grad_accum": config.grad_accum,
-            "lr": lr,
+            "processes": job.accelerator.num_processes,
+            "lr": job.lr,
             "weight_decay": config.weight_decay,
             "warmup_ratio": config.warmup_ratio,
             "max_grad_norm": config.max_grad_norm,
-            "epochs": config.epochs,
+            "epochs": config.epochs if config.step_limit == "epochs" else None,
             "max_steps": config.max_steps,
-            "planned_steps": total_steps,
+            "planned_steps": job.total_steps,
             "eval_split": config.eval_split,
             "seed": config.seed,
             "mixed_precision": mixed_precision,
         },
-        "block_size": block_size,
-        "device": device,
-        "steps": result.steps,
-        "stopped": result.stopped,
-        "eval_loss_before": result.eval_loss_before,
-        "eval_loss_after": result.eval_loss_after,
-        "perplexity_before": result.perplexity_before,
-        "perplexity_after": result.perplexity_after,
-        "train_tokens": result.train_tokens,
-        "tokens_per_second": result.tokens_per_second,
-        "seconds": result.seconds,
-    }
+        block_size=job.block_size,
+        device=device,
+        step_limit=config.step_limit,
+        steps=result.steps,
+        stopped=result.stopped,
+        weights=result.weights,
+        weights_step=result.weights_step,
+        best_step=result.best_step,
+        best_eval_loss=result.best_eval_loss,
+        eval_loss_before=result.eval_loss_before,
+        eval_loss_after=result.eval_loss_after,
+        perplexity_before=result.perplexity_before,
+        perplexity_after=result.perplexity_after,
+        train_tokens=result.train_tokens,
+        tokens_per_second=result.tokens_per_second,
+        seconds=result.seconds,
+    )
 
 
-def model_card(meta: dict[str, Any]) -> str:
-    """A human-readable README.md in the Hub's model-card style."""
-    hp = meta["hyperparameters"]
-    ds = meta["dataset"]
-    rows = "\n".join(f"| {k} | {v} |" for k, v in hp.items())
-    stopped = " (stopped early by the user)" if meta["stopped"] else ""
-    return f"""---
-library_name: transformers
-pipeline_tag: text-generation
-base_model: {meta["base"] if meta["base_kind"] == "hub" else "null"}
-tags: [gpt2, gpt2tui]
----
+# ------------------------------------------------------------------------------------------------ preview
 
-# {meta.get("name", "gpt2tui model")}
 
-GPT-2 fine-tuned with [gpt2tui](https://pypi.org/project/gpt2tui/) on {meta["created"]}.
+def preview(
+    spec: DataSpec,
+    base: str = "scratch",
+    scratch_size: str = "tiny",
+    block_size: int | None = None,
+    eval_split: float = 0.1,
+    seed: int = 42,
+) -> DatasetSummary:
+    """The dataset summary training would see, with the tokenizer of ``base`` (no weights are loaded).
 
-- **Base:** {meta["base"]} ({meta["base_kind"]}{", size " + meta["scratch_size"] if meta["scratch_size"] else ""})
-- **Dataset:** `{Path(ds["path"]).name}` ({ds["format"]}, {ds["rows"]} rows, {ds["tokens"]} tokens, sha256 `{ds["sha256"]}`)
-- **Formatting:** {meta["formatting"]["kind"]}
-- **Steps:** {meta["steps"]} of {hp["planned_steps"]}{stopped}, {meta["train_tokens"]} tokens on {meta["device"]}
+    Raises the same :class:`UserError` training would for a bad file, block size or too-small dataset.
+    """
+    from gpt2tui.core.models import resolve_tokenizer
 
-## Evaluation (held-out {hp["eval_split"]:.0%} of blocks)
-
-| | loss | perplexity |
-|---|---|---|
-| before | {meta["eval_loss_before"]:.4f} | {meta["perplexity_before"]:.2f} |
-| after | {meta["eval_loss_after"]:.4f} | {meta["perplexity_after"]:.2f} |
-
-## Hyperparameters
-
-| name | value |
-|---|---|
-{rows}
-
-## Use
-
-```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")
-tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
-```
-"""
+    check_eval_split(eval_split)
+    data = load_data(spec)
+    info = resolve_tokenizer(base, data.texts() if base == "scratch" else None, scratch_size)
+    size = block_size or info.default_block_size
+    check_block_size(size, info.context_length)
+    return summarize(data, info.tokenizer, size, eval_split, seed)
