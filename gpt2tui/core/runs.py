@@ -231,7 +231,8 @@ class Run:
         return self.status().live
 
     def write_status(self, **changes: Any) -> RunStatus:
-        status = dataclasses.replace(self.recorded_status(), **changes, updated=now_iso())
+        current = self.recorded_status() if self.status_path.exists() else RunStatus(self.id)
+        status = dataclasses.replace(current, **changes, updated=now_iso())
         write_json_atomic(self.status_path, status.to_dict())
         return status
 
