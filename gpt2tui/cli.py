@@ -7,6 +7,7 @@ Every user error is one sentence on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from typing import Any
 from gpt2tui import __version__
 
 EXIT_USAGE = 2
+RUN_SHOW_EVENTS = 20
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +56,8 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gpt2tui.core.config import TrainConfig
+
     parser = _Parser(
         prog="gpt2tui",
         description="Fine-tune GPT-2 on your own data and talk to the result. With no command, opens the TUI.",
@@ -73,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", help="name of the stored model (default <data>-<base>)")
     steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--epochs", type=float, default=3.0, help="passes over the data (default 3)")
+    steps.add_argument(
+        "--epochs",
+        type=float,
+        default=TrainConfig.epochs,
+        help=f"passes over the data (default {TrainConfig.epochs:g})",
+    )
     steps.add_argument("--max-steps", type=whole_number, help="optimizer steps (overrides --epochs)")
     p.add_argument("--block-size", type=int, help="tokens per training sequence (default from the base)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -88,8 +97,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"))
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=TrainConfig.save_every,
+        help=f"steps between checkpoints (default {TrainConfig.save_every}; 0: only when stopped)",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        type=whole_number,
+        default=TrainConfig.keep_checkpoints,
+        help=f"newest checkpoints kept (default {TrainConfig.keep_checkpoints})",
+    )
+    p.add_argument(
+        "--keep-best",
+        action="store_true",
+        help="store the weights of the best held-out eval, not the last step",
+    )
+    p.add_argument("--num-processes", type=whole_number, help="processes (GPUs) to train on, via accelerate")
+    p.add_argument("--detach", action="store_true", help="start the run in the background and return at once")
     _data_options(p)
     p.add_argument("--json", action="store_true", help="end with one JSON object on stdout")
+
+    r = sub.add_parser("runs", help="list, show, follow, stop, resume or remove fine-tune runs")
+    r.add_argument(
+        "action", nargs="?", default="list", choices=("list", "show", "attach", "stop", "resume", "rm")
+    )
+    r.add_argument("run", nargs="?", metavar="RUN", help="run id (or a unique prefix of it)")
+    r.add_argument("--json", action="store_true")
 
     g = sub.add_parser("generate", help="generate text from a stored model, streamed to stdout")
     g.add_argument("model", metavar="MODEL", help="stored model name or model folder")
@@ -133,7 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gpt2tui.core.quiet import route_library_logs
 
         route_library_logs(None)
-        commands = {"train": cmd_train, "generate": cmd_generate, "eval": cmd_eval, "models": cmd_models}
+        commands = {
+            "train": cmd_train,
+            "generate": cmd_generate,
+            "eval": cmd_eval,
+            "models": cmd_models,
+            "runs": cmd_runs,
+        }
         return commands[args.command](args)
     except UserError as err:
         print(f"gpt2tui: {err}", file=sys.stderr)
@@ -141,6 +182,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gpt2tui: Interrupted.", file=sys.stderr)
         return 130
+    except (
+        BrokenPipeError
+    ):  # the reader went away (`gpt2tui models list | head`): exit quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
     except Exception as err:  # a bug or an environment problem: still one sentence, never a traceback
         if os.environ.get("GPT2TUI_DEBUG"):
             raise
@@ -174,19 +222,29 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
     return {k: _json_number(v) if isinstance(v, float) else v for k, v in data.items()}
 
 
-def _duration(seconds_float: float) -> str:
-    seconds = round(seconds_float)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+class _Output:
+    """stdout that survives its reader going away (``gpt2tui train ... | head``): the run goes on, quietly."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def line(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self.closed = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet too
+            os.close(devnull)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+def _train_config(args: argparse.Namespace) -> Any:
+    from gpt2tui.core.config import TrainConfig
 
-    from gpt2tui.core.events import EvalFinished, RunStarted, StepLogged, TrainingEvent, event_to_dict
-    from gpt2tui.core.training import TrainConfig, train
-
-    config = TrainConfig(
+    return TrainConfig(
         data=_spec(args),
         base=args.base,
         scratch_size=args.scratch_size,
@@ -202,54 +260,195 @@ def cmd_train(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         seed=args.seed,
         mixed_precision=args.mixed_precision,
+        save_every=args.save_every,
+        keep_checkpoints=args.keep_checkpoints,
+        keep_best=args.keep_best,
     )
 
-    def show(event: TrainingEvent) -> None:
-        if isinstance(event, RunStarted):
-            print(
-                f"training {event.name}: {event.parameters:,} parameters on {event.device} "
-                f"(precision {event.mixed_precision}), {event.total_steps} steps, {event.train_blocks} train / "
-                f"{event.eval_blocks} eval blocks of {event.block_size} tokens",
-                flush=True,
-            )
-        elif isinstance(event, StepLogged):
-            print(
-                f"step {event.step}/{event.total_steps} | epoch {event.epoch:.2f} | loss {event.loss:.4f} | "
-                f"lr {event.learning_rate:.2e} | {event.tokens_per_second:,.0f} tok/s | "
-                f"ETA {_duration(event.eta_seconds)}",
-                flush=True,
-            )
-        elif isinstance(event, EvalFinished):
-            when = "before training" if event.step == 0 else f"at step {event.step}"
-            print(f"eval {when}: loss {event.loss:.4f} | perplexity {event.perplexity:.2f}", flush=True)
+
+def _result_json(result: Any) -> str:
+    from gpt2tui.core.events import event_to_dict
+
+    summary = event_to_dict(result)
+    del summary["event"]
+    return json.dumps(_clean({"model": summary.pop("name"), **summary}))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """A run in the foreground (listed and resumable), or ``--detach``ed into its own process."""
+    from gpt2tui.core import launch
+
+    config = _train_config(args)
+    if args.detach:
+        run = launch.create(config, args.num_processes)
+        pid = launch.spawn(run)
+        if args.json:
+            print(json.dumps({"run": run.id, "pid": pid, "folder": str(run.folder)}))
+        else:
+            print(f"started run {run.id} (pid {pid}); follow it with 'gpt2tui runs attach {run.id}'")
+        return 0
+    if (args.num_processes or 1) > 1:
+        run = launch.create(config, args.num_processes)
+        launch.spawn(run)
+        return _attach(run, stop_on_interrupt=True, as_json=args.json)
+    return _train_here(config, args.json)
+
+
+def _train_here(config: Any, as_json: bool) -> int:
+    """Train in this process (also each process of ``accelerate launch -m gpt2tui train``), as a run."""
+    import threading
+
+    from gpt2tui.core import launch
+    from gpt2tui.core.events import RunFinished, describe
+    from gpt2tui.core.training import is_main_process, train
+
+    out = _Output()
+    run = launch.create(config) if is_main_process() else None
+    if run is not None:
+        config = launch.train_config(run)
+        out.line(f"run {run.id} (stop: Ctrl+C; it saves a checkpoint and the model)")
+    log = open(run.log_path, "a", encoding="utf-8") if run is not None else None  # noqa: SIM115
+
+    def show(event: Any) -> None:
+        line = describe(event)
+        if log is not None:
+            log.write(line + "\n")
+            log.flush()
+        if not isinstance(event, RunFinished):
+            out.line(line)
 
     stop = threading.Event()
 
-    def first_interrupt(signum: int, frame: Any) -> None:
-        """Ctrl+C ends the run at the next step and still saves; a second Ctrl+C aborts."""
-        print("stopping at the next step (Ctrl+C again to abort without saving)", file=sys.stderr, flush=True)
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def say_stopping() -> None:
+        sys.stderr.write("stopping at the next step: saving a checkpoint and the model\n")
 
-    previous = signal.signal(signal.SIGINT, first_interrupt)
+    launch.stop_on_signals(stop, say_stopping)
     try:
-        result = train(config, on_event=show, stop=stop)
+        result = train(config, on_event=show, stop=stop, run=run)
+    finally:
+        if log is not None:
+            log.close()
+    if not is_main_process():
+        return 0
+    out.line(describe(result))
+    if as_json:
+        out.line(_result_json(result))
+    return 0
+
+
+def _attach(run: Any, stop_on_interrupt: bool, as_json: bool = False) -> int:
+    """Print a run's events from the start and follow it; Ctrl+C detaches (or stops it, when asked)."""
+    import signal
+    import threading
+
+    from gpt2tui.core import launch
+    from gpt2tui.core.errors import UserError
+    from gpt2tui.core.events import RunFailed, RunFinished, describe
+    from gpt2tui.core.runs import follow
+
+    out = _Output()
+    detach = threading.Event()
+    final: list[Any] = []
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if stop_on_interrupt:
+            sys.stderr.write("stopping at the next step: saving a checkpoint and the model\n")
+            with contextlib.suppress(UserError):  # it has ended already: nothing to stop
+                launch.stop(run)
+        else:
+            detach.set()
+
+    def show(recorded: Any) -> None:
+        if isinstance(recorded.event, (RunFinished, RunFailed)):
+            final.append(recorded.event)
+        out.line(describe(recorded.event))
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        status = follow(run, show, detach)
     finally:
         signal.signal(signal.SIGINT, previous)
-    from accelerate import PartialState
+    if detach.is_set():
+        sys.stderr.write(
+            f"detached; run {run.id} goes on ('gpt2tui runs attach {run.id}' follows it again)\n"
+        )
+        return 0
 
-    if not PartialState().is_main_process:
-        return 0  # under accelerate launch, the main process reports
-    verb = "stopped early; saved" if result.stopped else "saved"
-    print(
-        f"{verb} {result.name} at {result.path}: perplexity {result.perplexity_before:.2f} -> "
-        f"{result.perplexity_after:.2f} in {_duration(result.seconds)} ({result.tokens_per_second:,.0f} tok/s)"
-    )
-    if args.json:
-        summary = event_to_dict(result)
-        del summary["event"]
-        print(json.dumps(_clean({"model": summary.pop("name"), **summary})))
+    if final and isinstance(final[-1], RunFinished):
+        if as_json:
+            out.line(_result_json(final[-1]))
+        return 0
+    message = final[-1].message if final else (status.message or f"the run ended {status.state}")
+    raise UserError(f"Run {run.id} failed: {message.rstrip('.')}.")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from gpt2tui.core import launch
+    from gpt2tui.core.errors import UserError
+    from gpt2tui.core.runs import get_run, list_runs, remove_leftovers, remove_run
+
+    if args.action == "list":
+        if args.run:
+            raise UserError("'runs list' takes no run id.")
+        remove_leftovers()
+        runs = [r.summary() for r in list_runs()]
+        if args.json:
+            print(json.dumps([_clean(r) for r in runs]))
+        elif not runs:
+            print("No runs yet; start one with 'gpt2tui train DATA'.")
+        else:
+            print(f"{'RUN':<22} {'STATE':<9} {'STEP':>11} {'MODEL':<28} {'EVAL LOSS':>9}  UPDATED")
+            for r in runs:
+                steps = f"{r['step']}/{r['total_steps'] if r['total_steps'] is not None else '?'}"
+                loss = f"{r['last_eval_loss']:.4f}" if isinstance(r["last_eval_loss"], float) else "-"
+                print(
+                    f"{r['run']:<22} {r['state']:<9} {steps:>11} {r['model'] or '-':<28} {loss:>9}  "
+                    f"{(r['updated'] or '-')[:19]}"
+                )
+        return 0
+    if not args.run:
+        raise UserError(f"'runs {args.action}' takes a run id; 'gpt2tui runs list' shows them.")
+    run = get_run(args.run)
+    if args.action == "show":
+        print(json.dumps(_run_details(run), indent=None if args.json else 2))
+    elif args.action == "attach":
+        return _attach(run, stop_on_interrupt=False, as_json=args.json)
+    elif args.action == "stop":
+        launch.stop(run)
+        print(
+            json.dumps({"run": run.id, "stopping": True})
+            if args.json
+            else f"stopping run {run.id}: it saves a checkpoint and its model, then ends"
+        )
+    elif args.action == "resume":
+        pid = launch.resume(run)
+        print(
+            json.dumps({"run": run.id, "pid": pid, "folder": str(run.folder)})
+            if args.json
+            else f"resumed run {run.id} (pid {pid}); follow it with 'gpt2tui runs attach {run.id}'"
+        )
+    else:
+        remove_run(run)
+        print(json.dumps({"removed": run.id}) if args.json else f"removed run {run.id}")
     return 0
+
+
+def _run_details(run: Any) -> dict[str, Any]:
+    from gpt2tui.core.checkpoints import complete_checkpoints
+    from gpt2tui.core.events import event_to_dict
+
+    events, _ = run.events()
+    return {
+        **_clean(run.summary()),
+        "config": run.config(),
+        "checkpoints": [
+            {"step": c.step, "path": str(c.path)} for c in complete_checkpoints(run.checkpoints_dir)
+        ],
+        "last_events": [
+            {"seq": r.seq, "time": r.time, **_clean(event_to_dict(r.event))}
+            for r in events[-RUN_SHOW_EVENTS:]
+        ],
+    }
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -319,7 +518,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"'models {args.action}' takes {needed} name{'s' if needed != 1 else ''}, not {len(args.names)}."
         )
     if args.action == "list":
-        infos = store.list()
+        infos = store.list(include_broken=True)
         if args.json:
             print(json.dumps([_clean(i.to_dict()) for i in infos]))
         elif not infos:
@@ -327,12 +526,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             print(f"{'NAME':<32} {'BASE':<18} {'DATASET':<22} {'CREATED':<20} PERPLEXITY")
             for i in infos:
-                print(
-                    f"{i.name:<32} {i.get('base', '?')!s:<18} {_dataset_name(i.metadata):<22} "
-                    f"{str(i.get('created', '?'))[:19]:<20} {_ppl(i.metadata)}"
-                )
+                print(_model_row(i))
     elif args.action == "show":
-        info = store.get(args.names[0])
+        info = store.get(args.names[0], allow_broken=True)
         if args.json:
             print(json.dumps(_clean(info.to_dict())))
         else:
@@ -346,18 +542,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_name(meta: dict[str, Any]) -> str:
+def _model_row(info: Any) -> str:
+    """One line of ``models list``: a broken folder or unreadable fields are said, never fatal."""
     from pathlib import Path
 
-    path = (meta.get("dataset") or {}).get("path")
-    return Path(path).name if path else "?"
-
-
-def _ppl(meta: dict[str, Any]) -> str:
-    before, after = meta.get("perplexity_before"), meta.get("perplexity_after")
-    if before is None or after is None:
-        return "?"
-    return f"{before:.2f} -> {after:.2f}"
+    meta = info.metadata
+    if info.broken:
+        return f"{info.name:<32} broken: {info.broken} (remove it with 'gpt2tui models rm {info.name}')"
+    created = meta.created_at.strftime("%Y-%m-%d %H:%M") if meta.created_at else "?"
+    dataset = Path(meta.dataset.path).name if meta.dataset.path else "?"
+    before, after = meta.perplexity_before, meta.perplexity_after
+    ppl = f"{before:.2f} -> {after:.2f}" if before is not None and after is not None else "?"
+    note = f"  (unreadable: {', '.join(meta.problems)})" if meta.problems else ""
+    return f"{info.name:<32} {meta.base or '?':<18} {dataset:<22} {created:<20} {ppl}{note}"
 
 
 if __name__ == "__main__":

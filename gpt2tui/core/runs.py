@@ -459,9 +459,9 @@ def follow(
         events, offset = run.events(offset)
         for recorded in events:
             on_event(recorded)
-        if any(isinstance(r.event, END_EVENTS) for r in events):
-            return run.status()
         status = run.status()
+        if any(isinstance(r.event, END_EVENTS) for r in events) and not status.live:
+            return status
         if not status.live:
             events, offset = run.events(offset)  # written between the two reads
             for recorded in events:

@@ -320,9 +320,10 @@ class Loop:
     # -------------------------------------------------------------------------------------------- the loop
 
     def run(self) -> RunFinished:
-        job, state, config = self.job, self.state, self.job.config
+        job, config = self.job, self.job.config
         if job.checkpoint is not None:
             self.load_checkpoint(job.checkpoint)
+        state = self.state
         self.emit(self.started_event())
         if state.loss_before is None:
             state.loss_before = self.evaluate(0)
