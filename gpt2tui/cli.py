@@ -299,22 +299,28 @@ def _train_here(config: Any, as_json: bool) -> int:
     import threading
 
     from gpt2tui.core import launch
-    from gpt2tui.core.events import RunFinished, describe
+    from gpt2tui.core.errors import UserError
+    from gpt2tui.core.events import RunFailed, RunFinished, RunStarted, describe
+    from gpt2tui.core.runs import remove_run
     from gpt2tui.core.training import is_main_process, train
 
     out = _Output()
     run = launch.create(config) if is_main_process() else None
     if run is not None:
         config = launch.train_config(run)
-        out.line(f"run {run.id} (stop: Ctrl+C; it saves a checkpoint and the model)")
     log = open(run.log_path, "a", encoding="utf-8") if run is not None else None  # noqa: SIM115
+    began: list[RunStarted] = []
 
     def show(event: Any) -> None:
         line = describe(event)
         if log is not None:
             log.write(line + "\n")
             log.flush()
-        if not isinstance(event, RunFinished):
+        if isinstance(event, RunStarted):
+            began.append(event)
+            if run is not None:
+                out.line(f"run {run.id} (Ctrl+C stops it with a checkpoint and the model saved)")
+        if not isinstance(event, (RunFinished, RunFailed)):  # a failure is the one sentence on stderr
             out.line(line)
 
     stop = threading.Event()
@@ -325,6 +331,10 @@ def _train_here(config: Any, as_json: bool) -> int:
     launch.stop_on_signals(stop, say_stopping)
     try:
         result = train(config, on_event=show, stop=stop, run=run)
+    except UserError:
+        if run is not None and not began:  # refused before it began: the sentence says it all
+            remove_run(run)
+        raise
     finally:
         if log is not None:
             log.close()

@@ -221,7 +221,8 @@ def test_bad_input_is_one_sentence_exit_2_and_nothing_written(
     captured = capsys.readouterr()
     assert captured.err == f"gpt2tui: {message}\n"
     assert captured.out == ""
-    assert not home.exists()  # not even the data folder was created
+    # Refused before any file was written (the data folder may exist: it is checked for writability first).
+    assert tree_snapshot(home) == {}
 
 
 def test_an_unusable_data_folder_is_one_sentence(tmp_path: Path, monkeypatch, capsys) -> None:

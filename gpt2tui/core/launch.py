@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,7 +65,11 @@ def create(config: TrainConfig, num_processes: int | None = None, store: Any = N
         "num_processes": num_processes or 1,
     }
     run = create_run(record)
-    resolved.name = claim_name(run, config.name, default_name(config), store.exists)
+    try:
+        resolved.name = claim_name(run, config.name, default_name(config), store.exists)
+    except UserError:
+        shutil.rmtree(run.folder, ignore_errors=True)  # a refused run leaves nothing behind
+        raise
     write_json_atomic(run.config_path, {**run.config(), "train": resolved.to_dict()})
     return run
 

@@ -350,12 +350,13 @@ def remove_leftovers(root: Path | None = None) -> None:
 def _names_lock(root: Path) -> Iterator[Path]:
     names = root / NAMES_DIR
     names.mkdir(parents=True, exist_ok=True)
-    with open(names / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield names
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    fd = os.open(names, os.O_RDONLY)  # the folder itself is the lock: no lock file is left behind
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield names
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _owner(names: Path, name: str, root: Path) -> str | None:
@@ -398,7 +399,7 @@ def release_names(run_id: str, root: Path) -> None:
         return
     for claim in names.iterdir():
         with contextlib.suppress(OSError):
-            if claim.name != ".lock" and claim.read_text(encoding="utf-8").strip() == run_id:
+            if claim.read_text(encoding="utf-8").strip() == run_id:
                 claim.unlink()
 
 
