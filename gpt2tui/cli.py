@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="store the weights of the best held-out eval, not the last step",
     )
+    p.add_argument("--dropout", type=float, help="dropout while training (default: the base model's)")
     p.add_argument("--num-processes", type=whole_number, help="processes (GPUs) to train on, via accelerate")
     p.add_argument("--detach", action="store_true", help="start the run in the background and return at once")
     _data_options(p)
@@ -263,6 +264,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         save_every=args.save_every,
         keep_checkpoints=args.keep_checkpoints,
         keep_best=args.keep_best,
+        dropout=args.dropout,
     )
 
 

@@ -45,6 +45,7 @@ class TrainConfig:
     save_every: int = 100  # optimizer steps between checkpoints (0: only when stopped); runs only
     keep_checkpoints: int = 2  # the newest K complete checkpoints are kept
     keep_best: bool = False  # store the weights of the best held-out evaluation, not the last step
+    dropout: float | None = None  # override the base's dropout (e.g. 0.0); None keeps the base's
 
     @property
     def step_limit(self) -> str:
@@ -78,6 +79,8 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise UserError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}.")
         check_eval_split(self.eval_split)
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be at least 0 and below 1, not {self.dropout}.")
         if self.base == "scratch":
             check_scratch_size(self.scratch_size)
 

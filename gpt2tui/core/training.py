@@ -171,6 +171,8 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
     data = load_data(config.data)
     set_seed(config.seed)
     base = _resolve_base(config, data, store, checkpoint)
+    if config.dropout is not None:
+        set_dropout(base.model, config.dropout)
     block_size = config.block_size if config.block_size is not None else base.default_block_size
     check_block_size(block_size, base.context_length)
     packed = pack_blocks(data, base.tokenizer, block_size)
@@ -238,6 +240,18 @@ def _resolve_base(
         resolved.base = base
         return resolved
     return resolve_base(base, data.texts() if base == "scratch" else None, config.scratch_size, config.seed)
+
+
+def set_dropout(model: Any, rate: float) -> None:
+    """Every dropout layer and the config (so the saved model and a resume agree) use ``rate``."""
+    import torch
+
+    for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if hasattr(model.config, name):
+            setattr(model.config, name, rate)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = rate
 
 
 def _base_label(config: TrainConfig) -> str:
@@ -739,6 +753,7 @@ def build_metadata(job: Job, result: RunFinished, device: str, mixed_precision: 
             "eval_split": config.eval_split,
             "seed": config.seed,
             "mixed_precision": mixed_precision,
+            "dropout": config.dropout,
         },
         block_size=job.block_size,
         device=device,
