@@ -8,11 +8,14 @@ padding is ever trained on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
+import os
 import random
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +43,8 @@ QA_STOP_TEXT = ("\nQuestion:", "\nAnswer:")
 
 TxtSplit = Literal["paragraphs", "file"]
 Kind = Literal["text", "qa", "prompt-completion"]
+Records = list[tuple[int, dict[str, Any]]]
+"""JSON lines as parsed: (1-based line number, object)."""
 PACK_BATCH_ROWS = 10_000
 """Rows joined per ``group_texts`` batch; a tail shorter than a block is dropped once per batch."""
 
@@ -132,38 +137,107 @@ class DatasetSummary:
 
 
 def read_text(spec: DataSpec) -> tuple[str, str]:
-    """Return ``(text, sha256)`` of the file, or raise the one-sentence error for why it is unusable."""
+    """Return ``(text, sha256)`` of the file, or raise the one-sentence error for why it is unusable.
+
+    The file is read once; everything after (validation, the loader, the recorded hash) uses these bytes.
+    """
     path = Path(spec.path).expanduser()
     name = str(spec.path)
-    if not path.exists():
-        raise UserError(f"No such file: {name}.")
-    if path.is_dir():
-        raise UserError(f"{name} is a directory; choose a {SUPPORTED} file.")
+    _check_regular_file(path, name)
     suffix = path.suffix.lower()
     if suffix not in (*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES):
         raise UserError(f"{name} has an unsupported type '{suffix or '(none)'}'; use a {SUPPORTED} file.")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise UserError(f"Could not read {name}: {err.strerror or err}.") from None
+    raw = _read_regular_file(path, name)
     if not raw:
         raise UserError(f"{name} is empty: there is no text to train on.")
-    if b"\x00" in raw:
-        raise UserError(f"{name} looks like a binary file (it contains NUL bytes), not text.")
-    try:
-        text = raw.decode(_codec(spec.encoding))
-    except LookupError:
-        raise UserError(
-            f"Unknown encoding '{spec.encoding}'; use a Python codec name such as utf-8 or latin-1."
-        ) from None
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"{name} is not valid {spec.encoding} text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            f"if it uses another encoding, pass it with --encoding, e.g. --encoding latin-1."
-        ) from None
+    text = _decode(raw, spec.encoding, name)
     if not text.strip():
         raise UserError(f"{name} contains only whitespace: there is no text to train on.")
     return text, hashlib.sha256(raw).hexdigest()
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular_file(path: Path, name: str) -> None:
+    """Refuse anything but a regular file (after links) from ``stat`` alone: a FIFO would block an ``open``,
+    and a device such as ``/dev/zero`` would be read until memory runs out."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError(f"No such file: {name}.") from None
+    except OSError as err:
+        raise UserError(f"Could not read {name}: {err.strerror or err}.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{name} is a directory; choose a {SUPPORTED} file.")
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((k for test, k in _FILE_KINDS if test(info.st_mode)), "a special file")
+        what = f"it links to {kind}" if path.is_symlink() else f"it is {kind}"
+        raise UserError(f"{name} is not a regular file ({what}); choose a {SUPPORTED} file.")
+
+
+def _read_regular_file(path: Path, name: str) -> bytes:
+    """All bytes of ``path``, opened so that it cannot block (in case it was swapped for a FIFO since the
+    ``stat``) and checked again on the open descriptor before reading."""
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    )
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise UserError(f"Could not read {name}: {err.strerror or err}.") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"{name} is not a regular file; choose a {SUPPORTED} file.")
+        try:
+            return file.read()
+        except OSError as err:
+            raise UserError(f"Could not read {name}: {err.strerror or err}.") from None
+
+
+_BOMS = (  # UTF-32 first: its little-endian mark begins with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _decode(raw: bytes, encoding: str, name: str) -> str:
+    """Decode ``raw``; a UTF-16/32 byte-order mark overrides the UTF-8 default.
+
+    NUL bytes mark a binary file, except in UTF-16/32 text, where they are part of most characters: there
+    the check runs on the decoded text instead.
+    """
+    try:
+        named = codecs.lookup(_codec(encoding)).name
+    except LookupError:
+        raise UserError(
+            f"Unknown encoding '{encoding}'; use a Python codec name such as utf-8 or latin-1."
+        ) from None
+    codec, label = _codec(encoding), encoding
+    bom = next((c for mark, c in _BOMS if raw.startswith(mark)), None)
+    if bom is not None and named in ("utf-8", "utf-8-sig"):
+        codec = label = bom
+    wide = codecs.lookup(codec).name.startswith(("utf-16", "utf-32"))
+    binary = f"{name} looks like a binary file (it contains NUL bytes), not text."
+    if not wide and b"\x00" in raw:
+        raise UserError(binary)
+    try:
+        text = raw.decode(codec).removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{name} is not valid {label} text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            f"if it uses another encoding, pass it with --encoding, e.g. --encoding latin-1."
+        ) from None
+    if "\x00" in text:
+        raise UserError(binary)
+    return text
 
 
 def _codec(encoding: str) -> str:
@@ -205,34 +279,81 @@ def _pair_formatting(pair: tuple[str, str]) -> Formatting:
 
 def csv_columns(text: str, name: str) -> list[str]:
     """The header of a CSV file, after checking every row parses and fits it (so the loader cannot fail)."""
+    _allow_csv_fields_of(len(text))
     reader = csv.reader(io.StringIO(text), strict=True)
+    rows = 0
     try:
         header = next(reader, [])
         columns = list(header)
-        if not any(c.strip() for c in columns):
-            raise UserError(f"{name} has no header row with column names.")
+        _check_header(columns, name)
         for row in reader:
             if len(row) > len(columns):
                 raise UserError(
                     f"Line {reader.line_num} of {name} has {len(row)} fields but the header has "
                     f"{len(columns)}; quote fields that contain commas."
                 )
+            rows += bool(row)  # the loader skips blank lines
     except csv.Error as err:
         raise UserError(f"Line {reader.line_num} of {name} is not valid CSV: {err}.") from None
+    if not rows:
+        raise UserError(f"{name} has a header row but no data rows: there is no text to train on.")
     return columns
 
 
-def jsonl_records(text: str, name: str) -> list[tuple[int, dict[str, Any]]]:
-    """Parse every non-blank line, naming the first bad one by its 1-based line number."""
+def _check_header(columns: list[str], name: str) -> None:
+    """Every column needs one distinct name: the loader renames blank and repeated ones behind our back."""
+    if not any(c.strip() for c in columns):
+        raise UserError(f"{name} has no header row with column names.")
+    for number, column in enumerate(columns, start=1):
+        if not column.strip():
+            raise UserError(f"Column {number} of the header of {name} has no name; name every column.")
+        if column in columns[: number - 1]:
+            raise UserError(f"{name} has the column '{column}' twice in its header; rename one of them.")
+
+
+def _allow_csv_fields_of(size: int) -> None:
+    """Raise Python's CSV field limit (128 KiB by default) so no field of a ``size``-character file is
+    refused; the limit is process-wide, so it only ever grows."""
+    wanted = min(size + 1, 2**31 - 1)  # a C long on every platform
+    if csv.field_size_limit() < wanted:
+        csv.field_size_limit(wanted)
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` keeps the last of repeated keys silently; a repeated key is a mistake to point at."""
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise _DuplicateKeyError(key)
+        record[key] = value
+    return record
+
+
+def jsonl_records(text: str, name: str) -> Records:
+    """Parse every non-blank line, naming the first bad one by its 1-based line number.
+
+    Lines end at ``\n`` only: JSON strings may hold U+2028 and other characters ``str.splitlines`` splits on.
+    """
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as err:
             raise UserError(
                 f"Line {number} of {name} is not valid JSON: {err.msg} (column {err.colno})."
+            ) from None
+        except _DuplicateKeyError as err:
+            raise UserError(
+                f"Line {number} of {name} has the key '{err.key}' twice; keep one of them."
             ) from None
         if not isinstance(value, dict):
             raise UserError(f"Line {number} of {name} is not a JSON object.")
@@ -248,31 +369,45 @@ def inspect_file(spec: DataSpec) -> tuple[str, list[str]]:
     The TUI uses this to offer a column choice when the defaults are not present.
     """
     text, _ = read_text(spec)
-    return _inspect_text(spec, text)
+    fmt, columns, _ = _parse(spec, text)
+    return fmt, columns
 
 
-def _inspect_text(spec: DataSpec, text: str) -> tuple[str, list[str]]:
+def _parse(spec: DataSpec, text: str) -> tuple[str, list[str], Records]:
+    """``(format, columns, records)``; records are parsed for JSON lines only."""
     name = str(spec.path)
     suffix = Path(spec.path).suffix.lower()
     if suffix in CSV_SUFFIXES:
-        return "csv", csv_columns(text, name)
+        return "csv", csv_columns(text, name), []
     if suffix in JSONL_SUFFIXES:
         records = jsonl_records(text, name)
         columns: list[str] = []
         for _, record in records:
             columns.extend(k for k in record if k not in columns)
-        return "jsonl", columns
-    return "txt", []
+        return "jsonl", columns, records
+    return "txt", [], []
 
 
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def check_file(spec: DataSpec) -> tuple[str, str, list[str], Formatting]:
-    """Every check :func:`load_data` makes before ``datasets`` is imported: ``(sha256, format, columns,
-    formatting)``. Cheap enough to refuse a bad file before a detached run's process is started."""
+@dataclass(frozen=True)
+class CheckedFile:
+    """A file that passed every check made before ``datasets`` is imported, with what was read."""
+
+    sha256: str
+    format: str
+    columns: list[str]
+    formatting: Formatting
+    text: str
+    records: Records
+
+
+def check_file(spec: DataSpec) -> CheckedFile:
+    """Every check :func:`load_data` makes before ``datasets`` is imported: cheap enough to refuse a bad
+    file before a detached run's process is started."""
     text, sha = read_text(spec)
-    fmt, columns = _inspect_text(spec, text)
+    fmt, columns, records = _parse(spec, text)
     name = str(spec.path)
     if fmt == "txt":
         formatting = Formatting("text", ())
@@ -280,15 +415,16 @@ def check_file(spec: DataSpec) -> tuple[str, str, list[str], Formatting]:
         formatting = _pick_columns(spec, columns, name, "columns")
     else:
         formatting = _pick_columns(spec, columns, name, "fields")
-        _check_jsonl_fields(jsonl_records(text, name), formatting, name)
-    return sha, fmt, columns, formatting
+        _check_jsonl_fields(records, formatting, name)
+    return CheckedFile(sha, fmt, columns, formatting, text, records)
 
 
 def load_data(spec: DataSpec) -> LoadedData:
     """Validate ``spec`` and load it through ``datasets.load_dataset`` as a one-column ``text`` dataset."""
-    sha, fmt, columns, formatting = check_file(spec)
+    checked = check_file(spec)
     name = str(spec.path)
-    dataset = _load_with_datasets(spec, fmt, formatting, columns)
+    fmt, columns, formatting, sha = checked.format, checked.columns, checked.formatting, checked.sha256
+    dataset = _load_with_datasets(spec, fmt, formatting, columns, checked.text, checked.records)
     if len(dataset) == 0:
         raise UserError(f"{name} has no non-empty rows: there is no text to train on.")
     return LoadedData(
@@ -296,7 +432,7 @@ def load_data(spec: DataSpec) -> LoadedData:
     )
 
 
-def _check_jsonl_fields(records: list[tuple[int, dict[str, Any]]], formatting: Formatting, name: str) -> None:
+def _check_jsonl_fields(records: Records, formatting: Formatting, name: str) -> None:
     for number, record in records:
         for key in formatting.columns:
             if key not in record:
@@ -315,34 +451,42 @@ def _check_jsonl_fields(records: list[tuple[int, dict[str, Any]]], formatting: F
                 )
 
 
-def _load_with_datasets(spec: DataSpec, fmt: str, formatting: Formatting, columns: list[str]) -> Dataset:
-    from datasets import load_dataset
+def _load_with_datasets(
+    spec: DataSpec, fmt: str, formatting: Formatting, columns: list[str], text: str, records: Records
+) -> Dataset:
+    """Load what was read and validated, through ``datasets``.
+
+    The loader is given a UTF-8 copy under a fixed name rather than the user's path: ``data_files`` is a
+    glob pattern (``a[1].txt`` would load ``a1.txt``), and the copy is exactly the bytes that were hashed,
+    decoded. For JSON lines the copy holds only the chosen fields, already checked to be text.
+    """
+    from datasets import Features, Value, load_dataset
 
     from gpt2tui.core.quiet import quiet_datasets
 
     quiet_datasets()
-    path = str(Path(spec.path).expanduser().resolve())
     # datasets prepares Arrow files in a cache before loading; with keep_in_memory the table is read into
     # memory, so a throw-away cache keeps the user's disk (and our data folder) untouched.
     scratch = tempfile.TemporaryDirectory(prefix="gpt2tui-datasets-")
-    common: dict[str, Any] = {
-        "data_files": path,
-        "split": "train",
-        "cache_dir": scratch.name,
-        "keep_in_memory": True,
-        "encoding": _codec(spec.encoding),
-    }
     try:
+        copy = _write_loader_copy(Path(scratch.name), fmt, text, records, formatting)
+        common: dict[str, Any] = {
+            "data_files": str(copy),
+            "split": "train",
+            "cache_dir": str(Path(scratch.name) / "cache"),
+            "keep_in_memory": True,
+            "encoding": "utf-8",
+        }
         if fmt == "txt":
             sample_by = "paragraph" if spec.txt_split == "paragraphs" else "document"
             ds = load_dataset("text", sample_by=sample_by, **common)
-        elif fmt == "csv":
-            from datasets import Features, Value
-
-            features = Features({c: Value("string") for c in columns})
-            ds = load_dataset("csv", features=features, na_filter=False, **common)
         else:
-            ds = load_dataset("json", **common)
+            fields = formatting.columns if fmt == "jsonl" else columns
+            features = Features({c: Value("string") for c in fields})
+            if fmt == "csv":
+                ds = load_dataset("csv", features=features, na_filter=False, **common)
+            else:
+                ds = load_dataset("json", features=features, **common)
     except UserError:
         raise
     except Exception as err:  # datasets wraps parser errors in several types; the user needs one line.
@@ -362,6 +506,18 @@ def _load_with_datasets(spec: DataSpec, fmt: str, formatting: Formatting, column
     return ds.filter(
         lambda batch: [bool(t.strip()) for t in batch["text"]], batched=True, keep_in_memory=True
     )
+
+
+def _write_loader_copy(folder: Path, fmt: str, text: str, records: Records, formatting: Formatting) -> Path:
+    """Write the file ``datasets`` will read (see :func:`_load_with_datasets`); newlines are kept as read."""
+    copy = folder / f"data.{fmt}"
+    with copy.open("w", encoding="utf-8", newline="") as out:
+        if fmt == "jsonl":
+            for _, record in records:
+                out.write(json.dumps({key: record[key] for key in formatting.columns}) + "\n")
+        else:
+            out.write(text)
+    return copy
 
 
 def _root_cause(err: BaseException) -> str:

@@ -8,6 +8,7 @@ short timeout so an error in the generating thread is re-raised to it instead of
 from __future__ import annotations
 
 import dataclasses
+import math
 import queue
 import secrets
 import threading
@@ -31,6 +32,14 @@ StopText = str | Sequence[str] | None
 """One stop text, several, or none (stored in model metadata as a string or a list)."""
 MIN_TEMPERATURE = 0.01
 """Below this, softmax of logits / T overflows to inf and sampling fails; greedy is the limit anyway."""
+MAX_TEMPERATURE = 100.0
+"""Far above this sampling is uniform noise; infinity turns filtered (-inf) logits into NaN."""
+REPETITION_PENALTY_RANGE = (0.01, 100.0)
+"""Generous around the useful 1-2; below ~1e-38 the penalty is 0 in float32 and sampling fails on inf/NaN."""
+MAX_BEAMS = 16
+"""Each beam is a sequence decoded in parallel: time and memory grow with the count, without limit."""
+MAX_SEED = 2**63 - 1
+"""torch seeds are 64-bit; a signed range is the one every consumer of the recorded seed can hold."""
 
 
 @dataclass(frozen=True)
@@ -47,21 +56,44 @@ class GenerationSettings:
     seed: int | None = None
 
     def validate(self) -> GenerationSettings:
+        """Refuse, with the option's name, any value that would crash or stall generation."""
         if self.strategy not in STRATEGIES:
             raise UserError(f"Unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}.")
+        for option, value in (
+            ("--temperature", self.temperature),
+            ("--top-p", self.top_p),
+            ("--repetition-penalty", self.repetition_penalty),
+        ):
+            if not math.isfinite(value):
+                raise UserError(f"{option} must be a finite number, not {value}.")
+        low_penalty, high_penalty = REPETITION_PENALTY_RANGE
         checks = [
             (
                 self.temperature >= MIN_TEMPERATURE,
                 f"--temperature must be at least {MIN_TEMPERATURE}, not {self.temperature}.",
             ),
+            (
+                self.temperature <= MAX_TEMPERATURE,
+                f"--temperature must be at most {MAX_TEMPERATURE:g}, not {self.temperature}.",
+            ),
             (self.top_k >= 1, f"--top-k must be at least 1, not {self.top_k}."),
             (0 < self.top_p <= 1, f"--top-p must be in (0, 1], not {self.top_p}."),
             (self.num_beams >= 1, f"--num-beams must be at least 1, not {self.num_beams}."),
             (
-                self.repetition_penalty > 0,
-                f"--repetition-penalty must be greater than 0, not {self.repetition_penalty}.",
+                self.num_beams <= MAX_BEAMS,
+                f"--num-beams must be at most {MAX_BEAMS} (each beam is a full reply searched in parallel), "
+                f"not {self.num_beams}.",
+            ),
+            (
+                low_penalty <= self.repetition_penalty <= high_penalty,
+                f"--repetition-penalty must be from {low_penalty:g} to {high_penalty:g} (1 means no penalty), "
+                f"not {self.repetition_penalty}.",
             ),
             (self.max_new_tokens >= 1, f"--max-new-tokens must be at least 1, not {self.max_new_tokens}."),
+            (
+                self.seed is None or 0 <= self.seed <= MAX_SEED,
+                f"--seed must be a whole number from 0 to {MAX_SEED}, not {self.seed}.",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -85,18 +117,20 @@ class GenerationSettings:
         return " ".join(parts)
 
     def generate_kwargs(self) -> dict[str, Any]:
+        # transformers checks the types: an int penalty (2 rather than 2.0) is refused as "not a float".
         kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "repetition_penalty": self.repetition_penalty,
+            "max_new_tokens": int(self.max_new_tokens),
+            "repetition_penalty": float(self.repetition_penalty),
         }
+        temperature = float(self.temperature)
         if self.strategy == "greedy":
             kwargs.update(do_sample=False, num_beams=1)
         elif self.strategy == "beam":
-            kwargs.update(do_sample=False, num_beams=self.num_beams, early_stopping=True)
+            kwargs.update(do_sample=False, num_beams=int(self.num_beams), early_stopping=True)
         elif self.strategy == "top-k":
-            kwargs.update(do_sample=True, top_k=self.top_k, top_p=1.0, temperature=self.temperature)
+            kwargs.update(do_sample=True, top_k=int(self.top_k), top_p=1.0, temperature=temperature)
         else:
-            kwargs.update(do_sample=True, top_p=self.top_p, top_k=0, temperature=self.temperature)
+            kwargs.update(do_sample=True, top_p=float(self.top_p), top_k=0, temperature=temperature)
         return kwargs
 
 

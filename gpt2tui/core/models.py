@@ -6,6 +6,7 @@ short reachability probe runs before transformers' own retries (about 50 s with 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -323,18 +324,87 @@ def resolve_tokenizer(
     return TokenizerInfo(_prepare_tokenizer(tokenizer), ctx, min(PRETRAINED_BLOCK_SIZE, ctx))
 
 
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+RESAVE = "save it with save_pretrained(safe_serialization=True)"
+READ_FIRST = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+)
+"""Files transformers may read besides the weights, checked for readability when present."""
+
+
 def load_local_check(folder: str) -> Path:
-    """The folder, if it holds a config and safetensors weights (never pickled weights)."""
+    """The folder, if it holds a config and safetensors weights that can all be read.
+
+    The one gate before transformers sees a local folder (training bases, stored models, checkpoints): an
+    index may name any file, and transformers would ``torch.load`` (unpickle) one that is not safetensors.
+    """
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise UserError(f"No model folder at {folder}.")
     if not (path / "config.json").is_file():
         raise UserError(f"{folder} is not a model folder: it has no config.json.")
-    if not any(path.glob("*.safetensors")):
-        raise UserError(
-            f"{folder} has no .safetensors weights; save it with save_pretrained(safe_serialization=True)."
-        )
+    weights = _weight_files(path, folder)
+    for file in [*(path / name for name in READ_FIRST), *weights]:
+        if file.is_file():
+            _check_readable(file)
     return path
+
+
+def _weight_files(path: Path, folder: str) -> list[Path]:
+    """``model.safetensors``, or the shards a safetensors index names (each checked to be one)."""
+    index = path / SAFE_INDEX
+    shards = _index_shards(index, path) if index.is_file() else []  # transformers skips non-files too
+    if (path / SAFE_WEIGHTS).is_file():
+        return [path / SAFE_WEIGHTS, *shards]
+    if shards:
+        return shards
+    if not any(path.glob("*.safetensors")):
+        raise UserError(f"{folder} has no .safetensors weights; {RESAVE}.")
+    raise UserError(f"{folder} has no {SAFE_WEIGHTS} or {SAFE_INDEX}; {RESAVE}.")
+
+
+def _index_shards(index: Path, path: Path) -> list[Path]:
+    """The files an index's ``weight_map`` names: .safetensors files directly inside ``path`` that exist."""
+    _check_readable(index)
+    try:
+        content = json.loads(index.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserError(f"{index} is not valid JSON; {RESAVE}.") from None
+    weight_map = content.get("weight_map") if isinstance(content, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise UserError(f"{index} has no weight_map; {RESAVE}.")
+    shards: list[Path] = []
+    for name in dict.fromkeys(weight_map.values()):
+        if not isinstance(name, str) or not name.endswith(".safetensors"):
+            raise UserError(
+                f"{index} names {name!r} as a weights file, but only .safetensors weights are loaded; {RESAVE}."
+            )
+        if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise UserError(f"{index} names {name!r}, which is not a file name inside {path}; {RESAVE}.")
+        if not (path / name).is_file():
+            raise UserError(f"{index} names {name!r}, which is not in {path}; {RESAVE}.")
+        shards.append(path / name)
+    return shards
+
+
+def _check_readable(file: Path) -> None:
+    """Open and close ``file`` so an unreadable one is named (transformers reports it as missing)."""
+    try:
+        os.close(os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except PermissionError:
+        raise UserError(
+            f"{file} cannot be read: permission denied; give your user read access to it."
+        ) from None
+    except OSError as err:
+        raise UserError(f"{file} cannot be read: {(err.strerror or str(err)).lower()}.") from None
 
 
 def load_local(folder: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
