@@ -16,6 +16,8 @@ from gpt2tui.core.errors import UserError
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 STEP_LIMITS = ("epochs", "max_steps")
+MAX_SEED = 2**32 - 1
+"""accelerate's ``set_seed`` seeds numpy too, which takes 32-bit seeds."""
 
 
 @dataclass
@@ -79,6 +81,8 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise UserError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}.")
         check_eval_split(self.eval_split)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED}, not {self.seed}.")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be at least 0 and below 1, not {self.dropout}.")
         if self.base == "scratch":

@@ -9,6 +9,7 @@ can be removed), never hidden, and never hides the others.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -204,6 +205,9 @@ class ModelStore:
                 )
             else:
                 os.rename(tmp, final)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UserError(os_sentence(f"save the model '{name}'", err)) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -249,8 +253,11 @@ class ModelStore:
 
 def os_sentence(doing: str, err: OSError) -> str:
     """One sentence for a file-system refusal (read-only store, permissions, full disk)."""
+    if err.errno == errno.ENOSPC:
+        return f"Could not {doing}: the disk is full; free some space and try again."
     reason = (err.strerror or str(err)).lower()
-    return f"Could not {doing}: {reason} ({err.filename or 'the model store'})."
+    where = f" ({err.filename})" if err.filename else ""
+    return f"Could not {doing}: {reason}{where}."
 
 
 def temp_name(prefix: str, name: str) -> str:
