@@ -19,6 +19,10 @@ from gpt2tui import __version__
 
 EXIT_USAGE = 2
 RUN_SHOW_EVENTS = 20
+NO_TERMINAL = (
+    "The gpt2tui screens need a terminal, and this one has none (input or output is not a tty); from scripts "
+    "use the headless commands: gpt2tui train, generate, eval, models and runs (gpt2tui --help)."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command is None:
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                raise UserError(NO_TERMINAL)
             from gpt2tui.ui.app import run
 
             run()

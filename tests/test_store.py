@@ -29,9 +29,11 @@ def store(home: Path) -> ModelStore:
 def test_invalid_names_are_refused(bad: str) -> None:
     with pytest.raises(UserError) as info:
         validate_name(bad)
+    shown = bad.replace("\n", "\\n").replace("\x00", "\\x00")
     assert str(info.value) == (
-        f"'{bad}' is not a valid model name; use 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        f"'{shown}' is not a valid model name; use 1-80 letters, digits, '.', '_' or '-', starting with a letter or digit."
     )
+    assert "\n" not in str(info.value)
 
 
 def test_store_lives_under_gpt2tui_home_and_reading_writes_nothing(store: ModelStore, home: Path) -> None:

@@ -54,8 +54,13 @@ class ModelInfo:
 def validate_name(name: str) -> str:
     """Refuse names that could escape the store or confuse a shell."""
     if not NAME_RE.fullmatch(name or "") or name in (".", ".."):
-        raise UserError(f"'{name}' is not a valid model name; {NAME_RULE}.")
+        raise UserError(f"'{printable(name)}' is not a valid model name; {NAME_RULE}.")
     return name
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a sentence quoting it stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -162,8 +167,8 @@ class ModelStore:
 
     def resolve(self, ref: str) -> ModelInfo:
         """A stored model's name, or a path to any ``save_pretrained`` folder."""
-        if self.has(ref):
-            return self.get(ref)
+        if self.has(ref) or (NAME_RE.fullmatch(ref) and (self.root / ref).is_dir()):
+            return self.get(ref)  # a broken stored folder says so, rather than "no such model"
         path = Path(ref).expanduser()
         if path.is_dir():
             if not (path / "config.json").is_file():
