@@ -86,13 +86,21 @@ def _has_gpu() -> bool:
     return Path("/proc/driver/nvidia/version").exists()
 
 
+def accelerate_config_file() -> Path:
+    """Where ``accelerate config`` saves its default file, found as accelerate does but without importing it
+    (importing accelerate imports torch: seconds that ``train --detach`` must not spend)."""
+    cache = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
+    )
+    return Path(cache, "accelerate", "default_config.yaml").expanduser()
+
+
 def accelerate_config_processes() -> int:
     """Processes asked for by the user's default ``accelerate config`` file (1 when there is none)."""
     try:
         import yaml
-        from accelerate.commands.config import default_config_file
 
-        with open(default_config_file, encoding="utf-8") as handle:
+        with open(accelerate_config_file(), encoding="utf-8") as handle:
             data = yaml.safe_load(handle) or {}
         return max(1, int(data.get("num_processes", 1)))
     except Exception:  # no file, no yaml, a malformed file: one process
