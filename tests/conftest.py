@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,15 @@ def tree_snapshot(root: Path) -> dict[str, int]:
     if not root.exists():
         return {}
     return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def cli(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    """``gpt2tui ARGS`` as a real process, with this test's environment (its GPT2TUI_HOME)."""
+    return subprocess.run(
+        [sys.executable, "-m", "gpt2tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+        **kwargs,
+    )

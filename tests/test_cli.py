@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,17 +12,9 @@ from pathlib import Path
 import pytest
 
 from gpt2tui.cli import main
-from tests.conftest import QA_CSV, tree_snapshot
+from tests.conftest import QA_CSV, cli, tree_snapshot
 
-
-def gpt2tui(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpt2tui", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
+gpt2tui = cli
 
 
 def test_train_generate_eval_and_models_end_to_end(home: Path) -> None:

@@ -14,23 +14,9 @@ from gpt2tui.core.data import DataSpec, inspect_file, load_data, pack_blocks, sp
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.models import train_tokenizer
 from tests.conftest import tree_snapshot
+from tests.test_data import error_of, write
 
 SUPPORTED = ".txt, .text, .md, .csv, .jsonl"
-
-
-def write(tmp_path: Path, name: str, content: str | bytes) -> str:
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return str(path)
-
-
-def error_of(spec: DataSpec) -> str:
-    with pytest.raises(UserError) as info:
-        load_data(spec)
-    return str(info.value)
 
 
 def refused_unchanged(spec: DataSpec, root: Path) -> str:

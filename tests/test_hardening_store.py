@@ -16,13 +16,9 @@ import pytest
 from gpt2tui.cli import NO_TERMINAL, main
 from gpt2tui.core.card import ModelMetadata
 from gpt2tui.core.store import CARD_FILE, META_FILE, ModelStore
-from tests.conftest import QA_CSV, tree_snapshot
+from tests.conftest import QA_CSV, cli, tree_snapshot
 
-
-def gpt2tui(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run(
-        [sys.executable, "-m", "gpt2tui", *args], capture_output=True, text=True, timeout=240, **kwargs
-    )
+gpt2tui = cli
 
 
 def spoil(folder: Path, **fields: object) -> None:
@@ -111,13 +107,13 @@ def test_rename_on_a_full_disk_changes_nothing(
     import gpt2tui.core.store as store_module
 
     before = tree_snapshot(home)
-    real = store_module._write_text
+    real = store_module.write_text_synced
 
     def full(path: Path, text: str) -> None:
         real(path, text[: len(text) // 2])  # half written, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module, "_write_text", full)
+    monkeypatch.setattr(store_module, "write_text_synced", full)
     assert main(["models", "rename", "tiny", "renamed"]) == 2
     assert capsys.readouterr().err == (
         "gpt2tui: Could not rename tiny: the disk is full; free some space and try again.\n"

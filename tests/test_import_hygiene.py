@@ -8,13 +8,20 @@ import sys
 import pytest
 
 CORE_MODULES = [
+    "card",
+    "checkpoints",
+    "config",
     "data",
     "events",
     "errors",
     "evaluation",
+    "files",
     "generation",
+    "launch",
     "models",
+    "procs",
     "quiet",
+    "runs",
     "store",
     "training",
 ]

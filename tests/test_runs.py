@@ -22,20 +22,19 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.events import EvalFinished, RunFinished, StepLogged, event_to_dict
 from gpt2tui.core.procs import signal_process, start_time
 from gpt2tui.core.runs import DIED, EventLog, Run, get_run, list_runs, read_events
-from tests.conftest import KJV_TXT, QA_CSV, tree_snapshot
+from tests.conftest import KJV_TXT, QA_CSV, cli, tree_snapshot
 
 TINY = ("--base", "scratch", "--scratch-size", "tiny")
 WAIT_SECONDS = 180
 
 
-def gpt2tui(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpt2tui", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-    )
+gpt2tui = cli
+
+
+def popen_train(data: str, *args: str, text: bool = False) -> subprocess.Popen:
+    """A foreground ``gpt2tui train`` on a tiny scratch model, its output piped to the test."""
+    command = [sys.executable, "-m", "gpt2tui", "train", data, *TINY, *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
 
 
 def started(*args: str) -> dict:
@@ -178,23 +177,7 @@ def test_runs_stop_saves_a_checkpoint_and_the_model(home: Path, pids: Started) -
 
 
 def test_sigterm_to_a_foreground_train_saves_the_model(home: Path, pids: Started) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gpt2tui",
-            "train",
-            str(KJV_TXT),
-            *TINY,
-            "--max-steps",
-            "5000",
-            "--name",
-            "fg",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = popen_train(str(KJV_TXT), "--max-steps", "5000", "--name", "fg", text=True)
     pids.append(process.pid)
     assert process.stdout is not None
     for line in process.stdout:
@@ -209,22 +192,7 @@ def test_sigterm_to_a_foreground_train_saves_the_model(home: Path, pids: Started
 
 
 def test_a_closed_stdout_pipe_never_kills_the_training(home: Path, pids: Started) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gpt2tui",
-            "train",
-            str(QA_CSV),
-            *TINY,
-            "--max-steps",
-            "30",
-            "--name",
-            "piped",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    process = popen_train(str(QA_CSV), "--max-steps", "30", "--name", "piped")
     pids.append(process.pid)
     assert process.stdout is not None and process.stderr is not None
     process.stdout.read(10)  # `| head -c 10`

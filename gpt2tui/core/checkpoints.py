@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.files import fsync_tree
 
 COMPLETE = "COMPLETE"
 STEP_RE = re.compile(r"^step-(\d+)$")
@@ -59,7 +60,7 @@ def save_checkpoint(folder: Path, step: int, write: Callable[[Path], None], keep
         tmp.mkdir()
         write(tmp)
         (tmp / COMPLETE).write_text(f"{step}\n", encoding="utf-8")
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         if final.exists():  # the same step saved again (a stop right after a scheduled save)
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -87,10 +88,3 @@ def remove_partial(folder: Path) -> None:
     for path in folder.iterdir():
         if path.name.startswith(TMP_PREFIX) or (STEP_RE.match(path.name) and not (path / COMPLETE).is_file()):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for file in folder.iterdir():
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())

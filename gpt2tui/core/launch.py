@@ -21,7 +21,8 @@ from typing import Any
 
 from gpt2tui.core.config import TrainConfig
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.runs import Run, claim_name, create_run, write_json_atomic
+from gpt2tui.core.files import write_json_atomic
+from gpt2tui.core.runs import Run, claim_name, create_run
 
 WORKER_MODULE = "gpt2tui.worker"
 HASH_CHUNK = 1 << 20

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.events import END_EVENTS, TrainingEvent, event_from_dict, event_to_dict, known_event
+from gpt2tui.core.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +84,6 @@ class RecordedEvent:
     seq: int
     time: float
     event: TrainingEvent
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a hidden sibling, flush it to disk, then rename over ``path``: readers see old or new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_events(path: Path, offset: int = 0) -> tuple[list[RecordedEvent], int]:

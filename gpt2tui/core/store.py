@@ -24,6 +24,7 @@ from typing import Any
 
 from gpt2tui.core.card import ModelMetadata, model_card
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.files import fsync_tree, write_text_synced
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,6 @@ def validate_name(name: str) -> str:
 def printable(text: str) -> str:
     """``text`` with control characters escaped, so a sentence quoting it stays on one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to a temporary sibling, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_metadata(folder: Path) -> ModelMetadata:
@@ -198,7 +192,7 @@ class ModelStore:
         try:
             write(tmp)
             _write_description(tmp, dataclasses.replace(metadata, name=name))
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             if final.exists() and self._saved_by(name, run):
                 old = self.root / temp_name(".trash-", name)
                 os.rename(final, old)
@@ -232,8 +226,8 @@ class ModelStore:
         try:
             if has_meta:
                 meta = dataclasses.replace(info.metadata, name=new)
-                _write_text(staged[META_FILE], _meta_json(meta))
-                _write_text(staged[CARD_FILE], model_card(meta))
+                write_text_synced(staged[META_FILE], _meta_json(meta))
+                write_text_synced(staged[CARD_FILE], model_card(meta))
             os.rename(info.path, target)
         except OSError as err:
             for path in staged.values():
@@ -298,20 +292,6 @@ def _meta_json(meta: ModelMetadata) -> str:
     return json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _write_description(folder: Path, meta: ModelMetadata) -> None:
     (folder / CARD_FILE).write_text(model_card(meta), encoding="utf-8")
     (folder / META_FILE).write_text(_meta_json(meta), encoding="utf-8")
-
-
-def _fsync_tree(folder: Path) -> None:
-    for file in folder.iterdir():
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
