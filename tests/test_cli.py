@@ -315,5 +315,7 @@ def test_the_tui_with_an_unusable_data_folder_is_one_sentence(tmp_path: Path, mo
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     monkeypatch.setenv("GPT2TUI_HOME", str(blocker))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)  # as if started from a terminal
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert main([]) == 2
     assert capsys.readouterr().err.startswith(f"gpt2tui: Cannot create the folder {blocker / 'logs'} (")

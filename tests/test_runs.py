@@ -123,7 +123,7 @@ def test_detached_run_outlives_its_starter_and_its_model_loads(home: Path, pids:
 def test_kill_9_after_a_checkpoint_then_resume_ends_with_the_uninterrupted_weights(
     home: Path, pids: Started
 ) -> None:
-    common = (str(KJV_TXT), *TINY, "--max-steps", "40", "--save-every", "20", "--eval-every", "20")
+    common = (str(KJV_TXT), *TINY, "--max-steps", "24", "--save-every", "12", "--eval-every", "12")
     straight = subprocess.Popen(
         [sys.executable, "-m", "gpt2tui", "train", *common, "--name", "straight"],
         stdout=subprocess.DEVNULL,
@@ -134,12 +134,12 @@ def test_kill_9_after_a_checkpoint_then_resume_ends_with_the_uninterrupted_weigh
     info = started(*common, "--name", "resumed")
     pids.append(info["pid"])
     run = get_run(info["run"])
-    wait_for(lambda: complete_checkpoints(run.checkpoints_dir), "the step-20 checkpoint", poll=0.01)
+    wait_for(lambda: complete_checkpoints(run.checkpoints_dir), "the step-12 checkpoint", poll=0.01)
     os.kill(info["pid"], signal.SIGKILL)
     assert wait_for(lambda: run.status().state == "failed", "the killed run to read as failed")
     assert run.status().message == DIED.format(run=run.id)
     # A checkpoint without its completion marker (killed mid-write) must be ignored by resume.
-    partial = run.checkpoints_dir / "step-30"
+    partial = run.checkpoints_dir / "step-18"
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"truncated")
 
@@ -155,9 +155,9 @@ def test_kill_9_after_a_checkpoint_then_resume_ends_with_the_uninterrupted_weigh
     meta_a = json.loads((home / "models" / "straight" / "gpt2tui.json").read_text())
     meta_b = json.loads((home / "models" / "resumed" / "gpt2tui.json").read_text())
     assert abs(meta_a["eval_loss_after"] - meta_b["eval_loss_after"]) <= 1e-4
-    assert meta_b["run"] == run.id and meta_b["steps"] == 40
+    assert meta_b["run"] == run.id and meta_b["steps"] == 24
     events, _ = run.events()
-    assert [e.event.resumed_from for e in events if type(e.event).__name__ == "RunStarted"] == [0, 20]
+    assert [e.event.resumed_from for e in events if type(e.event).__name__ == "RunStarted"] == [0, 12]
 
 
 def test_runs_stop_saves_a_checkpoint_and_the_model(home: Path, pids: Started) -> None:
