@@ -185,7 +185,7 @@ async def test_monitor_rebuilds_a_finished_run_from_its_folder(home: Path) -> No
         assert len(monitor.query_one("#plot").points) == 6
         notice = monitor.query_one("#notice", Static)
         assert notice.display
-        assert text_of(notice).startswith("Overfitting since step 2: held-out loss has risen for two")
+        assert text_of(notice) == "Overfitting since step 2: held-out loss rose at the last two evaluations."
         assert "Saved as hand (6 steps" in text_of(monitor.query_one("#outcome", Static))
         assert text_of(monitor.query_one("#sample", Static)) == "after step 6:\nsample 6"
         assert "from the prompt:\nQuestion: Why?" in text_of(monitor.query_one("#sample-prompt", Static))

@@ -121,9 +121,6 @@ class RunBook:
     def events(self, run_id: str) -> list[RecordedEvent]:
         return list(self.history.get(run_id, ()))
 
-    def live(self) -> list[str]:
-        return [run_id for run_id, status in self.statuses.items() if status.live]
-
 
 def run_folder(run_id: str) -> Run:
     """The run with this id in the data home's runs folder."""

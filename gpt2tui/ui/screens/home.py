@@ -211,6 +211,8 @@ class HomeScreen(Screen[None]):
             models.focus()
         elif runs.display:
             runs.focus()
+        else:
+            self.set_focus(None)  # nothing to act on: no table keys in the footer
 
     def selected_name(self) -> str | None:
         return selected_key(self.query_one("#models", ModelTable))
@@ -307,7 +309,7 @@ class HomeScreen(Screen[None]):
             for run_id, status in statuses.items():
                 if previous.get(run_id) != status:
                     for column, value in zip(RUN_COLUMNS, run_row(run_id, status), strict=True):
-                        table.update_cell(run_id, column, value)
+                        table.update_cell(run_id, column, value, update_width=True)
         table.display = bool(statuses)
         self.show_run_note()
         if ended_now:
@@ -424,7 +426,11 @@ class HomeScreen(Screen[None]):
             watcher.poll_now()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Run keys that cannot apply to the highlighted run are shown disabled."""
+        """Keys of an empty list are hidden; run keys that cannot apply to the highlighted run are disabled."""
+        if action in ("chat", "rename", "delete") and not self.models:
+            return False
+        if action in ("open_run", "stop_run", "resume_run", "remove_run") and not self.statuses:
+            return False
         run_id = self.selected_run() if action in ("stop_run", "resume_run") else None
         status = self.statuses.get(run_id) if run_id else None
         if action == "stop_run":

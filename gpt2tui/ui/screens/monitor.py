@@ -270,12 +270,7 @@ class MonitorScreen(Screen[None]):
         notice = self.query_one("#notice", Static)
         notice.display = since is not None
         if since is not None:
-            notice.update(
-                f"Overfitting since step {since}: held-out loss has risen for two evaluations in a row"
-                f" (best: step {best[0]})."
-                if best
-                else f"Overfitting since step {since}."
-            )
+            notice.update(f"Overfitting since step {since}: held-out loss rose at the last two evaluations.")
 
     # ------------------------------------------------------------------------------------------ its state
 
