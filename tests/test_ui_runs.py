@@ -390,7 +390,8 @@ async def test_a_run_started_from_the_setup_finishes_and_its_model_is_listed(hom
 
 
 async def test_leaving_keeps_the_run_going_and_s_stops_it_with_the_model_saved(home: Path) -> None:
-    """Escape says the run goes on; reopening shows its whole history; s stops it and the model is saved."""
+    """Escape says the run goes on; reopening shows its whole history; s stops it and the model is saved;
+    r resumes it from the checkpoint, and s stops it again."""
     app = make_app()
     notes = record_notes(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -413,8 +414,22 @@ async def test_leaving_keeps_the_run_going_and_s_stops_it_with_the_model_saved(h
         outcome = text_of(monitor.query_one("#outcome", Static))
         assert "Saved as ui-model (stopped early after" in outcome and "r resumes training" in outcome
         assert monitor.check_action("chat", ()) and monitor.check_action("resume", ())
-    info = ModelStore().get("ui-model")
-    assert info.metadata.stopped is True and 3 <= (info.metadata.steps or 0) < 5000
+        info = ModelStore().get("ui-model")
+        stopped_at = info.metadata.steps or 0
+        assert info.metadata.stopped is True and 3 <= stopped_at < 5000
+
+        await pilot.press("r")  # a new process continues from the checkpoint the stop saved
+        log = monitor.query_one("#log", RichLog)
+        resumed = f"resumed from step {stopped_at}"
+        await wait_for(pilot, lambda: any(resumed in line.text for line in log.lines), "the resumed run")
+        await wait_for(pilot, lambda: monitor.state == "running", "the running state")
+        assert not monitor.query_one("#outcome").display
+        plot = monitor.query_one("#plot")
+        before = len(plot.points)
+        await wait_for(pilot, lambda: len(plot.points) >= before + 2, "steps of the resumed run")
+        await pilot.press("s")  # and it stops again, saving the same model
+        await wait_for(pilot, lambda: monitor.state == "stopped", "the resumed run to stop")
+    assert ModelStore().get("ui-model").metadata.stopped is True
 
 
 async def test_a_failed_run_is_a_message_and_escape_goes_back_to_the_setup(home: Path) -> None:

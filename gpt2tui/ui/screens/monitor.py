@@ -300,6 +300,8 @@ class MonitorScreen(Screen[None]):
                 state = status.state
                 if status.live and self.event_state in ENDED_STATES:
                     self.failure = None  # resumed: a new process, whose own end is yet to come
+                elif status.live and self.event_state in LIVE_STATES:
+                    state = self.event_state  # both say live; the events are the fresher of the two
             if status.state == "failed" and not self.failure:
                 self.failure = status.message
         if state != self.state or state in ENDED_STATES or self.stop_asked:
