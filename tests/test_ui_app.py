@@ -407,6 +407,14 @@ async def test_setup_recounts_with_the_chosen_base(tiny_model: str, home: Path) 
         )
 
 
+async def test_quit_without_a_run_does_not_ask() -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert app.quit_note is None  # nothing goes on training, so nothing to say after exit
+
+
 async def test_command_palette_offers_screens_keys_and_models(tiny_model: str) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
