@@ -60,3 +60,36 @@ def test_core_sources_never_mention_textual() -> None:
     for path in Path(gpt2tui.core.__file__).parent.glob("*.py"):
         text = path.read_text()
         assert "import textual" not in text and "from textual" not in text, path
+
+
+def test_screens_never_import_other_screens() -> None:
+    """Navigation is the App's: a screen asks for another with a message, so no screen imports another.
+
+    Shared modal dialogs are widgets (``gpt2tui/ui/widgets/dialogs.py``), not screens of the navigation.
+    """
+    import ast
+    from pathlib import Path
+
+    import gpt2tui.ui.screens
+
+    folder = Path(gpt2tui.ui.screens.__file__).parent
+    screens = {path.stem for path in folder.glob("*.py") if path.stem != "__init__"}
+    assert {"home", "dataset", "setup", "monitor", "chat"} <= screens
+    offences = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+                if node.level:  # a relative import: "from . import home", "from .home import X"
+                    names = [alias.name for alias in node.names] + [node.module or ""]
+                    names = [f"gpt2tui.ui.screens.{name}" for name in names if name]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                other = parts[3] if parts[:3] == ["gpt2tui", "ui", "screens"] and len(parts) > 3 else None
+                if other in screens and other != path.stem:
+                    offences.append(f"{path.name}:{node.lineno} imports {name}")
+    assert offences == []

@@ -7,7 +7,6 @@ done by polling a condition with a generous upper bound, never by sleeping a gue
 from __future__ import annotations
 
 import errno
-import json
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import pytest
 from textual.app import SystemCommand
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import DataTable, Input, OptionList, RichLog, Select, Static
+from textual.widgets import DataTable, Input, OptionList, Select, Static
 
 from gpt2tui.core import generation
 from gpt2tui.core.data import DataSpec
@@ -28,15 +27,14 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, Reply
 from gpt2tui.core.models import OFFLINE_CHOICES
 from gpt2tui.core.store import ModelStore
-from gpt2tui.core.training import TrainConfig, preview
+from gpt2tui.core.training import preview
 from gpt2tui.ui.app import GPT2TUIApp
 from gpt2tui.ui.screens import chat as chat_module
 from gpt2tui.ui.screens.chat import ChatScreen
 from gpt2tui.ui.screens.dataset import COLUMNS_HINT, DatasetScreen
-from gpt2tui.ui.screens.dialogs import ConfirmDialog, NameDialog
 from gpt2tui.ui.screens.home import HomeScreen
-from gpt2tui.ui.screens.monitor import MonitorScreen
 from gpt2tui.ui.screens.setup import SetupScreen
+from gpt2tui.ui.widgets.dialogs import ConfirmDialog, NameDialog
 
 ROOT = Path(__file__).resolve().parent.parent
 QA_CSV = ROOT / "sample_data" / "qa.csv"
@@ -91,19 +89,6 @@ def command(app: GPT2TUIApp, title: str) -> SystemCommand | None:
     return next((c for c in app.get_system_commands(app.screen) if c.title == title), None)
 
 
-def small_run(name: str = "watched", max_steps: int = 20, eval_every: int = 2) -> MonitorScreen:
-    """A monitor for a scratch-tiny run on qa.csv (no sample prompt, so each eval is quick)."""
-    config = TrainConfig(
-        DataSpec(str(QA_CSV)),
-        base="scratch",
-        max_steps=max_steps,
-        eval_every=eval_every,
-        name=name,
-        log_every=1,
-    )
-    return MonitorScreen(config)
-
-
 async def open_setup(pilot: Pilot[None], app: GPT2TUIApp) -> SetupScreen:
     """home → n → dataset → qa.csv (the first sample) → preview → ctrl+n → setup."""
     await pilot.press("n")
@@ -115,17 +100,6 @@ async def open_setup(pilot: Pilot[None], app: GPT2TUIApp) -> SetupScreen:
     await wait_for(pilot, lambda: screen.summary is not None, "the qa.csv preview")
     await pilot.press("ctrl+n")
     assert isinstance(app.screen, SetupScreen)
-    return app.screen
-
-
-async def start_run(
-    pilot: Pilot[None], app: GPT2TUIApp, max_steps: int, name: str = "ui-model"
-) -> MonitorScreen:
-    setup = await open_setup(pilot, app)
-    setup.query_one("#max_steps", Input).value = str(max_steps)
-    setup.query_one("#name", Input).value = name
-    await pilot.press("ctrl+s")
-    assert isinstance(app.screen, MonitorScreen), text_of(setup.query_one("#error", Static))
     return app.screen
 
 
@@ -169,7 +143,7 @@ async def test_sample_files_are_offered_outside_the_source_folder(tmp_path: Path
 async def test_without_sample_files_the_walkthrough_does_not_promise_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gpt2tui.ui.screens.dataset.sample_data_dir", lambda start=None: None)
+    monkeypatch.setattr("gpt2tui.ui.samples.sample_data_dir", lambda start=None: None)
     app = make_app(start_dir=tmp_path)
     notes = record_notes(app)
     async with app.run_test(size=SIZE) as pilot:
@@ -382,7 +356,7 @@ async def test_setup_refusal_is_visible_at_80x24() -> None:
         assert app.screen.find_widget(seed).visible_region == seed.region  # the whole field, not a sliver
 
 
-async def test_setup_says_when_the_hub_is_unreachable() -> None:
+async def test_setup_says_when_the_hub_is_unreachable(home: Path) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         setup = await open_setup(pilot, app)
@@ -392,8 +366,21 @@ async def test_setup_says_when_the_hub_is_unreachable() -> None:
         assert "The Hugging Face Hub cannot be reached" in text_of(hub)
         assert OFFLINE_CHOICES in text_of(hub)
         assert setup.query_one("#base", Input).value == "gpt2"
-        assert setup.query_one("#max_steps", Input).value == ""
+        # A pretrained base is fine-tuned by epochs: one explicit choice, the other field off.
+        assert setup.query_one("#length", Select).value == "epochs"
+        assert (
+            setup.query_one("#max_steps", Input).disabled and not setup.query_one("#epochs", Input).disabled
+        )
         assert setup.query_one("#name", Input).value == "qa-gpt2"
+        # Known unreachable and not in the (empty) cache: refused in place, with the base field focused.
+        await pilot.press("ctrl+s")
+        assert app.screen is setup
+        assert text_of(setup.query_one("#error", Static)) == (
+            "gpt2 is not in the local Hugging Face cache and the Hub cannot be reached, so it cannot be "
+            "downloaded; choose a cached model, a local folder or scratch."
+        )
+        assert app.focused is setup.query_one("#base", Input)
+        assert not (home / "runs").exists()
 
 
 async def test_setup_recounts_with_the_chosen_base(tiny_model: str, home: Path) -> None:
@@ -420,160 +407,12 @@ async def test_setup_recounts_with_the_chosen_base(tiny_model: str, home: Path) 
         )
 
 
-async def test_full_finetune_from_the_ui_ends_in_a_stored_model() -> None:
-    """The real core end to end: scratch tiny, 20 steps on qa.csv, then the model is on the home screen."""
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        monitor = await start_run(pilot, app, max_steps=20)
-        await wait_for(pilot, lambda: monitor.state == "finished", "the run to finish")
-        assert monitor.model_name == "ui-model"
-        outcome = text_of(monitor.query_one("#outcome", Static))
-        assert "Saved as ui-model (20 steps" in outcome
-        assert "Press c to chat with it" in outcome
-        assert [e.step for e in monitor.evals] == [0, 20]
-        assert str(monitor.query_one("#evals", DataTable).get_row_at(0)[0]) == "before"
-        assert text_of(monitor.query_one("#sample", Static))  # a sample was generated at the evals
-        assert len(monitor.query_one("#plot").points) == 20
-        assert "step 20/20" in text_of(monitor.query_one("#progress-text", Static))
-        await pilot.press("escape")
-        await pilot.pause()
-        assert isinstance(app.screen, HomeScreen)
-        table = app.screen.query_one("#models", DataTable)
-        assert [str(c) for c in table.get_row("ui-model")][:3] == [
-            "ui-model",
-            "scratch (tiny)",
-            "qa.csv (68 rows)",
-        ]
-    meta = json.loads((ModelStore().path_for("ui-model") / "gpt2tui.json").read_text())
-    assert meta["steps"] == 20 and meta["stopped"] is False
-
-
-@pytest.mark.parametrize("size", [SMALL, SIZE], ids=["80x24", "120x40"])
-async def test_finished_monitor_shows_progress_newest_eval_and_last_log_line(size: tuple[int, int]) -> None:
-    """Eleven evaluations and more log lines than fit: the newest of each stays in view after the outcome banner
-    appears, the progress text keeps ETA and tok/s, and the first evaluation is one scroll away."""
-    app = make_app()
-    async with app.run_test(size=size) as pilot:
-        monitor = small_run()
-        await app.push_screen(monitor)
-        await wait_for(pilot, lambda: monitor.state == "finished", "the run to finish")
-        evals = monitor.query_one("#evals", DataTable)
-        log = monitor.query_one("#log", RichLog)
-        progress = monitor.query_one("#progress-text", Static)
-        assert evals.row_count == 11
-
-        def newest_eval_row() -> str:
-            rows = [row.strip(" │▁▂▃▄▅▆▇█") for row in visible_text(app, evals).splitlines()]
-            return [row for row in rows if row and not row.startswith("╰")][-1]
-
-        def last_log_line() -> str:
-            rows = [row.strip(" │▁▂▃▄▅▆▇█") for row in visible_text(app, log).splitlines()]
-            return [row for row in rows if row and not row.startswith("╰")][-1]
-
-        await wait_for(pilot, lambda: newest_eval_row().startswith("20 "), "the step-20 evaluation in view")
-        await wait_for(pilot, lambda: last_log_line().startswith("eval at step 20:"), "the last log line")
-        shown = visible_text(app, progress)
-        assert "step 20/20" in shown and "ETA" in shown and "tok/s" in shown
-        assert "step    20/20  loss" in visible_text(app, log)
-        evals.scroll_home(animate=False)
-        await wait_for(pilot, lambda: "before" in visible_text(app, evals), "the evaluation before training")
-
-
-async def test_stop_key_ends_the_run_and_still_saves() -> None:
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        monitor = await start_run(pilot, app, max_steps=5000)
-        await wait_for(pilot, lambda: len(monitor.query_one("#plot").points) >= 2, "two training steps")
-        await pilot.press("s")
-        assert monitor.state in ("stopping", "finished")  # the save may already be done
-        await wait_for(pilot, lambda: monitor.state == "finished", "the stopped run to save")
-        assert "stopped early after" in text_of(monitor.query_one("#outcome", Static))
-    info = ModelStore().get("ui-model")
-    assert info.get("stopped") is True and 2 <= info.get("steps") < 5000
-
-
-async def test_leaving_the_monitor_during_a_run_asks_first() -> None:
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        monitor = await start_run(pilot, app, max_steps=5000)
-        await pilot.press("escape")
-        assert isinstance(app.screen, ConfirmDialog)
-        await pilot.press("n")
-        assert app.screen is monitor and monitor.state == "running"
-        await pilot.press("escape", "y")
-        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "the way back home after saving")
-        assert app.screen.query_one("#models", DataTable).row_count == 1
-    assert ModelStore().get("ui-model").get("stopped") is True
-
-
-async def test_quitting_during_a_run_asks_first_and_saves() -> None:
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        monitor = await start_run(pilot, app, max_steps=5000)
-        await pilot.press("ctrl+q")
-        assert isinstance(app.screen, ConfirmDialog)
-        assert "A fine-tune is running. Quit anyway?" in text_of(app.screen.query_one("#question", Static))
-        await pilot.press("n")
-        assert app.return_code is None and monitor.state == "running"
-        await pilot.press("ctrl+q", "y")
-        await wait_for(pilot, lambda: app.return_code is not None, "the app to exit")
-    assert ModelStore().get("ui-model").get("stopped") is True
-
-
-async def test_quit_question_survives_the_run_ending_and_is_asked_once() -> None:
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        monitor = small_run(max_steps=5000, eval_every=0)
-        await app.push_screen(monitor)
-        await wait_for(pilot, lambda: len(monitor.query_one("#plot").points) >= 1, "the first step")
-        await pilot.press("ctrl+q", "ctrl+q")
-        assert isinstance(app.screen, ConfirmDialog)
-        assert sum(isinstance(s, ConfirmDialog) for s in app.screen_stack) == 1
-        monitor.stop_event.set()  # the run ends (here: stopped) while the question is open
-        await wait_for(pilot, lambda: monitor.state == "finished", "the run to end")
-        await pilot.press("y")
-        await wait_for(pilot, lambda: app.return_code is not None, "the app to exit")
-
-
-async def test_stop_and_go_back_after_the_run_ended_leaves() -> None:
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        monitor = small_run(max_steps=5000, eval_every=0)
-        await app.push_screen(monitor)
-        await wait_for(pilot, lambda: len(monitor.query_one("#plot").points) >= 1, "the first step")
-        await pilot.press("escape")
-        assert isinstance(app.screen, ConfirmDialog)
-        monitor.stop_event.set()
-        await wait_for(pilot, lambda: monitor.state == "finished", "the run to end")
-        await pilot.press("y")
-        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "the way back home")
-
-
 async def test_quit_without_a_run_does_not_ask() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+q")
         await wait_for(pilot, lambda: app.return_code is not None, "the app to exit")
-
-
-async def test_a_failed_run_is_a_message_not_a_crash() -> None:
-    config = TrainConfig(DataSpec(str(QA_CSV)), base="scratch", max_steps=5, block_size=1000, name="too-long")
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        monitor = MonitorScreen(config)
-        await app.push_screen(monitor)
-        await wait_for(pilot, lambda: monitor.state == "failed", "the run to fail")
-        outcome = text_of(monitor.query_one("#outcome", Static))
-        assert (
-            "The run failed: --block-size 1000 is larger than the model's context length (256 tokens)."
-            in outcome
-        )
-        assert monitor.query_one("#outcome").has_class("error")
-        await pilot.press("c")  # nothing to chat with: the key is disabled
-        assert app.screen is monitor
-        await pilot.press("escape")
-        assert not isinstance(app.screen, MonitorScreen)
-    assert not ModelStore().exists("too-long")
+    assert app.quit_note is None  # nothing goes on training, so nothing to say after exit
 
 
 async def test_command_palette_offers_screens_keys_and_models(tiny_model: str) -> None:

@@ -26,7 +26,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
 from gpt2tui.ui.screens import chat as chat_module
 from gpt2tui.ui.screens.chat import ChatScreen
-from gpt2tui.ui.screens.dialogs import ConfirmDialog
+from gpt2tui.ui.widgets.dialogs import ConfirmDialog
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 

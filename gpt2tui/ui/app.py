@@ -1,4 +1,8 @@
-"""The gpt2tui Textual app: global keys, the command palette, quiet libraries and a background warm-up.
+"""The gpt2tui Textual app: global keys, the command palette, navigation, the run watcher, quiet libraries
+and a background warm-up.
+
+The App is the only place that pushes the main screens: screens post requests (``ui/messages.py``) and the
+App acts on them, so no screen imports another. It owns the run watcher and keeps every run's history.
 
 Importing this module must stay cheap (no torch, transformers or datasets), so the first frame is drawn at
 once even over SSH; torch and transformers are imported in a thread after that frame.
@@ -14,18 +18,28 @@ from functools import partial
 from pathlib import Path
 from typing import IO, ClassVar
 
-from textual import events, work
+from textual import events, on, work
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from gpt2tui.core.quiet import quiet_environment, route_library_logs
 from gpt2tui.paths import logs_dir
+from gpt2tui.ui.messages import (
+    ChatRequested,
+    DatasetChosen,
+    MonitorClosed,
+    NewFinetuneRequested,
+    RunEventsReceived,
+    RunLaunched,
+    RunOpened,
+    RunsChanged,
+)
+from gpt2tui.ui.runs import RunBook, RunWatcher
 from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import MonitorScreen
 
 LOG_NAME = "gpt2tui.log"
-QUIT_DIALOG_ID = "quit-dialog"
 WARM_UP_DELAY = 0.5
 """Seconds between the first frame and the warm-up import, so the import never delays that frame."""
 
@@ -57,6 +71,9 @@ class GPT2TUIApp(App[None]):
         self.warm_up = warm_up
         self.warm_up_seconds: float | None = None
         self._printed: IO[str] | None = None
+        self.run_book = RunBook()
+        self.run_watcher = RunWatcher(self)
+        self.quit_note: str | None = None  # printed after exit: the runs that go on training
 
     def get_default_screen(self) -> Screen[None]:
         return HomeScreen()
@@ -64,6 +81,7 @@ class GPT2TUIApp(App[None]):
     def on_mount(self) -> None:
         # Whatever a library prints (from any thread) becomes a Print event here, never screen garbage.
         self.begin_capture_print(self, stdout=True, stderr=True)
+        self.run_watcher.start()
         if self.warm_up:
             self.call_after_refresh(self.set_timer, WARM_UP_DELAY, self.warm_up_libraries)
 
@@ -74,6 +92,7 @@ class GPT2TUIApp(App[None]):
         self._printed.flush()
 
     def on_unmount(self) -> None:
+        self.run_watcher.stop()
         if self._printed is not None:
             self._printed.close()
             self._printed = None
@@ -87,51 +106,46 @@ class GPT2TUIApp(App[None]):
 
     # ------------------------------------------------------------------------------------------ runs
 
-    def running_monitors(self) -> list[MonitorScreen]:
-        return [s for s in self.screen_stack if isinstance(s, MonitorScreen) and s.in_progress]
+    @on(RunEventsReceived)
+    def run_events_received(self, message: RunEventsReceived) -> None:
+        """Keep the history (a monitor opened later draws it at once) and pass the batch to open monitors."""
+        self.run_book.add_events(message.run_id, message.events)
+        for screen in self.screen_stack:
+            if isinstance(screen, MonitorScreen) and screen.run_id == message.run_id and screen.is_mounted:
+                screen.add_events(message.events)
 
-    @property
-    def run_in_progress(self) -> bool:
-        return bool(self.running_monitors())
+    @on(RunsChanged)
+    def runs_changed(self, message: RunsChanged) -> None:
+        self.run_book.set_statuses(message.statuses)
+        for screen in self.screen_stack:
+            if not screen.is_mounted:
+                continue  # it reads the run book when it mounts
+            if isinstance(screen, HomeScreen):
+                screen.runs_changed(message.statuses)
+            elif isinstance(screen, MonitorScreen):
+                screen.status_changed(message.statuses.get(screen.run_id))
+
+    def live_runs(self) -> list[str]:
+        """Ids of the runs training now, read afresh (the watcher's view may be a second old)."""
+        from gpt2tui.core.runs import list_runs
+
+        return [run.id for run in list_runs(self.run_watcher.root) if run.status().live]
 
     async def action_quit(self) -> None:
-        """Quit at once, unless a fine-tune is running: then ask, and stop it (saving the model) first."""
-        if not self.running_monitors():
-            self.exit()
-            return
-        from gpt2tui.ui.screens.dialogs import ConfirmDialog
-
-        if isinstance(self.screen, ConfirmDialog) and self.screen.id == QUIT_DIALOG_ID:
-            return  # the question is already on screen; a second one would only have to be answered twice
-
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            monitors = self.running_monitors()
-            if not monitors:  # the run ended while the question was open: nothing left to stop
-                self.exit()
-                return
-            for monitor in monitors:
-                monitor.stop_run(after="exit")
-
-        question = (
-            "A fine-tune is running. Quit anyway? The run stops at the next step and the model trained "
-            "so far is saved before gpt2tui exits."
-        )
-        dialog = ConfirmDialog(
-            question, yes_label="Stop and quit", no_label="Keep training", id=QUIT_DIALOG_ID
-        )
-        self.push_screen(dialog, answered)
+        """Quit at once: runs are their own processes and go on; the message after exit says how to see them."""
+        live = self.live_runs()
+        if live:
+            runs = ", ".join(live)
+            self.quit_note = (
+                f"gpt2tui: {len(live)} run{'s' if len(live) > 1 else ''} still training ({runs}); "
+                f"`gpt2tui runs attach {live[0]}` or reopening gpt2tui shows {'them' if len(live) > 1 else 'it'}."
+            )
+        self.exit(message=self.quit_note)
 
     # ------------------------------------------------------------------------------------------ navigation
 
     async def action_go_home(self) -> None:
-        """Back to the model list; a chat on top leaves the way its Escape does (it may ask first)."""
-        if self.run_in_progress:
-            self.notify(
-                "A fine-tune is running; stop it (s) or wait for it to finish first.", severity="warning"
-            )
-            return
+        """Back to the home screen; a chat on top leaves the way its Escape does (it may ask first)."""
         from gpt2tui.ui.screens.chat import ChatScreen
 
         while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
@@ -150,22 +164,56 @@ class GPT2TUIApp(App[None]):
                 self.pop_screen()
 
     def action_new_finetune(self) -> None:
-        if self.run_in_progress:
-            self.notify("A fine-tune is running already; wait for it or stop it (s).", severity="warning")
-            return
         from gpt2tui.ui.screens.dataset import DatasetScreen
 
         self.push_screen(DatasetScreen(self.start_dir))
 
     def action_chat_with(self, name: str) -> None:
-        if self.run_in_progress:  # one model on the CPU/GPU at a time; chat shares the RNG with training
-            self.notify(
-                "A fine-tune is running; chat when it has finished (or stop it with s).", severity="warning"
-            )
-            return
-        from gpt2tui.ui.screens.home import open_chat
+        """Chat is available while runs train: each run is another process."""
+        from gpt2tui.ui.screens.chat import ChatScreen
 
-        open_chat(self.screen, name)
+        self.push_screen(ChatScreen(name))
+
+    def open_run(self, run_id: str) -> None:
+        """The monitor of ``run_id`` on top (it shows the run's whole history, whoever started it)."""
+        if isinstance(self.screen, MonitorScreen) and self.screen.run_id == run_id:
+            return
+        self.push_screen(MonitorScreen(run_id))
+
+    @on(NewFinetuneRequested)
+    def new_finetune_requested(self) -> None:
+        self.action_new_finetune()
+
+    @on(DatasetChosen)
+    def dataset_chosen(self, message: DatasetChosen) -> None:
+        from gpt2tui.ui.screens.setup import SetupScreen
+
+        self.push_screen(SetupScreen(message.spec, message.summary, message.block_size))
+
+    @on(RunLaunched)
+    def run_launched(self, message: RunLaunched) -> None:
+        self.run_watcher.poll_now()
+        self.open_run(message.run_id)
+
+    @on(RunOpened)
+    def run_opened(self, message: RunOpened) -> None:
+        self.open_run(message.run_id)
+
+    @on(ChatRequested)
+    def chat_requested(self, message: ChatRequested) -> None:
+        self.action_chat_with(message.name)
+
+    @on(MonitorClosed)
+    async def monitor_closed(self, message: MonitorClosed) -> None:
+        """After a failed run started from the setup, back to that setup to change it; otherwise home."""
+        from gpt2tui.ui.screens.setup import SetupScreen
+
+        index = len(self.screen_stack) - 1
+        below = self.screen_stack[index - 1] if index >= 1 else None
+        if message.state == "failed" and isinstance(below, SetupScreen):
+            self.pop_screen()
+            return
+        await self.action_go_home()
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         """Every screen and every key of the current screen, plus a chat entry per stored model.
@@ -183,18 +231,24 @@ class GPT2TUIApp(App[None]):
                 "New fine-tune", "Pick a dataset, set up and start a fine-tune", self.action_new_finetune
             ),
         ]
-        # A screen with its own palette provider (chat) already lists its keys, with fuller names.
-        own_keys = [] if getattr(type(screen), "COMMANDS", None) else getattr(type(screen), "BINDINGS", [])
+        # A screen with its own palette provider (chat) already lists its keys, with fuller names. The focused
+        # widget's keys that act on the screen (the home screen's tables) are the screen's keys too.
+        has_provider = bool(getattr(type(screen), "COMMANDS", None))
+        own_keys = [] if has_provider else list(getattr(type(screen), "BINDINGS", []))
+        focused = screen.focused
+        if focused is not None and not has_provider:
+            own_keys += [
+                b
+                for b in getattr(type(focused), "BINDINGS", [])
+                if isinstance(b, Binding) and b.action.startswith("screen.")
+            ]
         for binding in own_keys:
-            if (
-                isinstance(binding, Binding)
-                and binding.description
-                and screen.check_action(binding.action, ())
-            ):
+            action = binding.action.removeprefix("screen.") if isinstance(binding, Binding) else ""
+            if isinstance(binding, Binding) and binding.description and screen.check_action(action, ()):
                 key = binding.key.split(",")[0]
                 help_text = f"key {key} · {screen.sub_title or type(screen).__name__}"
                 commands.append(
-                    SystemCommand(binding.description, help_text, partial(screen.run_action, binding.action))
+                    SystemCommand(binding.description, help_text, partial(screen.run_action, action))
                 )
         from gpt2tui.core.store import ModelStore
 

@@ -1,19 +1,104 @@
-"""Messages posted from worker threads to the screens (``post_message`` is thread-safe)."""
+"""Every UI message: progress from worker threads (``post_message`` is thread-safe), and the requests that
+screens post for the App to act on (the App is the only place that pushes the main screens)."""
 
 from __future__ import annotations
 
 from textual.message import Message
 
 from gpt2tui.core.data import DatasetSummary, DataSpec
-from gpt2tui.core.events import TrainingEvent
+from gpt2tui.core.runs import RecordedEvent, RunStatus
+
+# ------------------------------------------------------------------------------------------ runs
 
 
-class RunEventReceived(Message):
-    """The core's training loop emitted ``event`` (posted from the training thread)."""
+class RunEventsReceived(Message):
+    """New complete lines of a run's ``events.jsonl``, oldest first (posted by the run watcher's thread)."""
 
-    def __init__(self, event: TrainingEvent) -> None:
+    def __init__(self, run_id: str, events: list[RecordedEvent]) -> None:
         super().__init__()
-        self.event = event
+        self.run_id = run_id
+        self.events = events
+
+
+class RunsChanged(Message):
+    """A run appeared, went away or changed state or step: ``statuses`` holds every run, newest first.
+
+    Only the newest matters, so a queued one is replaced by the next (toolong's ``can_replace``).
+    """
+
+    def __init__(self, statuses: dict[str, RunStatus]) -> None:
+        super().__init__()
+        self.statuses = statuses
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunsChanged)
+
+
+class RunResumed(Message):
+    """A resume request was answered: ``error`` is the core's sentence, or None when the run started again."""
+
+    def __init__(self, run_id: str, error: str | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.error = error
+
+
+# ------------------------------------------------------------------------------------------ navigation
+
+
+class NewFinetuneRequested(Message):
+    """The user asked for a new fine-tune: the App opens the dataset picker."""
+
+
+class DatasetChosen(Message):
+    """The dataset picker's choice is valid: the App opens the setup for it."""
+
+    def __init__(self, spec: DataSpec, summary: DatasetSummary, block_size: int | None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.summary = summary
+        self.block_size = block_size
+
+
+class RunLaunched(Message):
+    """The setup started a run (its own process): the App opens its monitor."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class RunLaunchFailed(Message):
+    """The setup's start was refused before any process started: ``error`` is the core's sentence."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class RunOpened(Message):
+    """The user picked a run to watch: the App opens its monitor."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class MonitorClosed(Message):
+    """The user left a run's monitor (the run itself goes on); ``state`` is the run's state then."""
+
+    def __init__(self, run_id: str, state: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.state = state
+
+
+class ChatRequested(Message):
+    """The user asked to chat with the stored model ``name``: the App opens the chat."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
 
 
 class PreviewFinished(Message):

@@ -36,7 +36,7 @@ from textual.worker import Worker, WorkerState
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
-from gpt2tui.ui.screens.dialogs import ConfirmDialog
+from gpt2tui.ui.widgets.dialogs import ConfirmDialog
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 

@@ -16,13 +16,12 @@ from textual.validation import Integer
 from textual.widgets import DirectoryTree, Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
-from gpt2tui.core.data import CSV_SUFFIXES, JSONL_SUFFIXES, SUPPORTED, TXT_SUFFIXES, DatasetSummary, DataSpec
+from gpt2tui.core.data import SUPPORTED, DatasetSummary, DataSpec
 from gpt2tui.core.errors import UserError
-from gpt2tui.paths import SAMPLE_DIR, sample_data_dir
-from gpt2tui.ui.messages import PreviewFinished
+from gpt2tui.paths import SAMPLE_DIR
+from gpt2tui.ui.messages import DatasetChosen, PreviewFinished
+from gpt2tui.ui.samples import DATA_SUFFIXES, FIRST_SAMPLE, sample_files
 
-DATA_SUFFIXES = (*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES)
-FIRST_SAMPLE = "qa.csv"  # highlighted first: the home screen's walkthrough uses it
 DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))
 KIND_LABELS = {"text": "plain text", "qa": "question/answer", "prompt-completion": "prompt/completion"}
 COLUMNS_HINT = "Choose the columns to train on above: a text column, or a question and an answer column."
@@ -38,15 +37,6 @@ class DataFileTree(DirectoryTree):
             for path in paths
             if not path.name.startswith(".") and (path.is_dir() or path.suffix.lower() in DATA_SUFFIXES)
         ]
-
-
-def sample_files(start_dir: Path | None) -> list[Path]:
-    """The trainable files of the sample folder (``start_dir``'s, else the source checkout's), sorted."""
-    folder = sample_data_dir(start_dir)
-    if folder is None:
-        return []
-    files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
-    return sorted(p for p in files if not p.name.lower().startswith("readme"))
 
 
 def has_default_columns(columns: list[str]) -> bool:
@@ -290,9 +280,7 @@ class DatasetScreen(Screen[None]):
         if self.spec is None or self.summary is None:
             self.notify("Choose a file that previews without errors first.", severity="warning")
             return
-        from gpt2tui.ui.screens.setup import SetupScreen
-
-        self.app.push_screen(SetupScreen(self.spec, self.summary, self.block_size()))
+        self.post_message(DatasetChosen(self.spec, self.summary, self.block_size()))
 
     def action_samples(self) -> None:
         if not self.focus_samples():

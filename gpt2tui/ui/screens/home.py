@@ -1,4 +1,10 @@
-"""Home: the stored models, with chat, rename, delete and "new fine-tune"."""
+"""Home: the stored models and the runs, each table with its own keys.
+
+The models table chats with, renames and deletes models (broken folders are listed last, marked, and can
+only be deleted). The runs table lists every run folder, whoever started it (this TUI, the CLI, a TUI
+before a restart): open its monitor, stop it, resume it, or remove a run that has ended. Requests to open
+another screen are messages; the App does the navigation.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.runs import RunStatus
 from gpt2tui.core.store import ModelInfo, ModelStore
-from gpt2tui.ui.screens.dataset import FIRST_SAMPLE, sample_files
+from gpt2tui.ui.messages import ChatRequested, NewFinetuneRequested, RunOpened, RunResumed
+from gpt2tui.ui.runs import resume_error, run_folder, stop_error
+from gpt2tui.ui.samples import FIRST_SAMPLE, sample_files
+from gpt2tui.ui.widgets.dialogs import ConfirmDialog, NameDialog, os_error_sentence
 
 EMPTY_TEXT = """\
 [b]No fine-tuned models yet.[/b]
@@ -32,6 +43,8 @@ PICK_SAMPLE = (
     "press [b]enter[/b] on [b]qa.csv[/b] (highlighted; 68 questions and answers about the solar system)"
 )
 PICK_ANY = "pick a .txt, .csv or .jsonl file of your own (browse on the left, or ctrl+l to type its path)"
+NO_MODELS = "There are no stored models yet; press n to fine-tune one."
+NO_RUNS = "There are no runs yet; press n to start one."
 
 
 def empty_text(start_dir: Path | None) -> str:
@@ -42,71 +55,139 @@ def empty_text(start_dir: Path | None) -> str:
 
 def perplexity_change(info: ModelInfo) -> str:
     """``before → after`` with one decimal, or a dash when the metadata lacks it."""
-    before, after = info.get("perplexity_before"), info.get("perplexity_after")
-    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)):
+    before, after = info.metadata.perplexity_before, info.metadata.perplexity_after
+    if before is None or after is None:
         return "-"
     return f"{before:,.1f} → {after:,.1f}"
 
 
 def describe_base(info: ModelInfo) -> str:
-    base = str(info.get("base", "?"))
-    size = info.get("scratch_size")
+    base = info.metadata.base or "?"
+    size = info.metadata.scratch_size
     return f"{base} ({size})" if base == "scratch" and size else base
 
 
 def describe_dataset(info: ModelInfo) -> str:
-    dataset = info.get("dataset") or {}
-    if not isinstance(dataset, dict) or not dataset.get("path"):
+    dataset = info.metadata.dataset
+    if not dataset.path:
         return "-"
-    rows = dataset.get("rows")
-    return (
-        f"{Path(str(dataset['path'])).name} ({rows} rows)"
-        if rows is not None
-        else Path(str(dataset["path"])).name
-    )
+    name = Path(dataset.path).name
+    return f"{name} ({dataset.rows} rows)" if dataset.rows is not None else name
 
 
 def describe_date(info: ModelInfo) -> str:
-    created = info.get("created")
+    created = info.metadata.created_at
+    return created.strftime("%Y-%m-%d %H:%M") if created else "-"
+
+
+def describe_updated(status: RunStatus) -> str:
+    """Local time of the last status write: the time alone today, with the date otherwise."""
     try:
-        return datetime.fromisoformat(str(created)).astimezone().strftime("%Y-%m-%d %H:%M")
+        when = datetime.fromisoformat(status.updated or "").astimezone()
     except ValueError:
         return "-"
+    today = datetime.now().astimezone().date()
+    return when.strftime("%H:%M:%S") if when.date() == today else when.strftime("%Y-%m-%d %H:%M")
+
+
+def run_row(run_id: str, status: RunStatus) -> tuple[str, Text, str, str, str, str]:
+    steps = f"{status.step}/{status.total_steps}" if status.total_steps else str(status.step or "-")
+    loss = f"{status.last_eval_loss:.4f}" if status.last_eval_loss is not None else "-"
+    style = {"failed": "bold red", "running": "bold green", "stopping": "yellow", "starting": "green"}
+    return (
+        run_id,
+        Text(status.state, style=style.get(status.state, "")),
+        steps,
+        status.model or "-",
+        loss,
+        describe_updated(status),
+    )
+
+
+RUN_COLUMNS = ("run", "state", "step", "model", "eval loss", "updated")
+
+
+class ModelTable(DataTable[str]):
+    """The stored models; its keys act on the highlighted model."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "screen.chat", "Chat"),
+        Binding("r", "screen.rename", "Rename"),
+        Binding("d", "screen.delete", "Delete"),
+    ]
+
+
+class RunTable(DataTable[str]):
+    """The runs; its keys act on the highlighted run."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "screen.open_run", "Open"),
+        Binding("s", "screen.stop_run", "Stop"),
+        Binding("r", "screen.resume_run", "Resume"),
+        Binding("d", "screen.remove_run", "Remove"),
+    ]
 
 
 class HomeScreen(Screen[None]):
-    """The model list; refreshed every time the screen comes back."""
+    """The model list above the run list; both are refreshed when the screen comes back."""
 
     CSS_PATH = "home.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new_finetune", "New fine-tune"),
-        Binding("c", "chat", "Chat"),
-        Binding("r", "rename", "Rename"),
-        Binding("d", "delete", "Delete"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: list[ModelInfo] = []
+        self.statuses: dict[str, RunStatus] = {}
+        self.resuming: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(empty_text(getattr(self.app, "start_dir", None)), id="empty")
-        table: DataTable[str] = DataTable(id="models", cursor_type="row", zebra_stripes=True)
-        table.add_columns("name", "base", "dataset", "date", "perplexity before → after")
-        yield table
+        models = ModelTable(id="models", cursor_type="row", zebra_stripes=True)
+        models.border_title = "models"
+        models.add_columns("name", "base", "dataset", "date", "perplexity before → after")
+        yield models
+        runs = RunTable(id="runs", cursor_type="row", zebra_stripes=True)
+        runs.border_title = "runs"
+        for column in RUN_COLUMNS:
+            runs.add_column(column, key=column)
+        yield runs
+        yield Static("", id="run-note")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "models"
+        self.sub_title = "models and runs"
+        book = getattr(self.app, "run_book", None)
         self.refresh_models()
+        self.runs_changed(book.statuses if book is not None else {})
 
     def on_screen_resume(self) -> None:
         self.refresh_models()
+        book = getattr(self.app, "run_book", None)
+        if book is not None:
+            self.runs_changed(book.statuses)
+
+    # ------------------------------------------------------------------------------------------ models
 
     def refresh_models(self, select: str | None = None) -> None:
         """Reload the store into the table, keeping the cursor on ``select`` (or the current row)."""
-        table = self.query_one("#models", DataTable)
+        table = self.query_one("#models", ModelTable)
         keep = select or self.selected_name()
         table.clear()
-        models = ModelStore().list()
-        for info in models:
+        self.models = ModelStore().list(include_broken=True)
+        for info in self.models:
+            if info.broken:
+                table.add_row(
+                    Text(info.name, style="red"),
+                    Text(f"broken: {info.broken}", style="red"),
+                    "-",
+                    "-",
+                    "-",
+                    key=info.name,
+                )
+                continue
             table.add_row(
                 info.name,
                 describe_base(info),
@@ -115,46 +196,60 @@ class HomeScreen(Screen[None]):
                 perplexity_change(info),
                 key=info.name,
             )
-        self.query_one("#empty").display = not models
-        table.display = bool(models)
-        if models:
-            names = [info.name for info in models]
+        self.query_one("#empty").display = not self.models
+        table.display = bool(self.models)
+        if self.models:
+            names = [info.name for info in self.models]
             table.move_cursor(row=names.index(keep) if keep in names else 0)
-            table.focus()
+        self.focus_a_table()
+
+    def focus_a_table(self) -> None:
+        models, runs = self.query_one("#models", ModelTable), self.query_one("#runs", RunTable)
+        if self.focused in (models, runs) and self.focused.display:
+            return
+        if models.display:
+            models.focus()
+        elif runs.display:
+            runs.focus()
+        else:
+            self.set_focus(None)  # nothing to act on: no table keys in the footer
 
     def selected_name(self) -> str | None:
-        table = self.query_one("#models", DataTable)
-        if not table.row_count:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return row_key.value
+        return selected_key(self.query_one("#models", ModelTable))
 
-    def require_selection(self) -> str | None:
+    def selected_model(self) -> ModelInfo | None:
+        """The highlighted model, or None (said) when there is none or it is broken."""
         name = self.selected_name()
         if name is None:
-            self.notify("There are no stored models yet; press n to fine-tune one.", severity="warning")
-        return name
+            self.notify(NO_MODELS, severity="warning")
+            return None
+        info = next((i for i in self.models if i.name == name), None)
+        if info is not None and info.broken:
+            self.notify(
+                f"The model folder '{name}' is broken ({info.broken}); it can only be deleted (d).",
+                severity="warning",
+                markup=False,
+            )
+            return None
+        return info
 
-    @on(DataTable.RowSelected)
-    def row_selected(self) -> None:
+    @on(DataTable.RowSelected, "#models")
+    def model_selected(self) -> None:
         self.action_chat()
 
     def action_new_finetune(self) -> None:
-        from gpt2tui.ui.screens.dataset import DatasetScreen
-
-        self.app.push_screen(DatasetScreen(getattr(self.app, "start_dir", None)))
+        self.post_message(NewFinetuneRequested())
 
     def action_chat(self) -> None:
-        name = self.require_selection()
-        if name is not None:
-            open_chat(self, name)
+        info = self.selected_model()
+        if info is not None:
+            self.post_message(ChatRequested(info.name))
 
     def action_rename(self) -> None:
-        from gpt2tui.ui.screens.dialogs import NameDialog
-
-        name = self.require_selection()
-        if name is None:
+        info = self.selected_model()
+        if info is None:
             return
+        name = info.name
 
         def apply(new: str) -> None:
             ModelStore().rename(name, new)
@@ -168,10 +263,9 @@ class HomeScreen(Screen[None]):
         self.app.push_screen(dialog, renamed)
 
     def action_delete(self) -> None:
-        from gpt2tui.ui.screens.dialogs import ConfirmDialog, os_error_sentence
-
-        name = self.require_selection()
+        name = self.selected_name()
         if name is None:
+            self.notify(NO_MODELS, severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
@@ -180,9 +274,9 @@ class HomeScreen(Screen[None]):
             try:
                 ModelStore().delete(name)
             except UserError as err:
-                self.notify(str(err), severity="error")
+                self.notify(str(err), severity="error", markup=False)
             except OSError as err:  # permissions, a busy file, ...: said, never a crash
-                self.notify(os_error_sentence(f"delete {name}", err), severity="error")
+                self.notify(os_error_sentence(f"delete {name}", err), severity="error", markup=False)
             else:
                 self.notify(f"Deleted {name}.")
             self.refresh_models()
@@ -190,9 +284,165 @@ class HomeScreen(Screen[None]):
         question = f"Delete the model '{name}' and all its files? This cannot be undone."
         self.app.push_screen(ConfirmDialog(question, yes_label="Delete"), answered)
 
+    # ------------------------------------------------------------------------------------------ runs
 
-def open_chat(screen: Screen[object], name: str) -> None:
-    """Push the chat screen for a stored model (the chat module is imported only when needed)."""
-    from gpt2tui.ui.screens.chat import ChatScreen
+    def runs_changed(self, statuses: dict[str, RunStatus]) -> None:
+        """The watcher's newest statuses: update rows in place, or rebuild when runs came or went."""
+        table = self.query_one("#runs", RunTable)
+        ended_now = any(
+            status.state in ("stopped", "finished")
+            and (old := self.statuses.get(run_id)) is not None
+            and old.state != status.state
+            for run_id, status in statuses.items()
+        )
+        previous = self.statuses
+        self.statuses = dict(statuses)
+        if list(statuses) != [str(key.value) for key in table.rows]:
+            keep = self.selected_run()
+            table.clear()
+            for run_id, status in statuses.items():
+                table.add_row(*run_row(run_id, status), key=run_id)
+            if statuses:
+                ids = list(statuses)
+                table.move_cursor(row=ids.index(keep) if keep in ids else 0)
+        else:
+            for run_id, status in statuses.items():
+                if previous.get(run_id) != status:
+                    for column, value in zip(RUN_COLUMNS, run_row(run_id, status), strict=True):
+                        table.update_cell(run_id, column, value, update_width=True)
+        table.display = bool(statuses)
+        self.show_run_note()
+        if ended_now:
+            self.refresh_models()  # the run's model was just stored
+        self.focus_a_table()
+        self.refresh_bindings()
 
-    screen.app.push_screen(ChatScreen(name))
+    def selected_run(self) -> str | None:
+        return selected_key(self.query_one("#runs", RunTable))
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def show_run_note(self) -> None:
+        """Under the runs: the highlighted run's failure sentence, or how to see a live run from a shell."""
+        self.refresh_bindings()
+        note = self.query_one("#run-note", Static)
+        run_id = self.selected_run()
+        status = self.statuses.get(run_id) if run_id else None
+        if status is None:
+            note.display = False
+            return
+        if status.state == "failed":
+            note.update(Text(f"Run {run_id} failed: {status.message or 'no reason was recorded.'}"))
+        elif status.live:
+            note.update(Text(f"Run {run_id} is its own process; from a shell: gpt2tui runs attach {run_id}"))
+        else:
+            note.display = False
+            return
+        note.set_class(status.state == "failed", "error")
+        note.display = True
+
+    def require_run(self) -> str | None:
+        run_id = self.selected_run()
+        if run_id is None:
+            self.notify(NO_RUNS, severity="warning")
+        return run_id
+
+    @on(DataTable.RowSelected, "#runs")
+    def run_selected(self) -> None:
+        self.action_open_run()
+
+    def action_open_run(self) -> None:
+        run_id = self.require_run()
+        if run_id is not None:
+            self.post_message(RunOpened(run_id))
+
+    def action_stop_run(self) -> None:
+        run_id = self.require_run()
+        if run_id is None:
+            return
+        error = stop_error(run_id)
+        if error is not None:
+            self.notify(error, severity="error", markup=False)
+            return
+        self.notify(f"Stopping run {run_id}: it saves a checkpoint and its model, then ends.")
+        self.poll_runs()
+
+    def action_resume_run(self) -> None:
+        run_id = self.require_run()
+        if run_id is None or run_id in self.resuming:
+            return
+        self.resuming.add(run_id)
+        self.resume_in_thread(run_id)
+
+    @work(thread=True, group="resume", exit_on_error=False)
+    def resume_in_thread(self, run_id: str) -> None:
+        """In a thread: the check hashes the dataset file."""
+        self.post_message(RunResumed(run_id, resume_error(run_id)))
+
+    @on(RunResumed)
+    def resumed(self, message: RunResumed) -> None:
+        message.stop()
+        self.resuming.discard(message.run_id)
+        if message.error is not None:
+            self.notify(message.error, severity="error", markup=False)
+        else:
+            self.notify(f"Run {message.run_id} is training again; o opens its monitor.")
+            self.poll_runs()
+
+    def action_remove_run(self) -> None:
+        """Remove an ended run's folder (its model stays); a live run is refused with the core's sentence."""
+        from gpt2tui.core.runs import remove_run
+
+        run_id = self.require_run()
+        if run_id is None:
+            return
+
+        def remove() -> None:
+            try:
+                remove_run(run_folder(run_id))
+            except UserError as err:
+                self.notify(str(err), severity="error", markup=False)
+            except OSError as err:
+                self.notify(os_error_sentence(f"remove run {run_id}", err), severity="error", markup=False)
+            else:
+                self.notify(f"Removed run {run_id}.")
+                self.poll_runs()
+
+        status = self.statuses.get(run_id)
+        if status is not None and status.live:
+            remove()  # refused by the core, in its own words: nothing to confirm
+            return
+        model = f" Its model '{status.model}' stays." if status is not None and status.model else ""
+        question = f"Remove run {run_id} with its checkpoints and logs?{model}"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                remove()
+
+        self.app.push_screen(ConfirmDialog(question, yes_label="Remove"), answered)
+
+    def poll_runs(self) -> None:
+        watcher = getattr(self.app, "run_watcher", None)
+        if watcher is not None:
+            watcher.poll_now()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys of an empty list are hidden; run keys that cannot apply to the highlighted run are disabled."""
+        if action in ("chat", "rename", "delete") and not self.models:
+            return False
+        if action in ("open_run", "stop_run", "resume_run", "remove_run") and not self.statuses:
+            return False
+        run_id = self.selected_run() if action in ("stop_run", "resume_run") else None
+        status = self.statuses.get(run_id) if run_id else None
+        if action == "stop_run":
+            return None if status is None else (status.state in ("starting", "running") or None)
+        if action == "resume_run":
+            return None if status is None else (status.state in ("stopped", "failed") or None)
+        return True  # remove: a live run is refused with the core's own sentence
+
+
+def selected_key(table: DataTable[str]) -> str | None:
+    """The row key under the cursor, or None for an empty table."""
+    if not table.row_count:
+        return None
+    row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    return row_key.value

@@ -1,11 +1,16 @@
-"""The run monitor: ``core.training.train`` in a thread, its events drawn as they arrive, one key to stop."""
+"""The run monitor: one run's recorded history, then its live progress, read from the run's folder.
+
+A run is its own process (``core/launch.py``); this screen never trains. It shows whatever the App's run
+watcher has read of the run's ``events.jsonl`` (the whole history at once when opened later, even after the
+TUI was restarted), then each new batch. ``s`` asks the run to stop (it saves a checkpoint and its model),
+``r`` resumes a stopped or failed run, and leaving the screen leaves the run alone.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from typing import ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,15 +20,29 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static
 
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.events import EvalFinished, RunFailed, RunFinished, RunStarted, StepLogged
-from gpt2tui.core.training import TrainConfig
-from gpt2tui.ui.messages import RunEventReceived
+from gpt2tui.core.events import (
+    CheckpointSaved,
+    EvalFinished,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopping,
+    StepLogged,
+    describe,
+    overfitting_since,
+)
+from gpt2tui.core.runs import RecordedEvent, RunStatus
+from gpt2tui.ui.messages import ChatRequested, MonitorClosed, RunResumed
+from gpt2tui.ui.runs import resume_error, run_folder, stop_error, updated_at
 from gpt2tui.ui.widgets.loss_plot import LossPlot
 
 LOG_LINES = 2_000
-FLUSH_SECONDS = 0.1
-"""Step events are drawn in batches at most this often, so a fast run's UI work stays bounded and the
-training thread is not slowed by redraws (a tiny model can log hundreds of steps a second)."""
+LIVE_STATES = ("starting", "running", "stopping")
+ENDED_STATES = ("stopped", "finished", "failed")
+KEEPS_RUNNING = (
+    "Run {run} keeps training in the background; open it again from the run list on the home screen "
+    "(or `gpt2tui runs attach {run}`)."
+)
 
 
 def format_duration(seconds: float) -> str:
@@ -35,7 +54,7 @@ def format_duration(seconds: float) -> str:
 
 
 class MonitorScreen(Screen[None]):
-    """Runs one fine-tune; ``state`` is preparing → running → (stopping →) finished | failed."""
+    """Watches the run ``run_id``; ``state`` is the run's (starting/running/stopping/stopped/finished/failed)."""
 
     CSS_PATH = "monitor.tcss"
     # Classes for monitor.tcss, which narrows and shortens the panels on small terminals (at 80x24 the
@@ -44,32 +63,49 @@ class MonitorScreen(Screen[None]):
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "stop", "Stop (saves the model)"),
+        Binding("r", "resume", "Resume"),
         Binding("c", "chat", "Chat with it"),
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, run_id: str) -> None:
         super().__init__()
-        self.config = config
-        self.stop_event = threading.Event()
-        self.state = "running"
+        self.run_id = run_id
+        self.run = run_folder(run_id)
+        self.state = "starting"
         self.model_name: str | None = None
-        self.after_run: str | None = None  # "leave" or "exit": what to do once the stopped run has saved
         self.evals: list[EvalFinished] = []
-        self._steps: deque[StepLogged] = deque()  # filled by the training thread, drained by a timer
+        self.finished_event: RunFinished | None = None
+        self.failure: str | None = None
+        self.status: RunStatus | None = None
+        self.event_state: str | None = None  # the state the newest event implies
+        self.ended_at: float | None = None  # when the newest end event was written
+        self.last_seq = 0
+        self.stop_asked = False
+        self.resuming = False
+        train = self.read_config()
+        self.model_name = train.get("name") if isinstance(train.get("name"), str) else None
+        prompt = train.get("sample_prompt")
+        self.sample_prompt = prompt if isinstance(prompt, str) else None
+
+    def read_config(self) -> dict[str, object]:
+        try:
+            train = self.run.config().get("train")
+        except UserError:
+            return {}
+        return train if isinstance(train, dict) else {}
 
     @property
-    def in_progress(self) -> bool:
-        return self.state in ("running", "stopping")
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(
-            f"Preparing {self.config.name or 'the run'}: loading the data and the base model …", id="info"
-        )
+        yield Static(Text(f"Run {self.run_id}: waiting for its first event …"), id="info")
         with Horizontal(id="progress-row"):
             yield ProgressBar(total=None, show_eta=False, id="progress")
             yield Static("step 0", id="progress-text")
+        yield Static("", id="notice")
         with Horizontal(id="middle"):
             yield LossPlot(id="plot")
             evals: DataTable[Text] = DataTable(id="evals", cursor_type="none", zebra_stripes=True)
@@ -82,7 +118,7 @@ class MonitorScreen(Screen[None]):
             yield RichLog(id="log", max_lines=LOG_LINES, wrap=False, markup=False)
             with VerticalScroll(id="sample-box") as sample_box:
                 sample_box.border_title = "sample per eval"
-                prompt = self.config.sample_prompt
+                prompt = self.sample_prompt
                 heading = f"from the prompt:\n{prompt}" if prompt else "no sample prompt"
                 yield Static(Text(heading), classes="section", id="sample-prompt")
                 yield Static("", id="sample")
@@ -90,71 +126,97 @@ class MonitorScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"new fine-tune · 3/3 training {self.config.name or ''}".rstrip()
+        self.sub_title = f"run {self.run_id}" + (f" · {self.model_name}" if self.model_name else "")
         self.query_one("#outcome").display = False
+        self.query_one("#notice").display = False
         # Anchored: the newest evaluation and log line stay in view as rows arrive and as the outcome banner
         # takes room from them, until the user scrolls up (back at the bottom, following resumes).
         self.query_one("#evals", DataTable).anchor()
         self.query_one("#log", RichLog).anchor()
-        self.set_interval(FLUSH_SECONDS, self.flush_steps)
-        self.run_training()
+        book = getattr(self.app, "run_book", None)
+        if book is not None:
+            self.add_events(book.events(self.run_id))
+            status = book.statuses.get(self.run_id)
+        else:
+            status = None
+        self.status_changed(status or self.run.status())
 
-    # ------------------------------------------------------------------------------------------ the worker
+    # ------------------------------------------------------------------------------------- what the run wrote
 
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def run_training(self) -> None:
-        """The core does the work; every event (including a failure) reaches the UI as a message."""
-        from gpt2tui.core.training import train
-        from gpt2tui.ui.libraries import ensure_libraries
-
-        def forward(event: object) -> None:
+    def add_events(self, events: list[RecordedEvent]) -> None:
+        """Draw a batch of recorded events: steps in one update per widget, the rest in order."""
+        steps: list[StepLogged] = []
+        for recorded in events:
+            if recorded.seq and recorded.seq <= self.last_seq:
+                continue  # already drawn (the history and a batch may overlap by a poll)
+            self.last_seq = max(self.last_seq, recorded.seq)
+            event = recorded.event
             if isinstance(event, StepLogged):
-                self._steps.append(event)  # drawn in batches by flush_steps
-            else:
-                self.post_message(RunEventReceived(event))  # type: ignore[arg-type]
+                steps.append(event)
+                self.event_state = "running"
+                continue
+            if steps:
+                self.steps_logged(steps)
+                steps = []
+            self.other_event(recorded)
+        if steps:
+            self.steps_logged(steps)
+        if events:
+            self.update_state()
 
-        try:
-            ensure_libraries()
-            train(self.config, on_event=forward, stop=self.stop_event)
-        except UserError:
-            pass  # train() has already emitted RunFailed with the same sentence
-        except BaseException as err:  # whatever happens, the screen must say it, not crash
-            forward(RunFailed(f"Training failed: {type(err).__name__}: {err}"))
-
-    @on(RunEventReceived)
-    def run_event(self, message: RunEventReceived) -> None:
-        self.flush_steps()  # steps logged before this event are drawn first, keeping the order
-        event = message.event
+    def other_event(self, recorded: RecordedEvent) -> None:
+        event = recorded.event
+        log = self.query_one("#log", RichLog)
         if isinstance(event, RunStarted):
             self.started(event)
-        elif isinstance(event, StepLogged):
-            self.steps_logged([event])
+            self.event_state = "running"
+            self.ended_at = None
+            self.finished_event = None
+            self.failure = None
         elif isinstance(event, EvalFinished):
             self.eval_finished(event)
+            self.event_state = "running"
+        elif isinstance(event, CheckpointSaved):
+            log.write(describe(event))
+        elif isinstance(event, RunStopping):
+            log.write(describe(event))
+            self.event_state = "stopping"
         elif isinstance(event, RunFinished):
-            self.finished(event)
+            log.write(describe(event))
+            self.finished_event = event
+            self.model_name = event.name
+            self.event_state = "stopped" if event.stopped else "finished"
+            self.ended_at = recorded.time
+            self.query_one("#progress", ProgressBar).update(progress=event.steps)
         elif isinstance(event, RunFailed):
-            self.failed(event)
+            log.write(describe(event))
+            self.failure = event.message
+            self.event_state = "failed"
+            self.ended_at = recorded.time
 
     def started(self, event: RunStarted) -> None:
         self.model_name = event.name
+        self.sub_title = f"run {self.run_id} · {event.name}"
+        limit = "max steps" if event.step_limit == "max_steps" else "epochs"
         self.query_one("#info", Static).update(
-            f"[b]{event.name}[/b] · base {event.base} · {event.parameters:,} parameters · {event.device}"
-            f" ({event.mixed_precision}) · {event.train_blocks} train / {event.eval_blocks} eval blocks of"
-            f" {event.block_size} tokens · {event.tokens_per_step:,} tokens/step"
+            Text.from_markup(
+                f"[b]{escape(event.name)}[/b] · base {escape(event.base)} · {event.parameters:,} parameters"
+                f" · {event.device} ({event.mixed_precision}) · {event.train_blocks} train /"
+                f" {event.eval_blocks} eval blocks of {event.block_size} tokens ·"
+                f" {event.tokens_per_step:,} tokens/step · length by {limit}"
+            )
         )
-        self.query_one("#progress", ProgressBar).update(total=event.total_steps, progress=0)
+        self.query_one("#progress", ProgressBar).update(total=event.total_steps, progress=event.resumed_from)
         self.query_one("#progress-text", Static).update(
-            f"step 0/{event.total_steps} · evaluating before training …"
+            f"step {event.resumed_from}/{event.total_steps} · "
+            + (
+                f"resumed from step {event.resumed_from}"
+                if event.resumed_from
+                else "evaluating before training …"
+            )
         )
-
-    def flush_steps(self) -> None:
-        """Draw every step logged since the last flush with one update per widget."""
-        steps = []
-        while self._steps:
-            steps.append(self._steps.popleft())
-        if steps:
-            self.steps_logged(steps)
+        log = self.query_one("#log", RichLog)
+        log.write(describe(event))
 
     def steps_logged(self, steps: list[StepLogged]) -> None:
         event = steps[-1]
@@ -183,34 +245,107 @@ class MonitorScreen(Screen[None]):
         )
         if event.sample is not None:
             label = "before training" if event.step == 0 else f"after step {event.step}"
-            self.query_one("#sample", Static).update(f"[dim]{label}:[/dim]\n{escape_markup(event.sample)}")
+            self.query_one("#sample", Static).update(f"[dim]{label}:[/dim]\n{escape(event.sample)}")
+        self.show_eval_health()
 
-    def finished(self, event: RunFinished) -> None:
-        self.state = "finished"
-        self.model_name = event.name
+    def best_eval(self) -> tuple[int, float] | None:
+        """The step and loss of the lowest held-out loss so far (the run's own record when it gives one)."""
+        if not self.evals:
+            return None
+        newest = self.evals[-1]
+        if newest.best_step is not None and newest.best_loss is not None:
+            return newest.best_step, newest.best_loss
+        best = min(self.evals, key=lambda e: e.loss)
+        return best.step, best.loss
+
+    def overfitting_step(self) -> int | None:
+        return overfitting_since([(e.step, e.loss) for e in self.evals])
+
+    def show_eval_health(self) -> None:
+        """The best evaluation on the table's border; a warning line once held-out loss rose twice in a row."""
+        best = self.best_eval()
+        evals = self.query_one("#evals", DataTable)
+        evals.border_subtitle = f"best: step {best[0]} ({best[1]:.4f})" if best else None
+        since = self.overfitting_step()
+        notice = self.query_one("#notice", Static)
+        notice.display = since is not None
+        if since is not None:
+            notice.update(f"Overfitting since step {since}: held-out loss rose at the last two evaluations.")
+
+    # ------------------------------------------------------------------------------------------ its state
+
+    def status_changed(self, status: RunStatus | None) -> None:
+        """The watcher's newest status for this run (None: the run folder is gone)."""
+        if status is None:
+            self.status = None
+            self.show_outcome(f"Run {self.run_id} was removed.", error=True)
+            self.state = "removed"
+            self.refresh_bindings()
+            return
+        self.status = status
+        self.update_state()
+
+    def update_state(self) -> None:
+        """Combine what the events say with the status; a status older than the run's end event is stale."""
+        status = self.status
+        state = self.event_state or "starting"
+        if status is not None:
+            stale = (
+                status.live
+                and self.ended_at is not None
+                and (updated_at(status) or 0) <= self.ended_at
+                and self.event_state in ENDED_STATES
+            )
+            if not stale:
+                state = status.state
+                if status.live and self.event_state in ENDED_STATES:
+                    self.failure = None  # resumed: a new process, whose own end is yet to come
+                elif status.live and self.event_state in LIVE_STATES:
+                    state = self.event_state  # both say live; the events are the fresher of the two
+            if status.state == "failed" and not self.failure:
+                self.failure = status.message
+        if state != self.state or state in ENDED_STATES or self.stop_asked:
+            self.state = state
+            if state not in LIVE_STATES:
+                self.stop_asked = False
+            self.show_state()
+            self.refresh_bindings()
+
+    def show_state(self) -> None:
+        state = self.state
+        if state == "stopping" or (self.stop_asked and state in LIVE_STATES):
+            self.show_outcome(
+                "Stopping: the run saves a checkpoint and its model, then ends. It is its own process, so "
+                "leaving this screen or gpt2tui does not interrupt the save.",
+                error=False,
+            )
+        elif state in ("finished", "stopped"):
+            self.show_outcome(self.saved_text(), error=False)
+        elif state == "failed":
+            message = self.failure or "the run ended with an error."
+            self.show_outcome(
+                f"The run failed: {escape(message)}  Press [b]r[/b] to resume it from its last checkpoint, "
+                "[b]escape[/b] to go back.",
+                error=True,
+            )
+        elif self.resuming:
+            self.show_outcome("Resuming: the run starts again from its newest checkpoint …", error=False)
+        else:
+            self.query_one("#outcome").display = False
+
+    def saved_text(self) -> str:
+        event = self.finished_event
+        name = escape(event.name if event else (self.status.model if self.status else None) or "the model")
+        keys = "Press [b]c[/b] to chat with it, [b]escape[/b] for the model list."
+        if event is None:
+            return f"Saved as [b]{name}[/b].  {keys}"
         how = f"stopped early after {event.steps} steps" if event.stopped else f"{event.steps} steps"
-        self.show_outcome(
-            f"Saved as [b]{event.name}[/b] ({how}, {format_duration(event.seconds)}) · perplexity"
-            f" {event.perplexity_before:,.1f} → {event.perplexity_after:,.1f}.  "
-            "Press [b]c[/b] to chat with it, [b]escape[/b] for the model list.",
-            error=False,
+        weights = f", weights of step {event.weights_step} (best eval)" if event.weights == "best" else ""
+        resume = "  [b]r[/b] resumes training." if event.stopped else ""
+        return (
+            f"Saved as [b]{name}[/b] ({how}, {format_duration(event.seconds)}{weights}) · perplexity"
+            f" {event.perplexity_before:,.1f} → {event.perplexity_after:,.1f}.  {keys}{resume}"
         )
-        self.query_one("#progress", ProgressBar).update(progress=event.steps)
-        self.run_ended()
-
-    def failed(self, event: RunFailed) -> None:
-        self.state = "failed"
-        self.show_outcome(
-            f"The run failed: {escape_markup(event.message)}  Press escape to change the setup.", error=True
-        )
-        self.run_ended()
-
-    def run_ended(self) -> None:
-        self.refresh_bindings()
-        if self.after_run == "exit":
-            self.app.exit()
-        elif self.after_run == "leave":
-            self.leave()
 
     def show_outcome(self, text: str, error: bool) -> None:
         outcome = self.query_one("#outcome", Static)
@@ -222,65 +357,57 @@ class MonitorScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
-            return self.state == "running"
+            return self.state in ("starting", "running") and not self.stop_asked
+        if action == "resume":
+            return self.state in ("stopped", "failed") and not self.resuming
         if action == "chat":
-            return self.state == "finished"
+            return self.state in ("finished", "stopped") and self.model_name is not None
         return True
 
-    def stop_run(self, after: str | None = None) -> None:
-        """Ask the core to end at the next step; it still evaluates and saves the model."""
-        if after is not None:
-            self.after_run = after
-        if self.state != "running":
-            return
-        self.stop_event.set()
-        self.state = "stopping"
-        then = " before quitting" if self.after_run == "exit" else ""
-        self.show_outcome(
-            f"Stopping at the next step; the model trained so far is being saved{then} …", error=False
-        )
-        self.refresh_bindings()
-
     def action_stop(self) -> None:
-        self.stop_run()
+        """SIGTERM to the run's process: it saves a checkpoint and its model, then exits."""
+        error = stop_error(self.run_id)
+        if error is not None:
+            self.notify(error, severity="error", markup=False)
+            return
+        self.stop_asked = True
+        self.show_state()
+        self.refresh_bindings()
+        self.poll_runs()
+
+    def action_resume(self) -> None:
+        self.resuming = True
+        self.refresh_bindings()
+        self.show_outcome("Resuming: checking the dataset and starting the run again …", error=False)
+        self.resume_run()
+
+    @work(thread=True, group="resume", exit_on_error=False)
+    def resume_run(self) -> None:
+        """In a thread: the check hashes the dataset file."""
+        self.post_message(RunResumed(self.run_id, resume_error(self.run_id)))
+
+    @on(RunResumed)
+    def resumed(self, message: RunResumed) -> None:
+        message.stop()
+        self.resuming = False
+        if message.error is not None:
+            self.show_outcome(escape(message.error), error=True)
+            self.refresh_bindings()
+            return
+        self.notify(f"Run {self.run_id} is training again.")
+        self.poll_runs()
+
+    def poll_runs(self) -> None:
+        watcher = getattr(self.app, "run_watcher", None)
+        if watcher is not None:
+            watcher.poll_now()
 
     def action_chat(self) -> None:
-        if self.state == "finished" and self.model_name:
-            from gpt2tui.ui.screens.home import open_chat
-
-            open_chat(self, self.model_name)
+        if self.model_name is not None:
+            self.post_message(ChatRequested(self.model_name))
 
     def action_back(self) -> None:
-        if not self.in_progress:
-            self.leave()
-            return
-        from gpt2tui.ui.screens.dialogs import ConfirmDialog
-
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            if self.in_progress:
-                self.stop_run(after="leave")
-            else:  # the run ended while the question was open: nothing left to stop
-                self.leave()
-
-        question = "The run is still going. Stop it and go back? The model trained so far is saved first."
-        self.app.push_screen(
-            ConfirmDialog(question, yes_label="Stop and go back", no_label="Keep training"), answered
-        )
-
-    def leave(self) -> None:
-        """After a saved model, back to the model list; after a failure, back to the setup to change it."""
-        if self.state == "failed":
-            self.dismiss()
-            return
-        from gpt2tui.ui.screens.home import HomeScreen
-
-        while len(self.app.screen_stack) > 1 and not isinstance(self.app.screen, HomeScreen):
-            self.app.pop_screen()
-
-
-def escape_markup(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+        """Leave; the run goes on (it is its own process), and the App decides where to."""
+        if self.live:
+            self.notify(KEEPS_RUNNING.format(run=self.run_id), markup=False)
+        self.post_message(MonitorClosed(self.run_id, self.state))

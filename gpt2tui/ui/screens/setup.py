@@ -12,15 +12,18 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.validation import Integer, Number, Validator
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
 
 from gpt2tui.core.data import DatasetSummary, DataSpec
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.models import HUB_EXAMPLES, OFFLINE_CHOICES, SCRATCH_SIZES
 from gpt2tui.core.training import TrainConfig
-from gpt2tui.ui.messages import DataRecounted, HubProbed
+from gpt2tui.ui.messages import DataRecounted, HubProbed, RunLaunched, RunLaunchFailed
 
 SCRATCH_MAX_STEPS = "200"
+DEFAULTS = TrainConfig(DataSpec(""))
+START_LABEL = "Start training (ctrl+s)"
+LENGTHS = [("epochs", "epochs"), ("max steps", "max_steps")]
 EVAL_EVERY = "50"  # a held-out loss and a sample every 50 steps, so progress can be read
 BASE_KINDS = [
     ("scratch (a new model)", "scratch"),
@@ -36,6 +39,10 @@ HUB_UNREACHABLE = (
     "The Hugging Face Hub cannot be reached from this machine, so a Hub model only works if it is "
     "already in the local cache. Offline you can still {choices}: choose 'local folder' or 'scratch' "
     "as the base above."
+)
+HUB_NOT_CACHED = (
+    "{base} is not in the local Hugging Face cache and the Hub cannot be reached, so it cannot be "
+    "downloaded; choose a cached model, a local folder or scratch."
 )
 
 
@@ -54,7 +61,10 @@ class BetweenZeroAndOne(Validator):
 
 
 class SetupScreen(Screen[None]):
-    """Collect a :class:`TrainConfig`; the core's own validation decides what is refused."""
+    """Collect a :class:`TrainConfig` and start it as a run; the core's own validation decides what is refused.
+
+    Enter never starts training (it submits a field or opens a list): only ctrl+s or the Start button do.
+    """
 
     CSS_PATH = "setup.tcss"
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-wide")]
@@ -73,6 +83,8 @@ class SetupScreen(Screen[None]):
         self.count_request = 0  # numbers recounts, so a slow answer to an older choice is ignored
         self.preview_block_size = block_size
         self.auto_name: str | None = None
+        self.hub_reachable: bool | None = None  # the probe's answer, once it came
+        self.launching = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -94,19 +106,22 @@ class SetupScreen(Screen[None]):
                 )
                 yield Label("Name", classes="field")
                 yield Input(id="name", tooltip="The stored model's name.")
+                yield Label("Length by", classes="field")
+                yield Select(LENGTHS, value="max_steps", allow_blank=False, id="length")
                 yield Label("Epochs", classes="field")
                 yield Input(
                     "3",
                     id="epochs",
                     validators=[Number(minimum=0.0001)],
-                    tooltip="Ignored when max steps is set.",
+                    disabled=True,
+                    tooltip="Passes over the training blocks (when the length is by epochs).",
                 )
                 yield Label("Max steps", classes="field")
                 yield Input(
                     SCRATCH_MAX_STEPS,
                     id="max_steps",
-                    placeholder="blank: use epochs",
                     validators=[Integer(minimum=1)],
+                    tooltip="Optimizer steps (when the length is by max steps).",
                 )
                 yield Label("Block size", classes="field")
                 block = str(self.preview_block_size) if self.preview_block_size else ""
@@ -128,14 +143,29 @@ class SetupScreen(Screen[None]):
                     placeholder="0: before and after only",
                     validators=[Integer(minimum=0)],
                 )
+                yield Label("Save every", classes="field")
+                yield Input(
+                    str(DEFAULTS.save_every),
+                    id="save_every",
+                    placeholder="0: only when stopped",
+                    validators=[Integer(minimum=0)],
+                    tooltip="Optimizer steps between checkpoints (a stopped or failed run resumes from one).",
+                )
                 yield Label("Seed", classes="field")
                 yield Input("42", id="seed", validators=[Integer()])
+                yield Label("Keep best", classes="field")
+                yield Checkbox(
+                    "best eval's weights",
+                    DEFAULTS.keep_best,
+                    id="keep_best",
+                    tooltip="Store the weights of the lowest held-out loss, not those of the last step.",
+                )
         # Outside the scrolling form, so a refusal and the Hub's answer are on screen whatever is scrolled.
         with Horizontal(id="actions"):
             with Vertical(id="messages"):
                 yield Static("", id="hub")
                 yield Static("", id="error")
-            yield Button("Start training (ctrl+s)", variant="success", id="start")
+            yield Button(START_LABEL, variant="success", id="start")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -143,7 +173,7 @@ class SetupScreen(Screen[None]):
         self.query_one("#error").display = False
         self.query_one("#hub").display = False
         self.update_auto_name()
-        self.query_one("#start", Button).focus()
+        self.query_one("#base_kind", Select).focus()  # not the Start button: Enter must not start a run
 
     def dataset_line(self) -> str:
         if self.summary is None:
@@ -232,11 +262,17 @@ class SetupScreen(Screen[None]):
         base.disabled = kind == "scratch"
         base.placeholder = {"hub": HUB_EXAMPLES[0], "local": "path/to/a/save_pretrained/folder"}.get(kind, "")
         self.query_one("#scratch_size", Select).disabled = kind != "scratch"
+        # A new model needs a fixed number of steps; a pretrained base is fine-tuned by epochs. The user's
+        # own numbers are kept; only the untouched scratch default follows the base.
+        length = self.query_one("#length", Select)
         max_steps = self.query_one("#max_steps", Input)
-        if kind == "scratch" and not max_steps.value:
+        if kind == "scratch" and length.value == "epochs" and not max_steps.value:
             max_steps.value = SCRATCH_MAX_STEPS
-        elif kind != "scratch" and max_steps.value == SCRATCH_MAX_STEPS:
-            max_steps.value = ""
+            length.value = "max_steps"
+        elif kind == "scratch" and max_steps.value == SCRATCH_MAX_STEPS:
+            length.value = "max_steps"
+        elif kind != "scratch" and length.value == "max_steps" and max_steps.value == SCRATCH_MAX_STEPS:
+            length.value = "epochs"
         hub = self.query_one("#hub", Static)
         hub.display = kind == "hub"
         if kind == "hub":
@@ -247,6 +283,13 @@ class SetupScreen(Screen[None]):
             self.probe_hub()
         self.update_auto_name()
         self.recount()
+
+    @on(Select.Changed, "#length")
+    def length_changed(self) -> None:
+        """One of epochs and max steps decides the length; the other field is disabled and not used."""
+        by_steps = self.query_one("#length", Select).value == "max_steps"
+        self.query_one("#max_steps", Input).disabled = not by_steps
+        self.query_one("#epochs", Input).disabled = by_steps
 
     @on(Input.Changed, "#base")
     def base_changed(self) -> None:
@@ -270,6 +313,7 @@ class SetupScreen(Screen[None]):
 
     @on(HubProbed)
     def hub_probed(self, message: HubProbed) -> None:
+        self.hub_reachable = message.reachable
         hub = self.query_one("#hub", Static)
         if message.reachable:
             hub.update("The Hugging Face Hub is reachable; the model is downloaded when training starts.")
@@ -298,7 +342,7 @@ class SetupScreen(Screen[None]):
         from gpt2tui.core.store import ModelStore, validate_name
 
         for input_ in self.query("#form Input").results(Input):
-            optional = input_.id in ("max_steps", "block_size", "lr")
+            optional = input_.id in ("block_size", "lr")
             if input_.disabled or (optional and not input_.value.strip()):
                 continue
             result = input_.validate(input_.value.strip())
@@ -311,20 +355,26 @@ class SetupScreen(Screen[None]):
             raise FieldError("Enter a Hub model id or a folder path as the base.", "base")
         if kind == "local" and not Path(base).expanduser().is_dir():
             raise FieldError(f"No folder at {base}; give the path of a save_pretrained folder.", "base")
+        if kind == "hub" and self.hub_reachable is False:
+            from gpt2tui.core.models import hub_cached
+
+            if not hub_cached(base):
+                raise FieldError(HUB_NOT_CACHED.format(base=base), "base")
         name = self.field("name")
         try:
             validate_name(name)
             ModelStore().require_free(name)
         except UserError as err:
             raise FieldError(str(err), "name") from None
-        max_steps, block_size, lr = self.field("max_steps"), self.field("block_size"), self.field("lr")
+        block_size, lr = self.field("block_size"), self.field("lr")
+        by_steps = self.query_one("#length", Select).value == "max_steps"
         config = TrainConfig(
             data=self.spec,
             base=base if kind != "local" else str(Path(base).expanduser()),
             scratch_size=str(self.query_one("#scratch_size", Select).value),
             name=name,
-            epochs=float(self.field("epochs")),
-            max_steps=int(max_steps) if max_steps else None,
+            epochs=DEFAULTS.epochs if by_steps else float(self.field("epochs")),
+            max_steps=int(self.field("max_steps")) if by_steps else None,
             block_size=int(block_size) if block_size else None,
             batch_size=int(self.field("batch_size")),
             grad_accum=int(self.field("grad_accum")),
@@ -332,6 +382,8 @@ class SetupScreen(Screen[None]):
             eval_split=float(self.field("eval_split")),
             eval_every=int(self.field("eval_every")),
             seed=int(self.field("seed")),
+            save_every=int(self.field("save_every")),
+            keep_best=self.query_one("#keep_best", Checkbox).value,
             log_every=1,
             sample_prompt=sample_prompt_for(self.summary),
         )
@@ -339,6 +391,8 @@ class SetupScreen(Screen[None]):
         return config
 
     def action_start(self) -> None:
+        if self.launching:
+            return
         try:
             config = self.build_config()
         except FieldError as err:
@@ -348,9 +402,40 @@ class SetupScreen(Screen[None]):
             self.show_error(str(err))
             return
         self.show_error("")
-        from gpt2tui.ui.screens.monitor import MonitorScreen
+        self.launching = True
+        start = self.query_one("#start", Button)
+        start.disabled = True
+        start.label = "Starting the run …"
+        self.launch(config)
 
-        self.app.push_screen(MonitorScreen(config))
+    @work(thread=True, exclusive=True, group="launch", exit_on_error=False)
+    def launch(self, config: TrainConfig) -> None:
+        """Start the run as its own process (about a second: the file is checked and hashed first)."""
+        from gpt2tui.core.launch import start_detached
+
+        try:
+            run = start_detached(config)
+        except UserError as err:
+            self.post_message(RunLaunchFailed(str(err)))
+        except OSError as err:
+            self.post_message(RunLaunchFailed(f"Could not start the run: {err.strerror or err}."))
+        else:
+            self.post_message(RunLaunched(run.id))  # the App opens its monitor
+
+    @on(RunLaunched)
+    @on(RunLaunchFailed)
+    def launch_answered(self, message: RunLaunched | RunLaunchFailed) -> None:
+        """Ready for another start (the run's own monitor comes from the App); a refusal is shown in place."""
+        self.launching = False
+        start = self.query_one("#start", Button)
+        start.disabled = False
+        start.label = START_LABEL
+        if isinstance(message, RunLaunchFailed):
+            message.stop()
+            self.show_error(message.error)
+
+    def on_screen_resume(self) -> None:
+        self.update_auto_name()  # the last run may have taken the suggested name
 
     @on(Button.Pressed, "#start")
     def start_pressed(self) -> None:

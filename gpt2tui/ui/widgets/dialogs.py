@@ -1,4 +1,5 @@
-"""Small modal dialogs: a yes/no confirmation and a name prompt that shows the core's error in place."""
+"""Shared modal dialogs (a yes/no confirmation, a name prompt): widgets any screen may push, not screens of
+the app's navigation, so they live here and screens importing them never import each other."""
 
 from __future__ import annotations
 
