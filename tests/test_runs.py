@@ -382,3 +382,15 @@ def test_out_of_memory_names_the_shapes_tried_and_what_to_lower() -> None:
         "The GPU ran out of memory with batch size 8 and block size 512; lower --batch-size (raising --grad-accum "
         "keeps the tokens per step) or --block-size."
     )
+
+
+def test_a_suggested_name_avoids_names_live_runs_will_write(home: Path) -> None:
+    from gpt2tui.core.launch import suggest_name
+    from gpt2tui.core.runs import NAMES_DIR
+
+    run = hand_written_run(home, "running", pid=os.getpid(), started_at=start_time(os.getpid()))
+    (home / "runs" / NAMES_DIR).mkdir()
+    (home / "runs" / NAMES_DIR / "qa-scratch-tiny").write_text(run.id)
+    assert suggest_name("qa-scratch-tiny") == "qa-scratch-tiny-2"
+    run.status_path.write_text(json.dumps({"run": run.id, "state": "finished"}))
+    assert suggest_name("qa-scratch-tiny") == "qa-scratch-tiny"  # a claim of an ended run is free again

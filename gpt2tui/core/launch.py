@@ -75,6 +75,15 @@ def create(config: TrainConfig, num_processes: int | None = None, store: Any = N
     return run
 
 
+def suggest_name(stem: str) -> str:
+    """A model name free in the store and among the names live runs will write (``stem``, ``stem-2``…)."""
+    from gpt2tui.core.runs import claimed_names
+    from gpt2tui.core.store import ModelStore
+
+    store, claimed = ModelStore(), claimed_names()
+    return store.unique_name(stem, taken=lambda name: store.exists(name) or name in claimed)
+
+
 def train_config(run: Run) -> TrainConfig:
     return TrainConfig.from_dict(run.config()["train"])
 

@@ -355,6 +355,15 @@ def _owner(names: Path, name: str, root: Path) -> str | None:
     return run_id if folder.is_dir() and Run(folder).is_alive() else None
 
 
+def claimed_names(root: Path | None = None) -> set[str]:
+    """Model names that live runs will write (a suggestion must avoid them as well as the store's)."""
+    root = root or runs_root()
+    names = root / NAMES_DIR
+    if not names.is_dir():
+        return set()
+    return {claim.name for claim in names.iterdir() if _owner(names, claim.name, root) is not None}
+
+
 def claim_name(run: Run, requested: str | None, stem: str, taken: Any) -> str:
     """Reserve the model name this run will write, so no two live runs write one name.
 

@@ -122,13 +122,14 @@ class ModelStore:
             )
         return name
 
-    def unique_name(self, stem: str) -> str:
-        """``stem`` made valid, with ``-2``, ``-3``… appended until it is free."""
+    def unique_name(self, stem: str, taken: Callable[[str], bool] | None = None) -> str:
+        """``stem`` made valid, with ``-2``, ``-3``… appended until it is free (not ``taken``; default: stored)."""
+        taken = taken or self.exists
         clean = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:70] or "model"
         if not clean[0].isalnum():
             clean = "m" + clean
         name, n = clean, 1
-        while self.exists(name):
+        while taken(name):
             n += 1
             name = f"{clean}-{n}"
         return name

@@ -18,7 +18,7 @@ from pathlib import Path
 from textual.message_pump import MessagePump
 
 from gpt2tui.core.events import END_EVENTS
-from gpt2tui.core.runs import RecordedEvent, Run, RunStatus, list_runs, runs_root
+from gpt2tui.core.runs import RecordedEvent, Run, RunStatus, list_runs, remove_leftovers, runs_root
 from gpt2tui.ui.messages import RunEventsReceived, RunsChanged
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ class RunWatcher(threading.Thread):
         self._wake = threading.Event()
 
     def run(self) -> None:
+        try:
+            remove_leftovers(self.root)  # half-written checkpoints of processes that are gone
+        except OSError:
+            log.exception("could not remove leftover run files")
         polls = 0
         while not self._stopping.is_set():
             try:

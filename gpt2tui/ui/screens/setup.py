@@ -246,13 +246,14 @@ class SetupScreen(Screen[None]):
         return Path(base.rstrip("/")).name or "model"
 
     def update_auto_name(self) -> None:
-        """Keep the suggested name in step with the base until the user types their own."""
-        from gpt2tui.core.store import ModelStore
+        """Keep the suggested name in step with the base until the user types their own (free in the store
+        and among the names live runs will write)."""
+        from gpt2tui.core.launch import suggest_name
 
         name_input = self.query_one("#name", Input)
         if self.auto_name is not None and name_input.value != self.auto_name:
             return
-        self.auto_name = ModelStore().unique_name(f"{Path(self.spec.path).stem}-{self.base_label()}")
+        self.auto_name = suggest_name(f"{Path(self.spec.path).stem}-{self.base_label()}")
         name_input.value = self.auto_name
 
     @on(Select.Changed, "#base_kind")
