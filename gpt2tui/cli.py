@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         "action", nargs="?", default="list", choices=("list", "show", "attach", "stop", "resume", "rm")
     )
     r.add_argument("run", nargs="?", metavar="RUN", help="run id (or a unique prefix of it)")
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="resume/rm: treat a run last seen running on another machine as gone",
+    )
     r.add_argument("--json", action="store_true")
 
     g = sub.add_parser("generate", help="generate text from a stored model, streamed to stdout")
@@ -361,7 +366,7 @@ def _attach(run: Any, stop_on_interrupt: bool, as_json: bool = False) -> int:
 
     from gpt2tui.core import launch
     from gpt2tui.core.errors import UserError
-    from gpt2tui.core.events import RunFailed, RunFinished, describe
+    from gpt2tui.core.events import RunFailed, RunFinished, RunStarted, describe
     from gpt2tui.core.runs import follow
 
     out = _Output()
@@ -377,6 +382,8 @@ def _attach(run: Any, stop_on_interrupt: bool, as_json: bool = False) -> int:
             detach.set()
 
     def show(recorded: Any) -> None:
+        if isinstance(recorded.event, RunStarted):
+            final.clear()  # a resumed attempt: only its own end counts
         if isinstance(recorded.event, (RunFinished, RunFailed)):
             final.append(recorded.event)
         out.line(describe(recorded.event))
@@ -392,11 +399,13 @@ def _attach(run: Any, stop_on_interrupt: bool, as_json: bool = False) -> int:
         )
         return 0
 
-    if final and isinstance(final[-1], RunFinished):
+    if status.state in ("finished", "stopped") and final and isinstance(final[-1], RunFinished):
         if as_json:
             out.line(_result_json(final[-1]))
         return 0
-    message = final[-1].message if final else (status.message or f"the run ended {status.state}")
+    if status.state == "failed" and status.message and not (final and isinstance(final[-1], RunFailed)):
+        final = [RunFailed(status.message)]  # the process died without a word: the status says why
+    message = final[-1].message if final and isinstance(final[-1], RunFailed) else f"it ended {status.state}"
     raise UserError(f"Run {run.id} failed: {message.rstrip('.')}.")
 
 
@@ -439,14 +448,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
             else f"stopping run {run.id}: it saves a checkpoint and its model, then ends"
         )
     elif args.action == "resume":
-        pid = launch.resume(run)
+        pid = launch.resume(run, force=args.force)
         print(
             json.dumps({"run": run.id, "pid": pid, "folder": str(run.folder)})
             if args.json
             else f"resumed run {run.id} (pid {pid}); follow it with 'gpt2tui runs attach {run.id}'"
         )
     else:
-        remove_run(run)
+        remove_run(run, force=args.force)
         print(json.dumps({"removed": run.id}) if args.json else f"removed run {run.id}")
     return 0
 

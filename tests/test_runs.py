@@ -19,7 +19,7 @@ import pytest
 
 from gpt2tui.core.checkpoints import COMPLETE, complete_checkpoints, save_checkpoint
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.events import EvalFinished, RunFinished, StepLogged, event_to_dict
+from gpt2tui.core.events import EvalFinished, RunFinished, RunStarted, StepLogged, event_to_dict
 from gpt2tui.core.procs import signal_process, start_time
 from gpt2tui.core.runs import DIED, EventLog, Run, get_run, list_runs, read_events
 from tests.conftest import KJV_TXT, QA_CSV, cli, tree_snapshot
@@ -206,7 +206,29 @@ def test_two_processes_on_the_cpu_match_one_with_the_same_global_batch(home: Pat
     # Without dropout: each process draws its own dropout masks, so only then can the runs agree exactly.
     common = (str(KJV_TXT), *TINY, "--max-steps", "6", "--block-size", "64", "--dropout", "0", "--json")
     one = gpt2tui("train", *common, "--batch-size", "8", "--name", "one")
-    two = gpt2tui("train", *common, "--batch-size", "4", "--num-processes", "2", "--name", "two")
+    # The README's multi-node form (every process runs `gpt2tui train`; only rank 0 has the run folder),
+    # with a checkpoint on the way: every process must meet at it, or rank 0 waits forever.
+    launch_two = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch_two += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    two = subprocess.run(
+        [
+            *launch_two,
+            "-m",
+            "gpt2tui",
+            "train",
+            *common,
+            "--batch-size",
+            "4",
+            "--save-every",
+            "3",
+            "--name",
+            "two",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "ACCELERATE_USE_CPU": "true"},
+    )
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     a, b = json.loads(one.stdout.splitlines()[-1]), json.loads(two.stdout.splitlines()[-1])
@@ -217,7 +239,22 @@ def test_two_processes_on_the_cpu_match_one_with_the_same_global_batch(home: Pat
     assert a["train_tokens"] == b["train_tokens"]
     meta = json.loads((home / "models" / "two" / "gpt2tui.json").read_text())
     assert meta["hyperparameters"]["processes"] == 2
-    assert len(list_runs()) == 2
+    runs = {r.status().model: r for r in list_runs()}
+    assert set(runs) == {"one", "two"}  # one run folder per run, however many processes
+    assert [c.step for c in complete_checkpoints(runs["two"].checkpoints_dir)] == [3]
+
+
+def test_num_processes_starts_the_worker_through_accelerate(home: Path) -> None:
+    from gpt2tui.core import launch
+    from gpt2tui.core.config import TrainConfig
+    from gpt2tui.core.data import DataSpec
+
+    run = launch.create(TrainConfig(DataSpec(str(QA_CSV)), base="scratch", max_steps=2), num_processes=4)
+    command, env = launch.worker_command(run, resume=True)
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert command[command.index("--num_processes") + 1] == "4"
+    assert command[-4:] == ["-m", "gpt2tui.worker", str(run.folder), "--resume"]
+    assert env["PYTHONUNBUFFERED"] == "1"
 
 
 def test_two_runs_started_together_get_unique_names(home: Path, pids: Started) -> None:
@@ -394,3 +431,80 @@ def test_a_suggested_name_avoids_names_live_runs_will_write(home: Path) -> None:
     assert suggest_name("qa-scratch-tiny") == "qa-scratch-tiny-2"
     run.status_path.write_text(json.dumps({"run": run.id, "state": "finished"}))
     assert suggest_name("qa-scratch-tiny") == "qa-scratch-tiny"  # a claim of an ended run is free again
+
+
+def test_two_resumes_at_once_start_one_worker(home: Path, pids: Started) -> None:
+    info = started(str(KJV_TXT), *TINY, "--max-steps", "24", "--save-every", "6", "--name", "twice")
+    pids.append(info["pid"])
+    run = get_run(info["run"])
+    wait_for(lambda: complete_checkpoints(run.checkpoints_dir), "the first checkpoint", poll=0.01)
+    os.kill(info["pid"], signal.SIGKILL)
+    wait_for(lambda: run.status().state == "failed", "the killed run to read as failed")
+    command = [sys.executable, "-m", "gpt2tui", "runs", "resume", run.id, "--json"]
+    both = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"
+    ]
+    answers = [p.communicate(timeout=120) for p in both]
+    codes = sorted(p.returncode for p in both)
+    for out, _ in answers:
+        if out:
+            pids.append(json.loads(out)["pid"])
+    assert codes == [0, 2], answers
+    refusal = next(err for _, err in answers if err)
+    assert refusal in (
+        f"gpt2tui: Run {run.id} is still running; there is nothing to resume.\n",
+        f"gpt2tui: Run {run.id} is still running (pid {run.status().pid}); there is nothing to resume.\n",
+    )
+    assert ended(run.id) == "finished"
+    events, _ = run.events()
+    assert sum(type(e.event).__name__ == "RunStarted" for e in events) == 2
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+def test_a_resumable_run_keeps_its_model_name(home: Path) -> None:
+    run = hand_written_run(home, "failed")
+    (home / "runs" / ".names").mkdir()
+    (home / "runs" / ".names" / "kept").write_text(run.id)
+    refused = gpt2tui("train", str(QA_CSV), *TINY, "--max-steps", "2", "--name", "kept")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"gpt2tui: The run {run.id} (failed) will write a model named 'kept' when it is resumed; choose another "
+        f"--name or remove that run with `gpt2tui runs rm {run.id}`.\n"
+    )
+    unnamed = gpt2tui("train", str(QA_CSV), *TINY, "--max-steps", "2", "--name", "other")
+    assert unnamed.returncode == 0, unnamed.stderr
+    renamed = gpt2tui("models", "rename", "other", "kept")
+    assert (
+        renamed.returncode == 2
+        and f"The run {run.id} (failed) will write a model named 'kept'" in renamed.stderr
+    )
+
+
+def test_attach_reports_the_end_of_the_last_attempt(home: Path) -> None:
+    run = hand_written_run(home, "running", pid=os.getpid(), started_at=1.0)  # died: another start time
+    log = EventLog(run.events_path, run.id)
+    log.append(RunStarted("m", "scratch", "cpu", "no", 10, 5, 1, 64, 512, 1000))
+    log.append(RunFinished("m", "p", 4, True, 2.0, 1.0, 7.4, 2.7, 10, 5.0, 1.0))
+    log.append(RunStarted("m", "scratch", "cpu", "no", 10, 5, 1, 64, 512, 1000, resumed_from=4))
+    log.close()
+    attached = gpt2tui("runs", "attach", run.id)
+    assert attached.returncode == 2
+    assert attached.stderr == f"gpt2tui: Run {run.id} failed: {DIED.format(run=run.id)}.\n"
+    assert attached.stdout.count("training m:") == 2
+
+
+def test_a_run_recorded_on_another_machine_needs_force(home: Path) -> None:
+    run = hand_written_run(home, "running", pid=12345, started_at=1.0)
+    status = json.loads(run.status_path.read_text())
+    run.status_path.write_text(
+        json.dumps({**status, "hostname": "oldbox", "updated": "2026-01-01T00:00:00+00:00"})
+    )
+    resumed = gpt2tui("runs", "resume", run.id)
+    assert resumed.returncode == 2
+    assert resumed.stderr == (
+        f"gpt2tui: Run {run.id} was last seen running on oldbox (pid 12345, updated 2026-01-01T00:00:00+00:00); "
+        "resume it there, or add --force if that machine or process is gone.\n"
+    )
+    forced = gpt2tui("runs", "rm", run.id, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert not run.folder.exists()

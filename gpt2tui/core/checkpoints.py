@@ -62,7 +62,7 @@ def save_checkpoint(folder: Path, step: int, write: Callable[[Path], None], keep
         (tmp / COMPLETE).write_text(f"{step}\n", encoding="utf-8")
         fsync_tree(tmp)
         if final.exists():  # the same step saved again (a stop right after a scheduled save)
-            shutil.rmtree(final)
+            _remove(final)  # renamed aside first: a kill never leaves a marked but emptied step folder
         os.rename(tmp, final)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -71,8 +71,15 @@ def save_checkpoint(folder: Path, step: int, write: Callable[[Path], None], keep
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in complete_checkpoints(folder)[:-keep]:
-        shutil.rmtree(old.path, ignore_errors=True)
+        _remove(old.path)
     return Checkpoint(step, final)
+
+
+def _remove(path: Path) -> None:
+    """Rename out of view (one atomic step), then delete; ``remove_partial`` finishes a killed delete."""
+    aside = path.with_name(f"{TMP_PREFIX}old-{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(path, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _disk_sentence(what: str, err: OSError) -> str:

@@ -29,6 +29,7 @@ class RunStarted:
     parameters: int
     resumed_from: int = 0  # the checkpoint step this process started from (0: a fresh start)
     step_limit: str = "max_steps"  # "epochs" or "max_steps": which setting planned total_steps
+    processes: int = 1  # training processes (GPUs) under accelerate
 
 
 @dataclass(frozen=True)

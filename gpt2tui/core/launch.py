@@ -176,10 +176,15 @@ def stop(run: Run) -> None:
         raise UserError(f"Run {run.id} is on another machine ({status.hostname}); stop it there.")
 
 
-def check_resumable(run: Run) -> TrainConfig:
-    """Refuse a live run, a finished run and a run whose data file changed, each in one sentence."""
+def check_resumable(run: Run, force: bool = False) -> TrainConfig:
+    """Refuse a live run, a finished run, a run whose data file changed and one whose model name was taken,
+    each in one sentence (``force``: a live state recorded by another machine is taken as dead)."""
+    from gpt2tui.core.store import ModelStore
+
     status = run.status()
-    if status.live:
+    if status.live and run.elsewhere(status) and not force:
+        raise UserError(run.elsewhere_sentence(status, "resume"))
+    if status.live and not run.elsewhere(status):
         raise UserError(f"Run {run.id} is still running (pid {status.pid}); there is nothing to resume.")
     if status.state == "finished":
         raise UserError(f"Run {run.id} has finished; its model is '{status.model}'.")
@@ -198,24 +203,35 @@ def check_resumable(run: Run) -> TrainConfig:
     config = train_config(run)
     from gpt2tui.core.training import default_name
 
+    if config.name is not None:
+        ModelStore().require_free(config.name, run=run.id)
     claim_name(run, config.name, default_name(config), lambda _: False)
     return config
 
 
-def resume(run: Run) -> int:
-    """Continue a stopped or failed run from its newest complete checkpoint, detached; returns the pid."""
-    check_resumable(run)
-    return spawn(run, resume=True)
+def resume(run: Run, force: bool = False) -> int:
+    """Continue a stopped or failed run from its newest complete checkpoint, detached; returns the pid.
+
+    The run's lock is held from the check to the new process's status, so of two resumes at once the
+    second sees the first as running."""
+    with run.lock(wait=False) as held:
+        if not held:
+            raise UserError(f"Run {run.id} is still running; there is nothing to resume.")
+        check_resumable(run, force)
+        return spawn(run, resume=True)
 
 
 # ------------------------------------------------------------------------------------------------ worker
 
 
 def stop_on_signals(stop: threading.Event, on_stop: Callable[[], None] | None = None) -> None:
-    """SIGTERM and SIGINT set ``stop`` (the loop saves, then ends); SIGHUP is ignored."""
+    """SIGTERM and SIGINT set ``stop`` (the loop saves, then ends); a second one acts as usual (Ctrl+C
+    raises KeyboardInterrupt, SIGTERM terminates), so a long save can still be abandoned; SIGHUP is ignored."""
 
     def handler(signum: int, frame: Any) -> None:
         stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if on_stop is not None:
             on_stop()
 

@@ -39,6 +39,7 @@ BEST_DIR = "best"
 NAMES_DIR = ".names"  # one claim file per model name a run will write: <name> holding the run id
 
 STATES = ("starting", "running", "stopping", "stopped", "finished", "failed")
+LOCK_WAIT_SECONDS = 30.0
 LIVE_STATES = ("starting", "running", "stopping")
 DIED = "the training process ended without saving its state; resume it with `gpt2tui runs resume {run}`"
 
@@ -62,6 +63,7 @@ class RunStatus:
     updated: str | None = None
     last_eval_loss: float | None = None
     message: str | None = None  # the failure sentence, for a failed run
+    checkpoint_step: int | None = None  # the newest complete checkpoint (where a resume starts)
 
     @property
     def live(self) -> bool:
@@ -123,15 +125,27 @@ def _parse_line(line: bytes) -> RecordedEvent | None:
         return None
 
 
+def _last_seq(path: Path) -> int:
+    """The highest sequence number in the log, whatever its event types (a newer writer's included)."""
+    seq = 0
+    try:
+        with open(path, "rb") as handle:
+            for line in handle:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    seq = max(seq, int(json.loads(line).get("seq", 0)))
+    except FileNotFoundError:
+        pass
+    return seq
+
+
 class EventLog:
     """Appends events as JSON lines, one flushed line each; a resumed run continues the numbering."""
 
     def __init__(self, path: Path, run: str) -> None:
         self.path = path
         self.run = run
-        previous, _ = read_events(path)
-        self.seq = previous[-1].seq if previous else 0
         self._trim_partial_line()
+        self.seq = _last_seq(path)
         self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def _trim_partial_line(self) -> None:
@@ -216,6 +230,39 @@ class Run:
     def is_alive(self) -> bool:
         return self.status().live
 
+    def elsewhere(self, status: RunStatus) -> bool:
+        """A live state recorded by another machine: this one cannot check that process."""
+        from gpt2tui.core.procs import hostname
+
+        return status.live and status.hostname not in (None, hostname())
+
+    def elsewhere_sentence(self, status: RunStatus, verb: str) -> str:
+        return (
+            f"Run {self.id} was last seen {status.state} on {status.hostname} (pid {status.pid}, updated "
+            f"{status.updated}); {verb} it there, or add --force if that machine or process is gone."
+        )
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = True, timeout: float = LOCK_WAIT_SECONDS) -> Iterator[bool]:
+        """Hold the run's lock (the folder itself, with flock): its process holds it for its whole life, and
+        a resume or removal holds it while it checks and acts, so two of them never both go ahead. Yields
+        whether the lock was taken (always True when ``wait``, unless ``timeout`` passed)."""
+        fd = os.open(self.folder, os.O_RDONLY)
+        deadline = time.monotonic() + (timeout if wait else 0)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.05)
+            yield True
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def write_status(self, **changes: Any) -> RunStatus:
         current = self.recorded_status() if self.status_path.exists() else RunStatus(self.id)
         status = dataclasses.replace(current, **changes, updated=now_iso())
@@ -238,6 +285,7 @@ class Run:
             "model": status.model,
             "updated": status.updated,
             "last_eval_loss": status.last_eval_loss,
+            "checkpoint_step": status.checkpoint_step,
             "message": status.message,
             "folder": str(self.folder),
         }
@@ -305,12 +353,18 @@ def get_run(ref: str, root: Path | None = None) -> Run:
     raise UserError(f"'{ref}' matches {len(matches)} runs; give more of the run id.")
 
 
-def remove_run(run: Run) -> None:
+def remove_run(run: Run, force: bool = False) -> None:
     """Delete a run folder that no process is writing (its model, if saved, stays in the store)."""
-    if run.is_alive():
-        raise UserError(f"Run {run.id} is still running; stop it first with `gpt2tui runs stop {run.id}`.")
-    trash = run.folder.with_name(f".trash-{run.id}-{secrets.token_hex(4)}")
-    os.rename(run.folder, trash)
+    with run.lock(wait=False) as held:
+        status = run.status()
+        if not held or (status.live and not (force and run.elsewhere(status))):
+            if run.elsewhere(status):
+                raise UserError(run.elsewhere_sentence(status, "remove"))
+            raise UserError(
+                f"Run {run.id} is still running; stop it first with `gpt2tui runs stop {run.id}`."
+            )
+        trash = run.folder.with_name(f".trash-{run.id}-{secrets.token_hex(4)}")
+        os.rename(run.folder, trash)
     shutil.rmtree(trash, ignore_errors=True)
     release_names(run.id, run.folder.parent)
 
@@ -327,6 +381,8 @@ def remove_leftovers(root: Path | None = None) -> None:
     for run in list_runs(root):
         if not run.is_alive():
             remove_partial(run.checkpoints_dir)
+            for leftover in [*run.folder.glob(".*.tmp"), *run.best_dir.glob(".*.tmp")]:
+                leftover.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------- model names owned by runs
@@ -346,13 +402,33 @@ def _names_lock(root: Path) -> Iterator[Path]:
 
 
 def _owner(names: Path, name: str, root: Path) -> str | None:
-    """The live run that claimed ``name``, or None (a claim of a run that ended is free again)."""
+    """The run that claimed ``name`` and may still write it (live, stopped or failed, so resumable), or
+    None once that run has finished or been removed."""
     try:
         run_id = (names / name).read_text(encoding="utf-8").strip()
     except OSError:
         return None
     folder = root / run_id
-    return run_id if folder.is_dir() and Run(folder).is_alive() else None
+    if not folder.is_dir() or Run(folder).status().state == "finished":
+        return None
+    return run_id
+
+
+def name_owner(name: str, root: Path | None = None) -> Run | None:
+    """The run that will (or may, once resumed) write the model ``name``, if any."""
+    root = root or runs_root()
+    owner = _owner(root / NAMES_DIR, name, root)
+    return Run(root / owner) if owner else None
+
+
+def owner_sentence(run: Run, name: str, what: str = "--name") -> str:
+    status = run.status()
+    if status.live:
+        return f"The run {run.id} is training a model named '{name}'; choose another {what}."
+    return (
+        f"The run {run.id} ({status.state}) will write a model named '{name}' when it is resumed; choose another "
+        f"{what} or remove that run with `gpt2tui runs rm {run.id}`."
+    )
 
 
 def claimed_names(root: Path | None = None) -> set[str]:
@@ -375,9 +451,7 @@ def claim_name(run: Run, requested: str | None, stem: str, taken: Any) -> str:
         if requested is not None:
             owner = _owner(names, requested, root)
             if owner is not None and owner != run.id:
-                raise UserError(
-                    f"The run {owner} is training a model named '{requested}'; choose another --name."
-                )
+                raise UserError(owner_sentence(Run(root / owner), requested))
             name = requested
         else:
             name, n = stem, 1
@@ -408,6 +482,10 @@ class RunRecorder:
         from gpt2tui.core.procs import hostname, start_time
 
         self.run = run
+        self._lock = run.lock()
+        if not self._lock.__enter__():
+            self._lock.__exit__(None, None, None)
+            raise UserError(f"Run {run.id} is being written by another process; there is nothing to do here.")
         self.log = EventLog(run.events_path, run.id)
         run.write_status(
             state="starting",
@@ -429,6 +507,8 @@ class RunRecorder:
             self.run.write_status(step=event.step, total_steps=event.total_steps)
         elif isinstance(event, ev.EvalFinished):
             self.run.write_status(last_eval_loss=event.loss, step=event.step)
+        elif isinstance(event, ev.CheckpointSaved):
+            self.run.write_status(checkpoint_step=event.step, step=event.step)
         elif isinstance(event, ev.RunStopping):
             self.run.write_status(state="stopping", step=event.step)
         elif isinstance(event, ev.RunFinished):
@@ -438,6 +518,7 @@ class RunRecorder:
 
     def close(self) -> None:
         self.log.close()
+        self._lock.__exit__(None, None, None)
 
 
 def follow(

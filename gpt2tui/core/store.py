@@ -218,6 +218,11 @@ class ModelStore:
         can run out of space), then the folder is renamed, then they replace the old files."""
         info = self.get(old)
         self.require_free(new)
+        from gpt2tui.core.runs import name_owner, owner_sentence
+
+        owner = name_owner(new)
+        if owner is not None:
+            raise UserError(owner_sentence(owner, new, what="name"))
         target = self.path_for(new)
         staged = {
             META_FILE: info.path / f".{META_FILE}.{uuid.uuid4().hex}.tmp",

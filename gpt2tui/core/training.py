@@ -330,6 +330,7 @@ class Loop:
         self.started = time.perf_counter()
         self._perm: tuple[int, Any] | None = None  # (epoch, permutation) of the current epoch
         self._best_in_memory: dict[str, Any] = {}  # --keep-best without a run folder
+        self.wall_before = 0.0  # wall-clock seconds of the run before this process resumed it
 
     # -------------------------------------------------------------------------------------------- the loop
 
@@ -472,6 +473,7 @@ class Loop:
             parameters=count_parameters(job.model),
             resumed_from=job.checkpoint.step if job.checkpoint else 0,
             step_limit=job.config.step_limit,
+            processes=job.accelerator.num_processes,
         )
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -479,18 +481,27 @@ class Loop:
     def save_checkpoint(self) -> None:
         """Weights, optimizer, scheduler, RNG states and counters, after everything of this step is done."""
         job = self.job
-        if job.run is None:
-            return
+        # Every process takes part (only the main one has the run folder under ``accelerate launch -m
+        # gpt2tui train``): the others wait for the write, and a failure ends the run on all of them.
         job.accelerator.wait_for_everyone()
-        if job.accelerator.is_main_process:
+        failure: UserError | None = None
+        if job.accelerator.is_main_process and job.run is not None:
             from gpt2tui.core.checkpoints import save_checkpoint
 
-            saved = save_checkpoint(
-                job.run.checkpoints_dir, self.state.step, self.write_checkpoint, job.config.keep_checkpoints
-            )
-            self.prune_best()
-            self.emit(CheckpointSaved(step=saved.step, path=str(saved.path)))
-        job.accelerator.wait_for_everyone()
+            try:
+                saved = save_checkpoint(
+                    job.run.checkpoints_dir,
+                    self.state.step,
+                    self.write_checkpoint,
+                    job.config.keep_checkpoints,
+                )
+            except UserError as err:
+                failure = err
+            else:
+                self.prune_best()
+                self.emit(CheckpointSaved(step=saved.step, path=str(saved.path)))
+        if _agreed(job.accelerator, failure is not None):
+            raise failure or UserError("The main process could not write a checkpoint; its run.log says why.")
 
     def write_checkpoint(self, folder: Path) -> None:
         import numpy as np
@@ -516,6 +527,8 @@ class Loop:
             "numpy_rng": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             "name": job.name,
             "total_steps": job.total_steps,
+            "processes": job.accelerator.num_processes,
+            "wall_seconds": self.wall_before + time.perf_counter() - self.started,
         }
         (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
@@ -526,6 +539,13 @@ class Loop:
 
         job = self.job
         saved = json.loads((checkpoint.path / STATE_FILE).read_text(encoding="utf-8"))
+        processes = saved.get("processes", 1)
+        if processes != job.accelerator.num_processes or saved.get("total_steps") != job.total_steps:
+            raise UserError(
+                f"The checkpoint at step {checkpoint.step} was written by {processes} process(es) planning "
+                f"{saved.get('total_steps')} steps; resume it with {processes} process(es) and the same settings."
+            )
+        self.wall_before = float(saved.get("wall_seconds", 0.0))
         loop = saved["loop"]
         loop["evals"] = [tuple(pair) for pair in loop["evals"]]
         self.state = LoopState(**loop)
@@ -605,7 +625,7 @@ class Loop:
             perplexity_after=perplexity_from_loss(stored_loss),
             train_tokens=state.trained_tokens,
             tokens_per_second=state.trained_tokens / max(state.train_seconds, 1e-9),
-            seconds=time.perf_counter() - self.started,
+            seconds=self.wall_before + time.perf_counter() - self.started,
             weights=weights,
             weights_step=weights_step,
             best_step=state.best_step,
