@@ -172,6 +172,26 @@ async def test_home_lists_stored_models(tiny_model: str) -> None:
         assert "→" in row[4]
 
 
+async def test_a_model_with_bad_metadata_hides_no_other_model(tiny_model: str, home: Path) -> None:
+    """An overflowing date and fields of the wrong type once crashed the app at start, every time."""
+    import json
+    import shutil
+
+    odd = home / "models" / "odd"
+    shutil.copytree(home / "models" / tiny_model, odd)
+    meta = json.loads((odd / "gpt2tui.json").read_text())
+    meta.update(created="9999-12-31T23:59:59-12:00", dataset="qa.csv", perplexity_before="high")
+    (odd / "gpt2tui.json").write_text(json.dumps(meta))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#models", DataTable)
+        assert table.row_count == 2
+        odd_row = [str(cell) for cell in table.get_row("odd")]
+        assert odd_row[0] == "odd" and odd_row[3] == "-" and odd_row[4] == "-"
+        assert [str(cell) for cell in table.get_row(tiny_model)][2] == "qa.csv (68 rows)"
+
+
 async def test_rename_shows_core_errors_in_place_then_renames(tiny_model: str) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -293,6 +313,27 @@ async def test_dataset_errors_are_the_core_sentences(tmp_path: Path) -> None:
         summary = text_of(screen.query_one("#summary", Static))
         assert "300 rows" in summary
         assert "This is the body of note number 0.<|endoftext|>" in summary
+
+
+async def test_a_fifo_in_the_dataset_preview_is_refused_without_hanging(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        error = screen.query_one("#error", Static)
+        await pilot.press("ctrl+l")
+        screen.query_one("#path", Input).value = str(fifo)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(text_of(error)), "the FIFO refusal")
+        assert text_of(error) == (
+            f"{fifo} is not a regular file (it is a named pipe); choose a .txt, .text, .md, .csv, .jsonl file."
+        )
+        await pilot.press("ctrl+q")
+    assert app.return_code == 0
 
 
 async def test_dataset_summary_shows_examples_as_trained() -> None:
