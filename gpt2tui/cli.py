@@ -59,6 +59,14 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=whole_number,
+        help="CPU threads (default: the cores no other process is keeping busy when it starts)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gpt2tui.core.config import TrainConfig
 
@@ -119,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="store the weights of the best held-out eval, not the last step",
     )
     p.add_argument("--dropout", type=float, help="dropout while training (default: the base model's)")
+    _threads_option(p)
     p.add_argument("--num-processes", type=whole_number, help="processes (GPUs) to train on, via accelerate")
     p.add_argument("--detach", action="store_true", help="start the run in the background and return at once")
     _data_options(p)
@@ -149,12 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--raw", action="store_true", help="do not apply the model's prompt template")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    _threads_option(g)
 
     e = sub.add_parser("eval", help="perplexity of a model on a dataset file")
     e.add_argument("model", metavar="MODEL")
     e.add_argument("data", metavar="DATA")
     e.add_argument("--block-size", type=int)
     e.add_argument("--batch-size", type=whole_number, default=8)
+    _threads_option(e)
     _data_options(e)
     e.add_argument("--json", action="store_true")
 
@@ -276,6 +287,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         keep_checkpoints=args.keep_checkpoints,
         keep_best=args.keep_best,
         dropout=args.dropout,
+        threads=args.threads,
     )
 
 
@@ -312,11 +324,13 @@ def _train_here(config: Any, as_json: bool) -> int:
     import threading
 
     from gpt2tui.core import launch
+    from gpt2tui.core.device import configure_threads
     from gpt2tui.core.errors import UserError
     from gpt2tui.core.events import RunFailed, RunFinished, RunStarted, describe
     from gpt2tui.core.runs import remove_run
     from gpt2tui.core.training import is_main_process, train
 
+    configure_threads(config.threads)  # before torch is imported: OpenMP reads it once
     out = _Output()
     run = launch.create(config) if is_main_process() else None
     if run is not None:
@@ -479,7 +493,10 @@ def _run_details(run: Any) -> dict[str, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from gpt2tui.core.device import configure_threads
     from gpt2tui.core.generation import GenerationSettings, load, stream
+
+    configure_threads(args.threads)
 
     settings = GenerationSettings(
         strategy=args.strategy,
@@ -521,7 +538,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from gpt2tui.core.device import configure_threads
     from gpt2tui.core.evaluation import evaluate_file
+
+    configure_threads(args.threads)
 
     result = evaluate_file(args.model, _spec(args), args.block_size, args.batch_size)
     if args.json:

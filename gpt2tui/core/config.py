@@ -48,6 +48,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # the newest K complete checkpoints are kept
     keep_best: bool = False  # store the weights of the best held-out evaluation, not the last step
     dropout: float | None = None  # override the base's dropout (e.g. 0.0); None keeps the base's
+    threads: int | None = None  # CPU threads; None: the cores free when the run starts (core/device.py)
 
     @property
     def step_limit(self) -> str:
@@ -63,6 +64,7 @@ class TrainConfig:
             "--grad-accum": self.grad_accum,
             "--log-every": self.log_every,
             "--keep-checkpoints": self.keep_checkpoints,
+            "--threads": self.threads if self.threads is not None else 1,
         }
         for option, value in positive.items():
             if value < 1:

@@ -30,6 +30,7 @@ class RunStarted:
     resumed_from: int = 0  # the checkpoint step this process started from (0: a fresh start)
     step_limit: str = "max_steps"  # "epochs" or "max_steps": which setting planned total_steps
     processes: int = 1  # training processes (GPUs) under accelerate
+    threads: int = 0  # CPU threads each process computes with (0: not recorded)
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,10 @@ def describe(event: TrainingEvent) -> str:
     """One plain line for a terminal or ``run.log`` (no colour, no progress bar)."""
     if isinstance(event, RunStarted):
         resumed = f", resumed from step {event.resumed_from}" if event.resumed_from else ""
+        plural = "s" if event.threads != 1 else ""
+        threads = f", {event.threads} thread{plural}" if event.threads and event.device == "cpu" else ""
         return (
-            f"training {event.name}: {event.parameters:,} parameters on {event.device} "
+            f"training {event.name}: {event.parameters:,} parameters on {event.device}{threads} "
             f"(precision {event.mixed_precision}), {event.total_steps} steps, {event.train_blocks} train / "
             f"{event.eval_blocks} eval blocks of {event.block_size} tokens{resumed}"
         )

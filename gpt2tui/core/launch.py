@@ -244,6 +244,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     """``python -m gpt2tui.worker RUN_FOLDER [--resume]``: train the run, printing one plain line per event."""
     import argparse
 
+    from gpt2tui.core.device import configure_threads
     from gpt2tui.core.events import describe
     from gpt2tui.core.quiet import quiet_environment, route_library_logs
     from gpt2tui.core.training import train
@@ -259,6 +260,7 @@ def worker_main(argv: list[str] | None = None) -> int:
     run = Run(Path(args.folder))
     try:
         config = train_config(run)
+        configure_threads(config.threads)  # before torch is imported: OpenMP reads it once
         train(
             config, on_event=lambda e: print(describe(e), flush=True), stop=stop, run=run, resume=args.resume
         )

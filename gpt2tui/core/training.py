@@ -474,6 +474,7 @@ class Loop:
             resumed_from=job.checkpoint.step if job.checkpoint else 0,
             step_limit=job.config.step_limit,
             processes=job.accelerator.num_processes,
+            threads=_torch_threads(),
         )
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -669,6 +670,12 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _jsonable(value: Any) -> Any:

@@ -198,10 +198,12 @@ class MonitorScreen(Screen[None]):
         self.model_name = event.name
         self.sub_title = f"run {self.run_id} · {event.name}"
         limit = "max steps" if event.step_limit == "max_steps" else "epochs"
+        plural = "s" if event.threads != 1 else ""
+        threads = f", {event.threads} thread{plural}" if event.threads and event.device == "cpu" else ""
         self.query_one("#info", Static).update(
             Text.from_markup(
                 f"[b]{escape(event.name)}[/b] · base {escape(event.base)} · {event.parameters:,} parameters"
-                f" · {event.device} ({event.mixed_precision}) · {event.train_blocks} train /"
+                f" · {event.device}{threads} ({event.mixed_precision}) · {event.train_blocks} train /"
                 f" {event.eval_blocks} eval blocks of {event.block_size} tokens ·"
                 f" {event.tokens_per_step:,} tokens/step · length by {limit}"
             )

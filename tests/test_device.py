@@ -1,0 +1,67 @@
+"""The CPU thread policy: chosen from the free cores before torch loads, overridable, shown in the header."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpt2tui.core import device
+from tests.conftest import QA_CSV, cli
+
+
+def test_requested_threads_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert device.plan_threads(3).threads == 3 and device.plan_threads(3).reason == "--threads"
+
+
+def test_a_users_omp_num_threads_is_respected_but_not_one_gpt2tui_set_for_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(device, "usable_cores", lambda: 4)
+    monkeypatch.setattr(device, "busy_cores", lambda cores, seconds=0.0: 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv(device.APPLIED_ENV, raising=False)
+    assert (device.plan_threads().threads, device.plan_threads().reason) == (2, "OMP_NUM_THREADS")
+    monkeypatch.setenv(device.APPLIED_ENV, "2")  # a gpt2tui parent (the TUI) set it for itself
+    assert (device.plan_threads().threads, device.plan_threads().reason) == (3, "free cores")
+
+
+def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(device, "usable_cores", lambda: 2)
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [97.0, 3.0])
+    plan = device.plan_threads()
+    assert (plan.threads, plan.busy, plan.describe()) == (1, 1, "1 of 2 cores, 1 busy (free cores)")
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [99.0, 99.0])
+    assert device.plan_threads().threads == 1  # never fewer than one
+
+
+def test_the_plan_reaches_openmp_before_torch_loads() -> None:
+    code = (
+        "import os, sys\n"
+        "from gpt2tui.core.device import configure_threads\n"
+        "plan = configure_threads(1)\n"
+        "assert 'torch' not in sys.modules\n"
+        "import torch\n"
+        "print(torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1", "PASSIVE"]
+
+
+def test_threads_option_runs_and_the_header_shows_it(home: Path) -> None:
+    run = cli("train", str(QA_CSV), "--base", "scratch", "--max-steps", "2", "--threads", "1", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "on cpu, 1 thread (precision no)" in run.stdout
+    assert json.loads(run.stdout.splitlines()[-1])["steps"] == 2
+    bad = cli("train", str(QA_CSV), "--base", "scratch", "--threads", "0")
+    assert bad.returncode == 2
+    assert bad.stderr == "gpt2tui: Argument --threads: must be at least 1, not 0.\n"
