@@ -145,6 +145,13 @@ def overfitting_since(evals: list[tuple[int, float]]) -> int | None:
     return evals[start][0] if rises >= 2 else None
 
 
+def threads_label(event: RunStarted) -> str:
+    """``", 2 threads"`` for a CPU run that recorded them, else nothing."""
+    if not event.threads or event.device != "cpu":
+        return ""
+    return f", {event.threads} thread{'s' if event.threads != 1 else ''}"
+
+
 def _duration(seconds_float: float) -> str:
     seconds = max(0, round(seconds_float))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -154,8 +161,7 @@ def describe(event: TrainingEvent) -> str:
     """One plain line for a terminal or ``run.log`` (no colour, no progress bar)."""
     if isinstance(event, RunStarted):
         resumed = f", resumed from step {event.resumed_from}" if event.resumed_from else ""
-        plural = "s" if event.threads != 1 else ""
-        threads = f", {event.threads} thread{plural}" if event.threads and event.device == "cpu" else ""
+        threads = threads_label(event)
         return (
             f"training {event.name}: {event.parameters:,} parameters on {event.device}{threads} "
             f"(precision {event.mixed_precision}), {event.total_steps} steps, {event.train_blocks} train / "

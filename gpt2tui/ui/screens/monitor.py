@@ -30,6 +30,7 @@ from gpt2tui.core.events import (
     StepLogged,
     describe,
     overfitting_since,
+    threads_label,
 )
 from gpt2tui.core.runs import RecordedEvent, RunStatus
 from gpt2tui.ui.messages import ChatRequested, MonitorClosed, RunResumed
@@ -198,8 +199,7 @@ class MonitorScreen(Screen[None]):
         self.model_name = event.name
         self.sub_title = f"run {self.run_id} · {event.name}"
         limit = "max steps" if event.step_limit == "max_steps" else "epochs"
-        plural = "s" if event.threads != 1 else ""
-        threads = f", {event.threads} thread{plural}" if event.threads and event.device == "cpu" else ""
+        threads = threads_label(event)
         self.query_one("#info", Static).update(
             Text.from_markup(
                 f"[b]{escape(event.name)}[/b] · base {escape(event.base)} · {event.parameters:,} parameters"
