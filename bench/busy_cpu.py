@@ -89,7 +89,7 @@ def main() -> None:
     print(
         f"cpu capability {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores, torch {torch.__version__}"
     )
-    old = {"OMP_WAIT_POLICY": ""}  # torch's default: all cores, OpenMP's default waiting
+    old: dict[str, str] = {}  # torch's default: all cores (--threads), OpenMP's default waiting
     cases = {
         "idle, gpt2tui": (False, lambda: ours(args.file, args.size, args.steps, [], {})),
         "busy, gpt2tui": (True, lambda: ours(args.file, args.size, args.steps, [], {})),

@@ -3,8 +3,10 @@
 torch's OpenMP threads spin-wait at every barrier for the slowest thread. When another process keeps one of
 the cores busy, the thread that shares that core falls behind and the others burn their time spinning: on a
 2-core machine training drops to a third of its idle speed. So a process that owns its run picks its thread
-count from the cores that are actually free when it starts (``--threads N`` overrides) and lets waiting
-threads sleep (``OMP_WAIT_POLICY=PASSIVE``), both of which OpenMP only reads when torch loads it.
+count from the cores that are actually free when it starts (``--threads N`` overrides), and when it shares the
+machine it lets waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``); OpenMP reads both only when torch loads
+it. On an idle machine the waiting policy stays OpenMP's own: sleeping threads cost a tiny model about a
+quarter of its speed (bench/busy_cpu.py).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def apply_threads(plan: ThreadPlan) -> ThreadPlan:
         torch.set_num_threads(plan.threads)
         return plan
     os.environ["OMP_NUM_THREADS"] = os.environ[APPLIED_ENV] = str(plan.threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    if plan.busy and plan.threads > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
     return plan
 
 

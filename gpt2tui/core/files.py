@@ -9,19 +9,22 @@ from pathlib import Path
 from typing import Any
 
 
-def write_text_synced(path: Path, text: str) -> None:
-    """Write ``text`` and flush it to disk before returning."""
+def write_text_synced(path: Path, text: str, sync: bool = True) -> None:
+    """Write ``text`` and (with ``sync``) flush it to disk before returning."""
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if sync:
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a hidden sibling, flush it to disk, then rename over ``path``: readers see old or new."""
+def write_json_atomic(path: Path, data: Any, sync: bool = True) -> None:
+    """Write to a hidden sibling, then rename over ``path``: readers see the old file or the new one, never
+    a mix. ``sync=False`` skips the flush to disk, for files rewritten often whose loss in a power cut is
+    harmless (a run's status)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        write_text_synced(tmp, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_text_synced(tmp, json.dumps(data, indent=2, sort_keys=True) + "\n", sync)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -266,7 +266,7 @@ class Run:
     def write_status(self, **changes: Any) -> RunStatus:
         current = self.recorded_status() if self.status_path.exists() else RunStatus(self.id)
         status = dataclasses.replace(current, **changes, updated=now_iso())
-        write_json_atomic(self.status_path, status.to_dict())
+        write_json_atomic(self.status_path, status.to_dict(), sync=False)  # rewritten every log step
         return status
 
     def events(self, offset: int = 0) -> tuple[list[RecordedEvent], int]:
