@@ -50,14 +50,14 @@ def test_the_plan_reaches_openmp_before_torch_loads() -> None:
         "from gpt2tui.core.device import ThreadPlan, apply_threads\n"
         "configure_threads(1)\n"
         "assert 'OMP_WAIT_POLICY' not in os.environ  # idle: OpenMP's own waiting\n"
-        "apply_threads(ThreadPlan(3, 4, 1, 'free cores'))  # sharing the machine: waiting threads sleep\n"
+        "apply_threads(ThreadPlan(2, 4, 1, 'free cores'))  # sharing the machine: waiting threads sleep\n"
         "assert 'torch' not in sys.modules\n"
         "import torch\n"
         "print(torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["3", "PASSIVE"]
+    assert run.stdout.split() == ["2", "PASSIVE"]
 
 
 def test_threads_option_runs_and_the_header_shows_it(home: Path) -> None:
