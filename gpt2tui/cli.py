@@ -537,19 +537,49 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _EvalProgress:
+    """``eval: 96/480 blocks (20%) · ETA 0:00:04`` on one terminal line, redrawn at most twice a second."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.perf_counter
+        self.started = self.last = self.clock()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        from gpt2tui.core.events import duration
+
+        now = self.clock()
+        if now - self.last < 0.5 and done < total:
+            return
+        self.last = now
+        eta = (now - self.started) / max(done, 1) * (total - done)
+        share = f" ({done / total:.0%})" if total else ""
+        sys.stderr.write(f"\reval: {done}/{total} blocks{share} · ETA {duration(eta)}  ")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from gpt2tui.core.device import configure_threads
     from gpt2tui.core.evaluation import evaluate_file
 
     configure_threads(args.threads)
-
-    result = evaluate_file(args.model, _spec(args), args.block_size, args.batch_size)
+    progress = _EvalProgress() if sys.stderr.isatty() else None
+    result = evaluate_file(args.model, _spec(args), args.block_size, args.batch_size, progress)
+    if progress is not None:
+        progress.close()
     if args.json:
         print(json.dumps(_clean(result.to_dict())))
     else:
         print(
             f"loss {result.loss:.4f} | perplexity {result.perplexity:.2f} | {result.tokens} tokens "
-            f"in {result.blocks} blocks"
+            f"in {result.blocks} blocks | {result.tokens_per_second:,.0f} tok/s"
         )
     return 0
 

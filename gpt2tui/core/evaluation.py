@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +25,18 @@ class EvalResult:
     perplexity: float
     tokens: int
     blocks: int
+    seconds: float = 0.0  # the forward passes only (loading and packing excluded)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "tokens_per_second": self.tokens_per_second}
+
+
+Progress = Callable[[int, int], None]
+"""Called with (blocks done, blocks in all) after each batch."""
 
 
 def perplexity_from_loss(loss: float) -> float:
@@ -44,15 +55,23 @@ def eval_loader(blocks: list[list[int]], batch_size: int = EVAL_BATCH_SIZE) -> A
     return DataLoader(torch.tensor(blocks, dtype=torch.long), batch_size=batch_size, shuffle=False)
 
 
-def loss_over(model: PreTrainedModel, loader: Any, accelerator: Accelerator | None = None) -> float:
-    """Mean next-token loss over a loader (each block weighs the same, as each holds the same tokens)."""
+def loss_over(
+    model: PreTrainedModel,
+    loader: Any,
+    accelerator: Accelerator | None = None,
+    on_progress: Progress | None = None,
+) -> float:
+    """Mean next-token loss over a loader (each block weighs the same, as each holds the same tokens).
+
+    ``inference_mode`` rather than ``no_grad``: no autograd bookkeeping at all on the tensors it makes."""
     import torch
 
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
+    total, count, done = 0.0, 0, 0
+    size = len(loader.dataset) if hasattr(loader, "dataset") else 0
+    with torch.inference_mode():
         for batch in loader:
             batch = batch.to(device)
             loss = model(input_ids=batch, labels=batch).loss.float()
@@ -61,12 +80,19 @@ def loss_over(model: PreTrainedModel, loader: Any, accelerator: Accelerator | No
                 losses = accelerator.gather_for_metrics(losses)
             total += float(losses.sum())
             count += int(losses.numel())
+            done += int(batch.shape[0])
+            if on_progress is not None:
+                on_progress(done, size)
     model.train(was_training)
     return total / max(count, 1)
 
 
 def evaluate_file(
-    ref: str, spec: DataSpec, block_size: int | None = None, batch_size: int = EVAL_BATCH_SIZE
+    ref: str,
+    spec: DataSpec,
+    block_size: int | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    on_progress: Progress | None = None,
 ) -> EvalResult:
     """Perplexity of a stored model (or model folder) on every block of a dataset file."""
     from gpt2tui.core.data import load_data, pack_blocks
@@ -85,8 +111,11 @@ def evaluate_file(
             f"{spec.path} has {packed.tokens} tokens, fewer than one block of {size}; "
             f"use --block-size {packed.tokens} or less."
         )
-    loss = loss_over(model, eval_loader(packed.blocks, batch_size))
-    return EvalResult(loss, perplexity_from_loss(loss), len(packed.blocks) * size, len(packed.blocks))
+    started = time.perf_counter()
+    loss = loss_over(model, eval_loader(packed.blocks, batch_size), on_progress=on_progress)
+    seconds = time.perf_counter() - started
+    blocks = len(packed.blocks)
+    return EvalResult(loss, perplexity_from_loss(loss), blocks * size, blocks, seconds)
 
 
 def check_block_size(block_size: int, context: int) -> None:

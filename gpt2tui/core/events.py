@@ -152,7 +152,7 @@ def threads_label(event: RunStarted) -> str:
     return f", {event.threads} thread{'s' if event.threads != 1 else ''}"
 
 
-def _duration(seconds_float: float) -> str:
+def duration(seconds_float: float) -> str:
     seconds = max(0, round(seconds_float))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -171,7 +171,7 @@ def describe(event: TrainingEvent) -> str:
         return (
             f"step {event.step}/{event.total_steps} | epoch {event.epoch:.2f} | loss {event.loss:.4f} | "
             f"lr {event.learning_rate:.2e} | {event.tokens_per_second:,.0f} tok/s | "
-            f"ETA {_duration(event.eta_seconds)}"
+            f"ETA {duration(event.eta_seconds)}"
         )
     if isinstance(event, EvalFinished):
         when = "before training" if event.step == 0 else f"at step {event.step}"
@@ -190,6 +190,6 @@ def describe(event: TrainingEvent) -> str:
         )
         return (
             f"{verb} {event.name} at {event.path}{which}: perplexity {event.perplexity_before:.2f} -> "
-            f"{event.perplexity_after:.2f} in {_duration(event.seconds)} ({event.tokens_per_second:,.0f} tok/s)"
+            f"{event.perplexity_after:.2f} in {duration(event.seconds)} ({event.tokens_per_second:,.0f} tok/s)"
         )
     return f"failed: {event.message}"

@@ -116,7 +116,9 @@ class MonitorScreen(Screen[None]):
             evals.add_column(Text("perplexity", justify="right"), key="perplexity")
             yield evals
         with Horizontal(id="bottom"):
-            yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False)  # long lines wrap, never cut
+            yield RichLog(
+                id="log", max_lines=LOG_LINES, wrap=True, markup=False
+            )  # long lines wrap, never cut
             with VerticalScroll(id="sample-box") as sample_box:
                 sample_box.border_title = "sample per eval"
                 prompt = self.sample_prompt
