@@ -205,7 +205,7 @@ def main() -> None:
             first_ours.append(marks["first"] - marks["start"])
             our_cpu.append(marks["process_cpu"])
             ui = [marks["start_cpu"], *marks["ui_cpu"]]
-            spans = zip(ui, ui[1:], [0, *cuts], cuts, strict=True)
+            spans = zip(ui[:-1], ui[1:], [0, *cuts[:-1]], cuts, strict=True)
             per_thousand = [(b - a) * 1000 / (cb - ca) for a, b, ca, cb in spans]
             ui_first.append(per_thousand[0])
             ui_last.append(per_thousand[-1])
