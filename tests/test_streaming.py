@@ -200,3 +200,39 @@ def test_the_core_uses_the_incremental_streamer(tokenizer: Any, monkeypatch: Any
     monkeypatch.setattr(generation, "incremental_streamer", lambda: Spy)
     test_a_reply_streams_split_characters_through_the_core(tokenizer)
     assert seen == [Spy]
+
+
+async def test_the_transcript_wraps_a_long_reply_as_a_whole_wrap_would() -> None:
+    """Appends re-wrap only the last line; the lines must equal wrapping the whole text at once."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+
+    from gpt2tui.ui.widgets.transcript import Transcript
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Transcript()
+
+    rng = random.Random(5)
+    pieces = ["rade", " the", " ", "  ", "Ωμέγα", "中文字", "😀", ",", "x" * 130, " a" * 7, "\n", "é"]
+    async with Host().run_test(size=(60, 20)) as pilot:
+        transcript = pilot.app.query_one(Transcript)
+        await pilot.pause()
+        transcript.write("question", prefix="you ▸ ")
+        transcript.open(Text("model ▸ ", style="bold"))
+        for _ in range(1500):
+            transcript.append(rng.choice(pieces), style=rng.choice([None, "bold"]))
+        incremental = [strip.text for strip in transcript._strips]
+        wrapped = transcript.lines_wrapped
+        transcript._rewrap_all()
+        assert incremental == [strip.text for strip in transcript._strips]
+        assert len(incremental) > 100 and wrapped < 6 * 1500  # a few lines per append, not the paragraph
+        transcript.close()
+        transcript.open("model ▸ ")
+        before = transcript.lines_wrapped
+        for _ in range(2000):  # an untrained model's reply: one word, no space, no newline
+            transcript.append("rade")
+        assert transcript.lines_wrapped - before <= 2 * 2000  # the whole-paragraph re-wrap made ~130,000
+        incremental = [strip.text for strip in transcript._strips]
+        transcript._rewrap_all()
+        assert incremental == [strip.text for strip in transcript._strips]
