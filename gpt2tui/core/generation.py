@@ -1,8 +1,9 @@
 """Streaming generation: one API that yields text as the model produces it, and stops when asked.
 
-``model.generate`` runs in a thread feeding a ``TextIteratorStreamer``; the consumer polls the streamer with a
-short timeout so an error in the generating thread is re-raised to it instead of leaving it waiting, and a
-``StoppingCriteria`` watching a ``threading.Event`` ends generation at the next token.
+``model.generate`` runs in a thread feeding an :func:`incremental_streamer` (a ``TextIteratorStreamer`` that
+decodes only the new tokens, so a token costs the same at the 4,000th as at the first); the consumer polls
+the streamer with a short timeout so an error in the generating thread is re-raised to it instead of leaving
+it waiting, and a ``StoppingCriteria`` watching a ``threading.Event`` ends generation at the next token.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -204,9 +206,9 @@ def _stops(stop_text: StopText) -> tuple[str, ...]:
     return (stop_text,) if isinstance(stop_text, str) else tuple(s for s in stop_text if s)
 
 
-def _first_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Where the earliest stop text starts in ``text``, or -1."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+def _first_stop(text: str, stops: tuple[str, ...], start: int = 0) -> int:
+    """Where the earliest stop text starts in ``text`` (at or after ``start``), or -1."""
+    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
     return min(found) if found else -1
 
 
@@ -219,6 +221,106 @@ def _held_back(text: str, stop_text: StopText) -> int:
                 longest = k
                 break
     return longest
+
+
+REPLACEMENT_CHARACTER = "\ufffd"
+"""What a decoder writes for bytes that are not (yet) a whole UTF-8 character."""
+MAX_PENDING_TOKENS = 4
+"""An unfinished UTF-8 character has at most 3 bytes so far, so it spans at most 3 held tokens."""
+
+
+@cache
+def incremental_streamer() -> type[Any]:
+    """The ``TextIteratorStreamer`` subclass that decodes only new tokens (built once: transformers is lazy).
+
+    HF's ``TextStreamer.put`` appends each token to a cache and decodes the *whole* cache, every token, until
+    a newline empties it: a reply with no newline costs O(n^2) decoding (1.1 s of pure decoding over 4,096
+    tokens). This subclass keeps two offsets into the generated ids, as text-generation-inference does:
+    ``prefix`` (where the last emitted window started, kept as context for decoders whose output depends on
+    the previous token, e.g. SentencePiece's leading space) and ``read`` (how far text was emitted). Each
+    token decodes only ``ids[prefix:]`` and ``ids[prefix:read]``, a few tokens, and emits the difference.
+
+    Byte-level BPE splits multi-byte characters (emoji, CJK) across tokens; a window ending mid-character
+    decodes to U+FFFD, so the token is held (the window grows by one) until a later token completes the
+    character. The window only grows while no whole character has ended; a reply of bytes that never make a
+    character (an untrained model repeating a lead byte) is cut at the last clean token boundary once more
+    tokens are held than a character has bytes, so the window stays a handful of tokens whatever the text.
+    The concatenated output equals ``tokenizer.decode(all_ids, **decode_kwargs)`` byte for byte: lossy
+    UTF-8 decoding restarts cleanly after a complete character, which is exactly where windows are cut, and
+    anything still held at the end (an incomplete character) is decoded as the whole decode would.
+    """
+    from transformers import TextIteratorStreamer
+
+    class IncrementalTextIteratorStreamer(TextIteratorStreamer):  # type: ignore[misc]
+        """Streams the text of new tokens as they arrive, at a constant cost per token."""
+
+        def __init__(
+            self,
+            tokenizer: PreTrainedTokenizerBase,
+            skip_prompt: bool = False,
+            timeout: float | None = None,
+            **decode_kwargs: Any,
+        ) -> None:
+            super().__init__(tokenizer, skip_prompt, timeout, **decode_kwargs)
+            self.ids: list[int] = []
+            self.prefix = 0
+            self.read = 0
+            self.prefix_text = ""
+
+        def put(self, value: Any) -> None:
+            if len(value.shape) > 1 and value.shape[0] > 1:
+                raise ValueError("TextStreamer only supports batch size 1")
+            if len(value.shape) > 1:
+                value = value[0]
+            if self.skip_prompt and self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            self.ids.extend(value.tolist())
+            text = self._decode(self.prefix)
+            if not text.endswith(REPLACEMENT_CHARACTER):
+                if len(text) > len(self.prefix_text):
+                    self._emit(text[len(self.prefix_text) :], len(self.ids))
+            elif len(self.ids) - self.read > MAX_PENDING_TOKENS:
+                self._cut_stuck_window(text)
+
+        def end(self) -> None:
+            """Emit what is held (an unfinished character decodes to U+FFFD, as in the whole decode)."""
+            text = self._decode(self.prefix) if self.read < len(self.ids) else self.prefix_text
+            new = text[len(self.prefix_text) :]
+            self.ids, self.prefix, self.read, self.prefix_text = [], 0, 0, ""
+            self.next_tokens_are_prompt = True
+            self.on_finalized_text(new, stream_end=True)
+
+        def _decode(self, start: int, stop: int | None = None) -> str:
+            return str(self.tokenizer.decode(self.ids[start:stop], **self.decode_kwargs))
+
+        def _emit(self, new: str, upto: int) -> None:
+            """Emit ``new`` (the text of the ids before ``upto``); the window then starts where it began."""
+            # The tokens just emitted stay as the context the next token is decoded after.
+            self.prefix, self.read = self.read, upto
+            self.prefix_text = self._decode(self.prefix, self.read)
+            if self.prefix > 0:
+                del self.ids[: self.prefix]  # keep the list as short as the window
+                self.read -= self.prefix
+                self.prefix = 0
+            if new:
+                self.on_finalized_text(new)
+
+        def _cut_stuck_window(self, text: str) -> None:
+            """More tokens held than an unfinished character has bytes: emit up to the last clean cut.
+
+            A reply of bytes that never make a whole character (a lead byte repeated: each one becomes
+            U+FFFD for good once the next byte arrives) would otherwise be held, and re-decoded, to the end.
+            A cut before token ``t`` is clean when decoding both sides apart gives the same text as decoding
+            them together: the bytes before ``t`` are then final whatever comes after.
+            """
+            for cut in range(len(self.ids) - 1, self.read, -1):
+                head = self._decode(self.prefix, cut)
+                if head + self._decode(cut) == text:
+                    self._emit(head[len(self.prefix_text) :], cut)
+                    return
+
+    return IncrementalTextIteratorStreamer
 
 
 class ReplyStream:
@@ -264,13 +366,13 @@ class ReplyStream:
 
     def __iter__(self) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteriaList
 
         input_ids, max_new = self._inputs()
         self.reply.prompt_tokens = int(input_ids.shape[1])
         halt = threading.Event()  # set when the stop text appears
         streaming = self.settings.strategy != "beam"  # beam search has no single sequence to stream
-        streamer = TextIteratorStreamer(
+        streamer = incremental_streamer()(
             self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_SECONDS
         )
         kwargs = {
@@ -300,14 +402,13 @@ class ReplyStream:
         thread.start()
         shown = 0
         text = ""
+        longest_stop = max((len(s) for s in self.stop_text), default=0)
+        ended = not streaming
         dead_polls = 0
         try:
-            chunks = iter(streamer) if streaming else iter(())
-            while True:
+            while not ended:
                 try:
-                    chunk = next(chunks)
-                except StopIteration:
-                    break
+                    pieces = [streamer.text_queue.get(timeout=POLL_SECONDS)]
                 except queue.Empty:
                     # A finished thread has queued everything and the end signal: keep reading until it.
                     # Only a thread that died without ending the stream could leave us waiting.
@@ -315,8 +416,20 @@ class ReplyStream:
                         break
                     dead_polls += 0 if thread.is_alive() else 1
                     continue
+                # Take every chunk already queued: one pass of the stop-text logic (and one wake-up of
+                # this thread) per batch, not per token, when the consumer falls behind.
+                while not streamer.text_queue.empty():
+                    pieces.append(streamer.text_queue.get_nowait())
+                if any(piece is streamer.stop_signal for piece in pieces):
+                    pieces = pieces[: next(i for i, p in enumerate(pieces) if p is streamer.stop_signal)]
+                    ended = True
+                chunk = "".join(pieces)
+                if not chunk:
+                    continue
+                # A stop text can only start in the new chunk or in the held-back tail before it.
+                search_from = max(0, len(text) - longest_stop + 1)
                 text += chunk
-                cut = _first_stop(text, self.stop_text)
+                cut = _first_stop(text, self.stop_text, search_from)
                 if cut >= 0:
                     text = text[:cut]
                     halt.set()

@@ -10,15 +10,17 @@ once even over SSH; torch and transformers are imported in a thread after that f
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import IO, ClassVar
 
-from textual import events, on, work
+from textual import events, on
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -38,6 +40,8 @@ from gpt2tui.ui.messages import (
 from gpt2tui.ui.runs import RunBook, RunWatcher
 from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import MonitorScreen
+
+log = logging.getLogger(__name__)
 
 LOG_NAME = "gpt2tui.log"
 WARM_UP_DELAY = 0.5
@@ -70,6 +74,7 @@ class GPT2TUIApp(App[None]):
         self.start_dir = (start_dir or Path.cwd()).resolve()
         self.warm_up = warm_up
         self.warm_up_seconds: float | None = None
+        self.warm_up_thread: threading.Thread | None = None
         self._printed: IO[str] | None = None
         self.run_book = RunBook()
         self.run_watcher = RunWatcher(self)
@@ -97,12 +102,23 @@ class GPT2TUIApp(App[None]):
             self._printed.close()
             self._printed = None
 
-    @work(thread=True, group="warm-up", exit_on_error=False)
     def warm_up_libraries(self) -> None:
-        """Import torch and transformers while the user reads the first screen, so later steps start fast."""
+        """Import torch and transformers while the user reads the first screen, so later steps start fast.
+
+        A daemon thread, not a Textual thread worker: workers run in asyncio's default executor, which
+        ``asyncio.run`` joins on exit, so Ctrl+Q pressed during the 2-5 s import waited for it. Nothing is
+        lost by abandoning an import.
+        """
+        self.warm_up_thread = threading.Thread(target=self._warm_up, name="gpt2tui-warm-up", daemon=True)
+        self.warm_up_thread.start()
+
+    def _warm_up(self) -> None:
         from gpt2tui.ui.libraries import ensure_libraries
 
-        self.warm_up_seconds = ensure_libraries()
+        try:
+            self.warm_up_seconds = ensure_libraries()
+        except Exception:  # a broken install: the screen that needs the libraries reports it
+            log.exception("the background import failed")
 
     # ------------------------------------------------------------------------------------------ runs
 
@@ -304,8 +320,25 @@ def terminal_output_to(log_file: Path) -> Iterator[None]:
 
 
 def run() -> None:
-    """Build and run the app (the ``gpt2tui`` command with no arguments)."""
+    """Build and run the app (the ``gpt2tui`` command with no arguments).
+
+    Work the app may abandon (the background import, loading a model, a reply being generated) runs in
+    daemon threads, so nothing joins it on exit. Once the terminal is restored, if such a thread is still
+    running, the process ends with ``os._exit``: an interpreter shutting down around a thread that is inside
+    ``import torch`` or a torch kernel can wait on its import lock or abort; there is nothing left to save.
+    """
     quiet_environment()
     app = GPT2TUIApp()
     with terminal_output_to(app.log_file):
         app.run()
+    if any(thread.is_alive() for thread in threading.enumerate() if thread is not threading.main_thread()):
+        exit_now(app.return_code or 0)
+
+
+def exit_now(code: int) -> None:
+    """End the process at once, after flushing what Python buffers (stdio, log handlers)."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed or broken stream: nothing more to save
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)

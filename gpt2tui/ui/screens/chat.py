@@ -1,7 +1,10 @@
 """Chat: talk to a stored model, with tokens streaming in and decoding settings one key away.
 
-The model loads in a thread worker; each reply is generated in another (``group="generate"``) that iterates
-``core.generation.stream`` and drops chunks into the turn's queue. A 25 Hz timer drains that queue into the
+The model loads in a daemon thread; each reply is generated in another that iterates
+``core.generation.stream`` and drops chunks into the turn's queue. Daemon threads rather than Textual thread
+workers, because ``asyncio.run`` joins the workers' executor on exit: Ctrl+Q would wait for a model to load
+(or for the background import it waits on). The screen learns the outcome from its own messages
+(``ModelLoaded``, ``ReplyFinished``, ...), never from a worker's state. A 25 Hz timer drains that queue into the
 transcript, so the UI thread does one small append per tick whatever the token rate, and an append never
 costs more than the current paragraph (see ``widgets/transcript.py``). Escape sets the reply's stop event;
 the core ends generation at the next token and keeps the partial text.
@@ -17,7 +20,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -25,14 +28,12 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
-from textual.worker import Worker, WorkerState
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
@@ -77,6 +78,14 @@ class ModelLoadFailed(Message):
         self.error = error
 
 
+class ReplyStarted(Message):
+    """The reply's first chunk is queued: shown at once, not at the next flush tick (up to 40 ms later)."""
+
+    def __init__(self, turn: Turn) -> None:
+        super().__init__()
+        self.turn = turn
+
+
 class ReplyFinished(Message):
     """A reply's stream ended (fully or stopped); its chunks are already in the turn's queue."""
 
@@ -111,6 +120,13 @@ class Turn:
     started: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     chunks: deque[str] = field(default_factory=deque)  # filled by the worker, drained by the flush timer
+
+
+def start_daemon(target: Callable[..., None], *args: object, name: str) -> threading.Thread:
+    """Run ``target(*args)`` in a daemon thread: the app may exit without waiting for it."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class ChatCommands(Provider):
@@ -241,13 +257,12 @@ class ChatScreen(Screen[None]):
         else:
             self.status.state = "loading…"
             self.transcript.loading = True
-            self._load_model()
+            start_daemon(self._load_model, name="gpt2tui-chat-load")
 
     def on_unmount(self) -> None:
         if self.active is not None:
             self.active.stop.set()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def _load_model(self) -> None:
         from gpt2tui.core import generation
         from gpt2tui.ui.libraries import ensure_libraries
@@ -257,7 +272,7 @@ class ChatScreen(Screen[None]):
             loaded = generation.load(self.model_ref)
         except UserError as err:
             self.post_message(ModelLoadFailed(str(err)))
-        except Exception as err:  # a broken folder, out of memory...: a message, never a crash
+        except BaseException as err:  # a broken folder, out of memory...: a message, never a crash
             error = f"Could not load '{self.model_ref}': {type(err).__name__}: {err}"
             self.post_message(ModelLoadFailed(error))
         else:
@@ -326,9 +341,8 @@ class ChatScreen(Screen[None]):
         self.status.state = "generating…"
         earlier = self.turns[: self.turns.index(turn)]
         history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
-        self._generate(turn, history, self.loaded)
+        start_daemon(self._generate, turn, history, self.loaded, name="gpt2tui-chat-reply")
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
     def _generate(self, turn: Turn, history: list[tuple[str, str]], loaded: LoadedModel) -> None:
         """Build the prompt for the turn's mode and stream the reply into ``turn.chunks``."""
         from gpt2tui.core import generation
@@ -342,11 +356,15 @@ class ChatScreen(Screen[None]):
                 prompt, stop_text = turn.prompt, None
             model, tokenizer = loaded.model, loaded.tokenizer
             stream = generation.stream(model, tokenizer, prompt, settings, turn.stop, stop_text=stop_text)
+            started = False
             for chunk in stream:
                 turn.chunks.append(chunk)
+                if not started:
+                    started = True
+                    self.post_message(ReplyStarted(turn))
         except UserError as err:
             self.post_message(ReplyFailed(turn, str(err)))
-        except Exception as err:  # out of memory, a broken model...: a message, never a crash
+        except BaseException as err:  # out of memory, a broken model...: a message, never a crash
             self.post_message(ReplyFailed(turn, f"{type(err).__name__}: {err}"))
         else:
             self.post_message(ReplyFinished(turn, stream.reply))
@@ -372,6 +390,10 @@ class ChatScreen(Screen[None]):
             turn.waiting = False
             self.transcript.reset_open(style="")
         self.transcript.append(text)
+
+    def on_reply_started(self, message: ReplyStarted) -> None:
+        if message.turn is self.active:
+            self._flush()
 
     def _show_thinking(self, turn: Turn) -> None:
         """The pending reply's indicator; beam search says why nothing streams."""
@@ -424,13 +446,6 @@ class ChatScreen(Screen[None]):
         self.active = None
         self._dirty = True
         self._finished_at = time.monotonic()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Workers catch their own errors; this is the net for anything that still escapes."""
-        if event.state == WorkerState.ERROR:
-            self.notify(str(event.worker.error), title="Error", severity="error", timeout=8)
-            if event.worker.group == "generate" and self.active is not None:
-                self.post_message(ReplyFailed(self.active, str(event.worker.error)))
 
     @staticmethod
     def _reply_details(turn: Turn) -> str:

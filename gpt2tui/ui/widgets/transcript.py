@@ -3,9 +3,10 @@
 The transcript is a list of *entries* (a prompt, a reply, a note), each a prefix and paragraphs of rich
 ``Text``. Entries are wrapped once into ``Strip`` lines kept in one list; a ``ScrollView`` paints only the
 visible lines. Streaming appends to the *open* entry (always the last one): only that entry's last paragraph
-is re-wrapped, and only its lines are replaced at the end of the list. So an append costs the length of the
-current paragraph, never the length of the transcript (``bench/ui_append.py`` measures it). A width change
-re-wraps everything once.
+is re-wrapped, from the start of its last wrapped line, and only those lines are replaced at the end of the
+list. So an append costs the length of the current line, never the length of the paragraph or the transcript
+(``bench/ui_append.py``, ``bench/stream_chat.py`` measure it): a 4,000-token reply with no newline costs the
+same per token at its end as at its start. A width change re-wraps everything once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.text import Text
+
+try:  # where rich breaks lines; without it an append re-wraps the whole last paragraph (correct, slower)
+    from rich._wrap import divide_line
+except ImportError:  # pragma: no cover - a future rich that moved it
+    divide_line = None
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -27,6 +33,8 @@ class _Entry:
     paragraphs: list[Text] = field(default_factory=list)
     first_line: int = 0  # index in Transcript._strips of the entry's first line
     tail_line: int = 0  # index of the first line of its last paragraph
+    wrap_line: int = 0  # index of the last paragraph's last wrapped line: appends re-wrap from here
+    wrap_offset: int = 0  # where that line starts in ``paragraph_text`` of the last paragraph
 
     def paragraph_text(self, index: int) -> Text:
         body = self.paragraphs[index]
@@ -101,31 +109,53 @@ class Transcript(ScrollView, can_focus=True):
         start = entry.first_line = len(self._strips)
         for index in range(len(entry.paragraphs)):
             entry.tail_line = len(self._strips)
+            entry.wrap_line, entry.wrap_offset = entry.tail_line, 0
             self._strips.extend(self._wrap(entry.paragraph_text(index)))
         self._entries.append(entry)
         self._changed(start, start)
         return len(self._entries) - 1
 
     def append(self, chunk: str, style: str | None = None) -> None:
-        """Append text to the open entry, re-wrapping only its last paragraph."""
+        """Append text to the open entry, re-wrapping only its last paragraph's last line."""
         if not self._open:
             raise RuntimeError("Transcript.append needs an open entry")
         if not chunk:
             return
         entry = self._entries[-1]
         old_count = len(self._strips)
-        start = entry.tail_line
         first, *rest = chunk.split("\n")
         entry.paragraphs[-1].append(first, style)
-        del self._strips[entry.tail_line :]
-        self._strips.extend(self._wrap(entry.paragraph_text(len(entry.paragraphs) - 1)))
+        start = self._rewrap_tail(entry)
         for piece in rest:
             paragraph = Text(style=entry.style)
             paragraph.append(piece, style)
             entry.paragraphs.append(paragraph)
-            entry.tail_line = len(self._strips)
-            self._strips.extend(self._wrap(paragraph))
+            entry.tail_line = entry.wrap_line = len(self._strips)
+            entry.wrap_offset = 0
+            self._rewrap_tail(entry)
         self._changed(start, old_count)
+
+    def _rewrap_tail(self, entry: _Entry) -> int:
+        """Re-wrap the last paragraph from its last wrapped line; returns the first line replaced.
+
+        Word wrapping is greedy, so a line that has a line after it never changes when text is added at the
+        end: wrapping the text from the start of the last line gives the same lines as wrapping it all.
+        """
+        text = entry.paragraph_text(len(entry.paragraphs) - 1)
+        offset = entry.wrap_offset
+        if divide_line is None or "\t" in text.plain or self._width <= 0:
+            offset, entry.wrap_line = 0, entry.tail_line  # tabs change lengths when expanded: wrap it all
+        start = entry.wrap_line
+        tail = text[offset:] if offset else text
+        del self._strips[start:]
+        self._strips.extend(self._wrap(tail))
+        if divide_line is not None and self._width > 0:
+            breaks = divide_line(tail.plain, self._width, fold=True)
+            entry.wrap_offset = offset + (breaks[-1] if breaks else 0)
+            entry.wrap_line = start + len(breaks)
+            if len(self._strips) - start != len(breaks) + 1:  # not the lines expected: wrap it all next time
+                entry.wrap_offset, entry.wrap_line = 0, entry.tail_line
+        return start
 
     def reset_open(self, style: str | None = None) -> None:
         """Empty the open entry (keeping its prefix), e.g. to replace a 'thinking…' indicator."""
@@ -138,6 +168,7 @@ class Transcript(ScrollView, can_focus=True):
         entry.paragraphs = [Text(style=entry.style)]
         del self._strips[entry.first_line :]
         entry.tail_line = entry.first_line
+        entry.wrap_line, entry.wrap_offset = entry.tail_line, 0
         self._strips.extend(self._wrap(entry.paragraph_text(0)))
         self._changed(entry.first_line, old_count)
 
@@ -181,6 +212,7 @@ class Transcript(ScrollView, can_focus=True):
             entry.first_line = len(self._strips)
             for index in range(len(entry.paragraphs)):
                 entry.tail_line = len(self._strips)
+                entry.wrap_line, entry.wrap_offset = entry.tail_line, 0
                 self._strips.extend(self._wrap(entry.paragraph_text(index)))
         self.virtual_size = Size(self._width, len(self._strips))
         self.refresh()

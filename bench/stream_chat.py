@@ -1,0 +1,238 @@
+"""Streaming through the chat screen against raw ``model.generate``: tokens/s, first character, UI cost.
+
+One model (a GPT-2 of the ``small`` scratch shape, untrained, with ``n_positions`` large enough for the longest
+reply and a byte-level BPE trained on ``sample_data/kjv_sample.txt``), one prompt, greedy decoding and
+``min_new_tokens == max_new_tokens`` so every reply has exactly N tokens. Measured in one process, the
+reference and ours interleaved, each repeated (median):
+
+* reference: ``model.generate(ids, max_new_tokens=N)`` under ``torch.inference_mode``, no streamer;
+  ours: the same reply typed into the chat screen (raw mode) of a headless app (``App.run_test``), from the
+  submitted prompt until the last token's text has been appended to the transcript. Tokens/s = N / seconds.
+* first character: reference = ``generate`` with ``max_new_tokens=1`` (prefill + first token); ours = from
+  the submitted prompt until the first visible reply character is appended to the transcript.
+* UI cost: CPU time of the UI thread (``time.thread_time()`` read in that thread, at each flush into the
+  transcript), per 1,000 tokens reaching the transcript: the first thousand against the last. Token counts
+  are mapped to character offsets of the (deterministic, greedy) reference text. The generating threads
+  (``generate`` and the stream consumer) are not the UI thread, so this is what drawing the reply costs.
+
+Run: ``python bench/stream_chat.py`` (``--tokens 1000 4000 --repeats 3`` by default; ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # measure the checkout this script is in, not another install of gpt2tui
+CORPUS = ROOT / "sample_data" / "kjv_sample.txt"
+PROMPT = "In the beginning God created the heaven and the earth. And the earth was"
+SIZE = (120, 40)
+
+
+def build(max_tokens: int) -> Any:
+    """The ``small`` scratch shape with room for ``max_tokens`` new tokens after the prompt."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from gpt2tui.core.card import ModelMetadata
+    from gpt2tui.core.generation import LoadedModel
+    from gpt2tui.core.models import SCRATCH_SIZES, train_tokenizer
+
+    shape = SCRATCH_SIZES["small"]
+    positions = max_tokens + 200
+    tokenizer = train_tokenizer([CORPUS.read_text(encoding="utf-8")], shape.vocab_size, positions)
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=positions,
+        n_embd=shape.n_embd,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).eval()
+    return LoadedModel("bench", ROOT, model, tokenizer, ModelMetadata())
+
+
+def generate_kwargs(loaded: Any, tokens: int) -> dict[str, Any]:
+    """What ``core.generation`` passes for greedy, plus ``min_new_tokens`` so the reply has ``tokens``."""
+    from gpt2tui.core.generation import GenerationSettings
+
+    kwargs = GenerationSettings(strategy="greedy", max_new_tokens=tokens).generate_kwargs()
+    eos = loaded.tokenizer.eos_token_id
+    return {**kwargs, "min_new_tokens": tokens, "pad_token_id": eos, "eos_token_id": eos}
+
+
+def reference(loaded: Any, tokens: int) -> tuple[float, list[int], float]:
+    """Seconds for raw ``generate`` of ``tokens`` tokens, the ids, and the process CPU seconds."""
+    import torch
+
+    ids = torch.tensor([loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]])
+    kwargs = generate_kwargs(loaded, tokens)
+    cpu = time.process_time()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    seconds = time.perf_counter() - started
+    return seconds, out[0, ids.shape[1] :].tolist(), time.process_time() - cpu
+
+
+def reference_first_token(loaded: Any) -> float:
+    """Prefill + first token: ``generate`` with ``max_new_tokens=1``."""
+    import torch
+
+    ids = torch.tensor([loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]])
+    kwargs = {**generate_kwargs(loaded, 1)}
+    started = time.perf_counter()
+    with torch.inference_mode():
+        loaded.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+    return time.perf_counter() - started
+
+
+def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]:
+    """One reply through the chat screen: seconds to the last token, to the first character, UI CPU marks."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import Input, Static
+
+    from gpt2tui.core.generation import GenerationSettings
+    from gpt2tui.ui.screens import chat as chat_module
+    from gpt2tui.ui.screens.chat import ChatScreen
+
+    marks: dict[str, Any] = {"ui_cpu": [], "first": None, "done": None}
+    total_chars = offsets[-1]
+
+    class Measured(ChatScreen):
+        """The chat screen, timing the moments text reaches its transcript (in the UI thread)."""
+
+        CSS_PATH = str(
+            Path(chat_module.__file__).with_name("chat.tcss")
+        )  # relative paths follow the subclass
+
+        def _start_reply(self, turn: Any) -> None:
+            marks["start"] = time.perf_counter()
+            marks["start_cpu"] = time.thread_time()
+            super()._start_reply(turn)
+
+        def _flush(self) -> None:
+            super()._flush()
+            turn = self.turns[-1] if self.turns else None
+            if turn is None or turn.waiting:
+                return
+            now = time.perf_counter()
+            if marks["first"] is None:
+                marks["first"] = now
+            shown = len(turn.text)
+            cpu = marks["ui_cpu"]
+            while len(cpu) < len(offsets) and shown >= offsets[len(cpu)]:
+                cpu.append(time.thread_time())
+            if marks["done"] is None and shown >= total_chars:
+                marks["done"] = now
+
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=tokens)
+    screen = Measured("bench", settings, loaded=loaded, mode="raw")
+
+    class Bench(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Static("home")
+
+        def on_mount(self) -> None:
+            self.push_screen(screen)
+
+    async def drive() -> None:
+        app = Bench()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen.query_one("#prompt", Input).value = PROMPT
+            await pilot.press("enter")
+            while marks["done"] is None or screen.active is not None:
+                await asyncio.sleep(0.05)
+
+    loaded.model.generation_config.min_new_tokens = tokens  # every reply has exactly ``tokens`` tokens
+    cpu = time.process_time()
+    try:
+        asyncio.run(drive())
+    finally:
+        loaded.model.generation_config.min_new_tokens = None
+    marks["process_cpu"] = time.process_time() - cpu
+    return marks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tokens", type=int, nargs="+", default=[1000, 4000], help="reply lengths")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each (median reported)")
+    args = parser.parse_args()
+
+    import torch
+
+    from gpt2tui.core.quiet import quiet_environment, quiet_transformers
+
+    quiet_environment()
+    quiet_transformers()
+    loaded = build(max(args.tokens))
+    print(
+        f"cpu capability {torch.backends.cpu.get_cpu_capability()}, cores {os.cpu_count()}, "
+        f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"
+    )
+    params = sum(p.numel() for p in loaded.model.parameters())
+    print(f"model: small shape, {params / 1e6:.1f} M parameters, n_positions {loaded.context_length}")
+    reference(loaded, 8)  # warm-up (first calls allocate)
+    through_chat(loaded, 8, [len(loaded.tokenizer.decode(reference(loaded, 8)[1]))])
+
+    first_ref, first_ours = [], []
+    for tokens in args.tokens:
+        ref_rates, our_rates, ref_cpu, our_cpu, ui_first, ui_last = [], [], [], [], [], []
+        for _ in range(args.repeats):
+            seconds, ids, cpu = reference(loaded, tokens)
+            ref_rates.append(tokens / seconds)
+            ref_cpu.append(cpu)
+            first_ref.append(reference_first_token(loaded))
+            # Character offsets of the reply at every 1,000 tokens (and at the end).
+            cuts = [*range(1000, tokens, 1000), tokens]
+            offsets = [len(loaded.tokenizer.decode(ids[:cut], skip_special_tokens=True)) for cut in cuts]
+            marks = through_chat(loaded, tokens, offsets)
+            our_rates.append(tokens / (marks["done"] - marks["start"]))
+            first_ours.append(marks["first"] - marks["start"])
+            our_cpu.append(marks["process_cpu"])
+            ui = [marks["start_cpu"], *marks["ui_cpu"]]
+            spans = zip(ui[:-1], ui[1:], [0, *cuts[:-1]], cuts, strict=True)
+            per_thousand = [(b - a) * 1000 / (cb - ca) for a, b, ca, cb in spans]
+            ui_first.append(per_thousand[0])
+            ui_last.append(per_thousand[-1])
+        ref, ours = statistics.median(ref_rates), statistics.median(our_rates)
+        print(
+            f"\n{tokens} tokens (median of {args.repeats}; runs: "
+            f"ref {', '.join(f'{r:.0f}' for r in ref_rates)}; ours {', '.join(f'{r:.0f}' for r in our_rates)})"
+        )
+        print(
+            f"  tokens/s   reference (raw generate) {ref:8.1f}   ours (chat screen) {ours:8.1f}   "
+            f"ratio {ours / ref:.3f}x"
+        )
+        print(
+            f"  process CPU s  reference {statistics.median(ref_cpu):6.2f}   ours {statistics.median(our_cpu):6.2f}"
+        )
+        print(
+            f"  UI thread CPU ms per 1,000 tokens: first thousand {statistics.median(ui_first) * 1000:7.1f}   "
+            f"last thousand {statistics.median(ui_last) * 1000:7.1f}   "
+            f"ratio {statistics.median(ui_last) / statistics.median(ui_first):.2f}x"
+        )
+    ref_first, our_first = statistics.median(first_ref), statistics.median(first_ours)
+    print(
+        f"\nfirst character: reference (prefill + first token) {ref_first * 1000:6.1f} ms   "
+        f"ours (first visible character in the transcript) {our_first * 1000:6.1f} ms   "
+        f"ratio {our_first / ref_first:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The incremental streamer: the same text as one decode of all the ids, at a constant cost per token.
+
+HF's ``TextIteratorStreamer`` re-decodes its whole token cache every token until a newline; ours decodes a
+window of a few tokens. These tests check the output byte for byte against ``tokenizer.decode(all_ids)`` on a
+byte-level BPE trained here (ordinary text, thousands of tokens with no newline, emoji and CJK split across
+tokens, random ids), that a character split across tokens is held until it is whole, and that the window
+never grows with the reply (the decode calls' lengths, not a timing).
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from gpt2tui.core import generation
+from gpt2tui.core.generation import GenerationSettings, incremental_streamer, stream
+from gpt2tui.core.models import train_tokenizer
+
+MULTILINGUAL = (
+    "In the beginning God created the heaven and the earth. 🌍 The earth was without form; "
+    "天地玄黄，宇宙洪荒。日月盈昃，辰宿列张。 Emoji: 😀😃😄 👩‍👩‍👧 🇫🇷 — «café» naïve façade Ωμέγα\n"
+    "Здравствуй, мир! こんにちは世界 안녕하세요 🎉🎉 end.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    """A byte-level BPE (GPT-2's scheme, as scratch models use) trained on mixed scripts."""
+    return train_tokenizer([MULTILINGUAL * 20], vocab_size=400, model_max_length=100_000)
+
+
+def byte_ids(tokenizer: Any, data: bytes) -> list[int]:
+    """One token per byte: the ids of the byte-level alphabet (splits every multi-byte character)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    table = bytes_to_unicode()
+    return [tokenizer.convert_tokens_to_ids(table[b]) for b in data]
+
+
+def streamed(tokenizer: Any, ids: Iterable[int], prompt: Iterable[int] = (0,)) -> list[str]:
+    """Feed ``ids`` one token at a time, as ``generate`` does, and collect every chunk put in the queue."""
+    import torch
+
+    streamer = incremental_streamer()(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer.put(torch.tensor([list(prompt)]))
+    chunks: list[str] = []
+    for token in ids:
+        streamer.put(torch.tensor([token]))
+        chunks.extend(drain(streamer))
+    streamer.end()
+    chunks.extend(drain(streamer))
+    return chunks
+
+
+def drain(streamer: Any) -> list[str]:
+    out: list[str] = []
+    while True:
+        try:
+            item = streamer.text_queue.get_nowait()
+        except queue.Empty:
+            return out
+        if item is not streamer.stop_signal:
+            out.append(item)
+
+
+def whole(tokenizer: Any, ids: list[int]) -> str:
+    return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def test_is_a_text_iterator_streamer() -> None:
+    from transformers import TextIteratorStreamer
+
+    assert issubclass(incremental_streamer(), TextIteratorStreamer)
+
+
+def test_ordinary_text_is_the_same_as_one_decode(tokenizer: Any) -> None:
+    ids = tokenizer(MULTILINGUAL * 3, add_special_tokens=False)["input_ids"]
+    chunks = streamed(tokenizer, ids)
+    assert "".join(chunks) == whole(tokenizer, ids)
+    assert len(chunks) > len(ids) // 2  # it streams token by token, not word by word
+
+
+def test_thousands_of_tokens_without_a_newline(tokenizer: Any) -> None:
+    text = MULTILINGUAL.replace("\n", " ") * 40
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 3000 and "\n" not in whole(tokenizer, ids)
+    assert "".join(streamed(tokenizer, ids)).encode() == whole(tokenizer, ids).encode()
+
+
+def test_a_character_split_across_tokens_is_held_until_it_is_whole(tokenizer: Any) -> None:
+    a, b = byte_ids(tokenizer, b"a"), byte_ids(tokenizer, b"b")
+    han = byte_ids(tokenizer, "中".encode())  # 3 bytes, 3 tokens
+    grin = byte_ids(tokenizer, "😀".encode())  # 4 bytes, 4 tokens
+    ids = a + han + b + grin + grin + han[:2]  # ends mid-character
+    chunks = streamed(tokenizer, ids)
+    expected = whole(tokenizer, ids)
+    assert expected == "a中b😀😀\ufffd"
+    assert "".join(chunks) == expected
+    assert chunks[:4] == ["a", "中", "b", "😀"]  # nothing half-made was shown
+    assert not any(c.endswith("\ufffd") for c in chunks[:-1])
+
+
+def test_invalid_bytes_decode_as_one_decode_does(tokenizer: Any) -> None:
+    # A lone continuation byte, a truncated 4-byte start followed by ASCII, a stray start byte at the end.
+    cases = [b"x\x80y", b"\xf0\x9f\x98z", b"ok\xe4", "é".encode() + b"\xbf\xbf" + "é".encode()]
+    for data in cases:
+        ids = byte_ids(tokenizer, data)
+        assert "".join(streamed(tokenizer, ids)) == whole(tokenizer, ids), data
+
+
+def test_bytes_that_never_make_a_character_still_stream_in_a_small_window(
+    tokenizer: Any, monkeypatch: Any
+) -> None:
+    """An untrained model may repeat a lead byte: each becomes U+FFFD for good, and must not be held."""
+    sizes: list[int] = []
+    real = tokenizer.decode
+
+    def spy(ids: list[int], **kwargs: Any) -> str:
+        sizes.append(len(ids))
+        return str(real(ids, **kwargs))
+
+    ids = byte_ids(tokenizer, b"\xe2" * 3000 + "中".encode() + b"\xf0\x9f" * 500 + b"!")
+    monkeypatch.setattr(tokenizer, "decode", spy)
+    chunks = streamed(tokenizer, ids)
+    monkeypatch.undo()
+    assert "".join(chunks) == whole(tokenizer, ids)
+    assert len(chunks) > 500 and max(sizes) <= 12
+
+
+def test_random_ids_including_special_tokens(tokenizer: Any) -> None:
+    rng = random.Random(8)
+    for _ in range(5):
+        ids = [rng.randrange(len(tokenizer)) for _ in range(1500)]
+        assert "".join(streamed(tokenizer, ids)) == whole(tokenizer, ids)
+
+
+def test_the_decoded_window_does_not_grow_with_the_reply(tokenizer: Any, monkeypatch: Any) -> None:
+    """Constant cost per token: every decode call sees a few ids, however long the reply (HF's saw all)."""
+    sizes: list[int] = []
+    real = tokenizer.decode
+
+    def spy(ids: list[int], **kwargs: Any) -> str:
+        sizes.append(len(ids))
+        return str(real(ids, **kwargs))
+
+    monkeypatch.setattr(tokenizer, "decode", spy)
+    ids = real_ids = tokenizer(MULTILINGUAL.replace("\n", " ") * 30, add_special_tokens=False)["input_ids"]
+    chunks = streamed(tokenizer, ids)
+    monkeypatch.undo()
+    assert "".join(chunks) == whole(tokenizer, real_ids)
+    # The window is the tokens of the last emitted characters plus those of the next one: a handful of byte
+    # tokens at most for a 4-byte emoji split byte by byte, the same at the 3,000th token as at the first.
+    assert len(ids) > 2000 and max(sizes) <= 12
+    assert max(sizes[-1000:]) <= max(sizes[:1000])
+
+
+def test_a_reply_streams_split_characters_through_the_core(tokenizer: Any) -> None:
+    """A scripted model whose reply splits emoji across tokens: the chunks and the reply equal one decode."""
+    import torch
+
+    reply_ids = (
+        byte_ids(tokenizer, "Hé 😀 中文".encode()) + tokenizer("ok", add_special_tokens=False)["input_ids"]
+    )
+
+    class Scripted:
+        config = type("Config", (), {"n_positions": 1024})()
+
+        def parameters(self) -> Iterable[Any]:
+            yield torch.zeros(1)
+
+        def generate(self, input_ids: Any, streamer: Any = None, **kwargs: Any) -> Any:
+            out = torch.cat([input_ids, torch.tensor([reply_ids])], dim=1)
+            streamer.put(input_ids[0])
+            for token in reply_ids:
+                streamer.put(torch.tensor([token]))
+            streamer.end()
+            return out
+
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
+    s = stream(Scripted(), tokenizer, "hi", settings)  # type: ignore[arg-type]
+    chunks = list(s)
+    assert "".join(chunks) == s.reply.text == whole(tokenizer, reply_ids) == "Hé 😀 中文ok"
+    assert s.reply.new_tokens == len(reply_ids) and s.reply.seed == 3
+    assert not any("\ufffd" in c for c in chunks)
+
+
+def test_the_core_uses_the_incremental_streamer(tokenizer: Any, monkeypatch: Any) -> None:
+    seen: list[type] = []
+    cls = incremental_streamer()
+
+    class Spy(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(type(self))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "incremental_streamer", lambda: Spy)
+    test_a_reply_streams_split_characters_through_the_core(tokenizer)
+    assert seen == [Spy]
+
+
+async def test_the_transcript_wraps_a_long_reply_as_a_whole_wrap_would() -> None:
+    """Appends re-wrap only the last line; the lines must equal wrapping the whole text at once."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+
+    from gpt2tui.ui.widgets.transcript import Transcript
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Transcript()
+
+    rng = random.Random(5)
+    pieces = ["rade", " the", " ", "  ", "Ωμέγα", "中文字", "😀", ",", "x" * 130, " a" * 7, "\n", "é"]
+    async with Host().run_test(size=(60, 20)) as pilot:
+        transcript = pilot.app.query_one(Transcript)
+        await pilot.pause()
+        transcript.write("question", prefix="you ▸ ")
+        transcript.open(Text("model ▸ ", style="bold"))
+        for _ in range(1500):
+            transcript.append(rng.choice(pieces), style=rng.choice([None, "bold"]))
+        incremental = [strip.text for strip in transcript._strips]
+        wrapped = transcript.lines_wrapped
+        transcript._rewrap_all()
+        assert incremental == [strip.text for strip in transcript._strips]
+        assert len(incremental) > 100 and wrapped < 6 * 1500  # a few lines per append, not the paragraph
+        transcript.close()
+        transcript.open("model ▸ ")
+        before = transcript.lines_wrapped
+        for _ in range(2000):  # an untrained model's reply: one word, no space, no newline
+            transcript.append("rade")
+        assert transcript.lines_wrapped - before <= 2 * 2000  # the whole-paragraph re-wrap made ~130,000
+        incremental = [strip.text for strip in transcript._strips]
+        transcript._rewrap_all()
+        assert incremental == [strip.text for strip in transcript._strips]
