@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gpt2tui.core.errors import UserError
@@ -25,7 +25,7 @@ class EvalResult:
     perplexity: float
     tokens: int
     blocks: int
-    seconds: float = 0.0  # the forward passes only (loading and packing excluded)
+    seconds: float = field(default=0.0, compare=False)  # the forward passes only (not loading, packing)
 
     @property
     def tokens_per_second(self) -> float:
