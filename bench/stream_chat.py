@@ -11,8 +11,9 @@ reference and ours interleaved, each repeated (median):
 * first character: reference = ``generate`` with ``max_new_tokens=1`` (prefill + first token); ours = from
   the submitted prompt until the first visible reply character is appended to the transcript.
 * UI cost: CPU time of the UI thread (``time.thread_time()`` read in that thread, at each flush into the
-  transcript), per 1,000 tokens reaching the transcript: the first thousand against the last. Token counts
-  are mapped to character offsets of the (deterministic, greedy) reference text. The generating threads
+  transcript), per 1,000 tokens reaching the transcript: the first thousand against the last; and per flush
+  (the 25 Hz timer's append and repaint), since a slower generator (attention grows with the context) means
+  more flushes per 1,000 tokens at the end of a long reply. Token counts are mapped to character offsets of the (deterministic, greedy) reference text. The generating threads
   (``generate`` and the stream consumer) are not the UI thread, so this is what drawing the reply costs.
 
 Run: ``python bench/stream_chat.py`` (``--tokens 1000 4000 --repeats 3`` by default; ``--help``).
@@ -108,7 +109,8 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
     from gpt2tui.ui.screens import chat as chat_module
     from gpt2tui.ui.screens.chat import ChatScreen
 
-    marks: dict[str, Any] = {"ui_cpu": [], "first": None, "done": None}
+    marks: dict[str, Any] = {"ui_cpu": [], "flushes": [], "first": None, "done": None}
+    flushes = 0
     total_chars = offsets[-1]
 
     class Measured(ChatScreen):
@@ -124,6 +126,8 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
             super()._start_reply(turn)
 
         def _flush(self) -> None:
+            nonlocal flushes
+            flushes += 1
             super()._flush()
             turn = self.turns[-1] if self.turns else None
             if turn is None or turn.waiting:
@@ -135,6 +139,7 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
             cpu = marks["ui_cpu"]
             while len(cpu) < len(offsets) and shown >= offsets[len(cpu)]:
                 cpu.append(time.thread_time())
+                marks["flushes"].append(flushes)
             if marks["done"] is None and shown >= total_chars:
                 marks["done"] = now
 
@@ -192,6 +197,7 @@ def main() -> None:
     first_ref, first_ours = [], []
     for tokens in args.tokens:
         ref_rates, our_rates, ref_cpu, our_cpu, ui_first, ui_last = [], [], [], [], [], []
+        per_flush_first, per_flush_last = [], []
         for _ in range(args.repeats):
             seconds, ids, cpu = reference(loaded, tokens)
             ref_rates.append(tokens / seconds)
@@ -209,6 +215,14 @@ def main() -> None:
             per_thousand = [(b - a) * 1000 / (cb - ca) for a, b, ca, cb in spans]
             ui_first.append(per_thousand[0])
             ui_last.append(per_thousand[-1])
+            # The flush runs 25 times a second whatever the token rate: per flush is the cost of one append.
+            counts = [0, *marks["flushes"]]
+            per_flush = [
+                (b - a) / max(1, fb - fa)
+                for a, b, fa, fb in zip(ui[:-1], ui[1:], counts[:-1], counts[1:], strict=True)
+            ]
+            per_flush_first.append(per_flush[0])
+            per_flush_last.append(per_flush[-1])
         ref, ours = statistics.median(ref_rates), statistics.median(our_rates)
         print(
             f"\n{tokens} tokens (median of {args.repeats}; runs: "
@@ -225,6 +239,11 @@ def main() -> None:
             f"  UI thread CPU ms per 1,000 tokens: first thousand {statistics.median(ui_first) * 1000:7.1f}   "
             f"last thousand {statistics.median(ui_last) * 1000:7.1f}   "
             f"ratio {statistics.median(ui_last) / statistics.median(ui_first):.2f}x"
+        )
+        first_flush, last_flush = statistics.median(per_flush_first), statistics.median(per_flush_last)
+        print(
+            f"  UI thread CPU ms per flush (25 Hz):  first thousand {first_flush * 1000:7.2f}   "
+            f"last thousand {last_flush * 1000:7.2f}   ratio {last_flush / first_flush:.2f}x"
         )
     ref_first, our_first = statistics.median(first_ref), statistics.median(first_ours)
     print(
