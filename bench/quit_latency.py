@@ -99,29 +99,12 @@ class Terminal:
 def save_model(home: Path) -> None:
     """An untrained GPT-2 of the ``small`` shape (2,048 positions) in ``home``'s store, as ``MODEL``."""
     os.environ["GPT2TUI_HOME"] = str(home)
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from gpt2tui.core.card import FormattingRecord, ModelMetadata
-    from gpt2tui.core.models import SCRATCH_SIZES, train_tokenizer
+    from gpt2tui.core.models import build_scratch
     from gpt2tui.core.store import ModelStore
 
-    shape = SCRATCH_SIZES["small"]
     corpus = (ROOT / "sample_data" / "kjv_sample.txt").read_text(encoding="utf-8")
-    tokenizer = train_tokenizer([corpus], 2048, 2048)
-    eos = tokenizer.eos_token_id
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=2048,
-        n_embd=shape.n_embd,
-        n_layer=shape.n_layer,
-        n_head=shape.n_head,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        pad_token_id=eos,
-    )
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(config)
+    model, tokenizer = build_scratch([corpus], "small", 0, n_positions=2048)
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder)

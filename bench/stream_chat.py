@@ -39,29 +39,14 @@ SIZE = (120, 40)
 
 def build(max_tokens: int) -> Any:
     """The ``small`` scratch shape with room for ``max_tokens`` new tokens after the prompt."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     from gpt2tui.core.card import ModelMetadata
     from gpt2tui.core.generation import LoadedModel
-    from gpt2tui.core.models import SCRATCH_SIZES, train_tokenizer
+    from gpt2tui.core.models import build_scratch
 
-    shape = SCRATCH_SIZES["small"]
-    positions = max_tokens + 200
-    tokenizer = train_tokenizer([CORPUS.read_text(encoding="utf-8")], shape.vocab_size, positions)
-    eos = tokenizer.eos_token_id
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=positions,
-        n_embd=shape.n_embd,
-        n_layer=shape.n_layer,
-        n_head=shape.n_head,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        pad_token_id=eos,
+    model, tokenizer = build_scratch(
+        [CORPUS.read_text(encoding="utf-8")], "small", 0, n_positions=max_tokens + 200
     )
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(config).eval()
+    model.eval()
     return LoadedModel("bench", ROOT, model, tokenizer, ModelMetadata())
 
 

@@ -424,9 +424,10 @@ def load_local(folder: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
 
 def build_scratch(
-    texts: Iterable[str], size: str, seed: int
+    texts: Iterable[str], size: str, seed: int, n_positions: int | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A new GPT-2 of ``size`` with a BPE tokenizer trained on ``texts``."""
+    """A new GPT-2 of ``size`` with a BPE tokenizer trained on ``texts`` (``n_positions``: another context
+    length than the size's, for benchmarks of long replies)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -434,11 +435,12 @@ def build_scratch(
 
     quiet_transformers()
     shape = check_scratch_size(size)
-    tokenizer = train_tokenizer(texts, shape.vocab_size, shape.n_positions)
+    positions = n_positions or shape.n_positions
+    tokenizer = train_tokenizer(texts, shape.vocab_size, positions)
     eos = tokenizer.eos_token_id
     config = GPT2Config(
         vocab_size=len(tokenizer),
-        n_positions=shape.n_positions,
+        n_positions=positions,
         n_embd=shape.n_embd,
         n_layer=shape.n_layer,
         n_head=shape.n_head,
