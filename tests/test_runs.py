@@ -123,7 +123,20 @@ def test_detached_run_outlives_its_starter_and_its_model_loads(home: Path, pids:
 def test_kill_9_after_a_checkpoint_then_resume_ends_with_the_uninterrupted_weights(
     home: Path, pids: Started
 ) -> None:
-    common = (str(KJV_TXT), *TINY, "--max-steps", "24", "--save-every", "12", "--eval-every", "12")
+    # Both runs start at once, so each would see the other's core as busy: fix the thread count, or their
+    # sums would run in another order (a resume reuses the count its run began with).
+    common = (
+        str(KJV_TXT),
+        *TINY,
+        "--max-steps",
+        "24",
+        "--save-every",
+        "12",
+        "--eval-every",
+        "12",
+        "--threads",
+        "2",
+    )
     straight = subprocess.Popen(
         [sys.executable, "-m", "gpt2tui", "train", *common, "--name", "straight"],
         stdout=subprocess.DEVNULL,
@@ -508,3 +521,15 @@ def test_a_run_recorded_on_another_machine_needs_force(home: Path) -> None:
     forced = gpt2tui("runs", "rm", run.id, "--force")
     assert forced.returncode == 0, forced.stderr
     assert not run.folder.exists()
+
+
+def test_a_resume_computes_with_the_threads_its_run_began_with(home: Path) -> None:
+    from gpt2tui.core.launch import recorded_threads
+
+    run = hand_written_run(home, "failed")
+    assert recorded_threads(run) is None
+    log = EventLog(run.events_path, run.id)
+    log.append(RunStarted("m", "scratch", "cpu", "no", 10, 5, 1, 64, 512, 1000, threads=1))
+    log.append(RunStarted("m", "scratch", "cpu", "no", 10, 5, 1, 64, 512, 1000, resumed_from=4, threads=2))
+    log.close()
+    assert recorded_threads(run) == 1

@@ -240,6 +240,15 @@ def stop_on_signals(stop: threading.Event, on_stop: Callable[[], None] | None = 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
+def recorded_threads(run: Run) -> int | None:
+    """The CPU threads the run's first attempt computed with (from its RunStarted event), if recorded."""
+    from gpt2tui.core.events import RunStarted
+
+    events, _ = run.events()
+    started = [e.event for e in events if isinstance(e.event, RunStarted) and e.event.threads]
+    return started[0].threads if started else None
+
+
 def worker_main(argv: list[str] | None = None) -> int:
     """``python -m gpt2tui.worker RUN_FOLDER [--resume]``: train the run, printing one plain line per event."""
     import argparse
@@ -260,7 +269,9 @@ def worker_main(argv: list[str] | None = None) -> int:
     run = Run(Path(args.folder))
     try:
         config = train_config(run)
-        configure_threads(config.threads)  # before torch is imported: OpenMP reads it once
+        # Before torch is imported (OpenMP reads it once). A resume computes with the threads the run began
+        # with: another count sums in another order, and the resumed weights would differ in the last bits.
+        configure_threads(config.threads or (recorded_threads(run) if args.resume else None))
         train(
             config, on_event=lambda e: print(describe(e), flush=True), stop=stop, run=run, resume=args.resume
         )
