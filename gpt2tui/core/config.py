@@ -15,7 +15,6 @@ from gpt2tui.core.data import DataSpec, check_eval_split
 from gpt2tui.core.errors import UserError
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
-STEP_LIMITS = ("epochs", "max_steps")
 MAX_SEED = 2**32 - 1
 """accelerate's ``set_seed`` seeds numpy too, which takes 32-bit seeds."""
 

@@ -86,10 +86,3 @@ def apply_threads(plan: ThreadPlan) -> ThreadPlan:
 def configure_threads(requested: int | None = None) -> ThreadPlan:
     """Choose and apply this process's thread count (call it before the first torch import)."""
     return apply_threads(plan_threads(requested))
-
-
-def current_threads() -> int:
-    """What torch computes with now (after torch is loaded)."""
-    import torch
-
-    return torch.get_num_threads()

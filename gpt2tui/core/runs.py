@@ -38,7 +38,6 @@ CHECKPOINTS = "checkpoints"
 BEST_DIR = "best"
 NAMES_DIR = ".names"  # one claim file per model name a run will write: <name> holding the run id
 
-STATES = ("starting", "running", "stopping", "stopped", "finished", "failed")
 LOCK_WAIT_SECONDS = 30.0
 LIVE_STATES = ("starting", "running", "stopping")
 DIED = "the training process ended without saving its state; resume it with `gpt2tui runs resume {run}`"
@@ -53,7 +52,7 @@ class RunStatus:
     """``status.json``: what a run is doing now (rewritten atomically by the run's main process)."""
 
     run: str
-    state: str = "starting"
+    state: str = "starting"  # starting | running | stopping | stopped | finished | failed
     pid: int | None = None
     pid_started: float | None = None  # the process start time, so a reused pid is not taken for the run
     hostname: str | None = None

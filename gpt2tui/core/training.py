@@ -10,6 +10,7 @@ with a checkpoint and the model saved.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -399,7 +400,7 @@ class Loop:
         for i in range(config.grad_accum):
             batch = self.batch(first + i)
             last = i == config.grad_accum - 1
-            with accelerator.no_sync(job.model) if not last else _nothing():
+            with accelerator.no_sync(job.model) if not last else contextlib.nullcontext():
                 loss = job.model(input_ids=batch, labels=batch).loss
                 accelerator.backward(loss / config.grad_accum)
             value = float(loss.detach())
@@ -660,16 +661,6 @@ class Loop:
         from safetensors.torch import load_model
 
         load_model(model, str(self.best_path(step)))
-
-
-class _nothing:
-    """A no-op context manager (the last micro-batch of a step synchronises gradients)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _torch_threads() -> int:
