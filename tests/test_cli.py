@@ -265,7 +265,8 @@ def test_existing_name_is_refused(tiny_model: str, home: Path, capsys) -> None:
     [
         (
             ["generate", "ghost", "hi"],
-            "No stored model named 'ghost' and no folder at that path; 'gpt2tui models list' shows the stored models.",
+            "Could not download 'ghost': the Hugging Face Hub cannot be reached and it is not in the local cache; "
+            "offline, name a stored model ('gpt2tui models list') or a local save_pretrained folder.",
         ),
         (
             ["generate", "tiny", "hi", "--temperature", "1e-45"],

@@ -154,7 +154,11 @@ def test_chat_prompt_uses_the_template_and_drops_old_turns(loaded: generation.Lo
 
 
 def test_loading_an_unknown_model_is_a_user_error() -> None:
-    with pytest.raises(UserError, match=r"^No stored model named 'ghost' and no folder at that path"):
+    with pytest.raises(UserError, match=r"^No stored model named '\./ghost' and no folder at that path"):
+        load("./ghost")
+    with pytest.raises(
+        UserError, match=r"^Could not download 'ghost': the Hugging Face Hub cannot be reached"
+    ):
         load("ghost")
 
 

@@ -96,14 +96,13 @@ def evaluate_file(
     use_cache: bool = True,
 ) -> EvalResult:
     """Perplexity of a stored model (or model folder) on every block of a dataset file."""
-    from gpt2tui.core.models import context_length, load_model
+    from gpt2tui.core.generation import load_resolved, resolve
     from gpt2tui.core.packing import BlockRows, Source, pack
-    from gpt2tui.core.store import ModelStore
 
-    info = ModelStore().resolve(ref)
-    source = Source(spec)
-    model, tokenizer = load_model(info.path)
-    ctx = context_length(model.config)
+    info = resolve(ref)
+    source = Source(spec)  # a bad file is refused before any weights load
+    loaded = load_resolved(info)
+    model, tokenizer, ctx = loaded.model, loaded.tokenizer, loaded.context_length
     size = block_size if block_size is not None else min(ctx, info.metadata.block_size or ctx)
     check_block_size(size, ctx)
     packed = pack(source, tokenizer, use_cache=use_cache)

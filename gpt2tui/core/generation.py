@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import queue
+import re
 import secrets
 import threading
 import time
@@ -21,6 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.store import ModelInfo
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+"""What the Hub accepts as a model id: ``name`` or ``owner/name``."""
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -177,14 +182,52 @@ class LoadedModel:
         return context_length(self.model.config)
 
 
-def load(ref: str) -> LoadedModel:
-    """Load a stored model by name, or any model folder by path."""
-    from gpt2tui.core.models import load_model
+HUB_CHOICES = "name a stored model ('gpt2tui models list') or a local save_pretrained folder"
+"""How a Hub failure ends where a model is named for generation or evaluation (no stored model has the name)."""
+
+
+class HubModel(ModelInfo):
+    """A model named by its Hub id: not on disk until loaded (``path`` is the id until then)."""
+
+
+def resolve(ref: str) -> ModelInfo:
+    """A stored model by name, any model folder by path, or else a Hugging Face Hub id (``user/repo``, or a
+    bare id such as ``gpt2``): Hub ids are looked up when loaded, in the cache first."""
+    from gpt2tui.core.card import ModelMetadata
+    from gpt2tui.core.models import base_kind
     from gpt2tui.core.store import ModelStore
 
-    info = ModelStore().resolve(ref)
+    store = ModelStore()
+    try:
+        return store.resolve(ref)
+    except UserError:
+        if store.has(ref) or base_kind(ref) != "hub" or not HUB_ID.fullmatch(ref):
+            raise
+    return HubModel(ref, Path(ref), ModelMetadata(name=ref, base=ref, base_kind="hub"))
+
+
+def load_resolved(info: ModelInfo) -> LoadedModel:
+    """Load what :func:`resolve` found: a folder directly, a Hub id through the Hugging Face cache."""
+    from gpt2tui.core.models import load_model
+
+    if isinstance(info, HubModel):
+        from gpt2tui.core.models import load_hub, prepare_for_inference
+
+        model, tokenizer = prepare_for_inference(*load_hub(info.name, HUB_CHOICES))
+        return LoadedModel(info.name, Path(model.name_or_path), model, tokenizer, info.metadata)
     model, tokenizer = load_model(info.path)
     return LoadedModel(info.name, info.path, model, tokenizer, info.metadata)
+
+
+def load(ref: str) -> LoadedModel:
+    """Resolve ``ref`` (stored name, folder, or Hub id) and load it for generation."""
+    return load_resolved(resolve(ref))
+
+
+def prompt_budget(context: int, max_new_tokens: int) -> int:
+    """The one context rule: the prompt may always keep half the context, and more when the reply is set to
+    need less; new tokens get the rest, up to the setting."""
+    return context - min(max_new_tokens, context - context // 2)
 
 
 class _StopOn:
@@ -357,10 +400,8 @@ class ReplyStream:
 
         ctx = context_length(self.model.config)
         ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"]
-        max_new = max(1, min(self.settings.max_new_tokens, ctx - min(len(ids), ctx // 2)))
-        ids = ids[-(ctx - max_new) :]
-        if not ids:
-            ids = [self.tokenizer.eos_token_id]
+        ids = ids[-prompt_budget(ctx, self.settings.max_new_tokens) :] or [self.tokenizer.eos_token_id]
+        max_new = max(1, min(self.settings.max_new_tokens, ctx - len(ids)))
         device = next(self.model.parameters()).device
         return torch.tensor([ids], device=device), max_new
 
@@ -500,7 +541,7 @@ def chat_prompt(
     template = loaded.template or "{prompt}"
     eos = loaded.tokenizer.eos_token or ""
     ctx = loaded.context_length
-    budget = ctx - min(max_new_tokens, ctx // 2)  # as in ReplyStream: the prompt may keep half the context
+    budget = prompt_budget(ctx, max_new_tokens)
 
     def length(text: str) -> int:
         return len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -228,9 +228,10 @@ def _load_pair(ref: str, local_only: bool) -> tuple[PreTrainedModel, PreTrainedT
     return model, tokenizer
 
 
-def load_hub(base: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a Hub model: the local cache first, then a download if the Hub answers the probe."""
-    return _from_hub(base, lambda local_only: _load_pair(base, local_only))
+def load_hub(base: str, choices: str = OFFLINE_CHOICES) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a Hub model: the local cache first, then a download if the Hub answers the probe; ``choices``
+    ends the sentence when it cannot be had (what else the user can do where the model was named)."""
+    return _from_hub(base, lambda local_only: _load_pair(base, local_only), choices)
 
 
 def hub_cached(base: str) -> bool:
@@ -256,7 +257,7 @@ def _hub_offline() -> Iterator[None]:
         constants.HF_HUB_OFFLINE = previous
 
 
-def _from_hub(base: str, load: Callable[[bool], T]) -> T:
+def _from_hub(base: str, load: Callable[[bool], T], choices: str = OFFLINE_CHOICES) -> T:
     """Run ``load(local_only)`` against the cache, then (if the Hub answers quickly) against the Hub."""
     if hub_cached(base):
         try:
@@ -267,7 +268,7 @@ def _from_hub(base: str, load: Callable[[bool], T]) -> T:
     if not hub_reachable():
         raise UserError(
             f"Could not download '{base}': the Hugging Face Hub cannot be reached and it is not in the "
-            f"local cache; offline, {OFFLINE_CHOICES}."
+            f"local cache; offline, {choices}."
         )
     try:
         return load(False)
@@ -276,10 +277,10 @@ def _from_hub(base: str, load: Callable[[bool], T]) -> T:
         if "NotFound" in name or "not a valid model identifier" in str(err) or "404" in str(err):
             raise UserError(
                 f"'{base}' is not a model on the Hugging Face Hub; check the id (for example "
-                f"{' or '.join(HUB_EXAMPLES[:2])}), or {OFFLINE_CHOICES}."
+                f"{' or '.join(HUB_EXAMPLES[:2])}), or {choices}."
             ) from None
         raise UserError(
-            f"Could not download '{base}' from the Hugging Face Hub ({name}); {OFFLINE_CHOICES}."
+            f"Could not download '{base}' from the Hugging Face Hub ({name}); {choices}."
         ) from None
 
 
@@ -489,10 +490,16 @@ def align_vocab(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> N
 
 
 def load_model(ref_path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a stored or local model for inference (eval mode, on the GPU when there is one)."""
+    """Load a stored or local model for inference."""
+    return prepare_for_inference(*load_local(str(ref_path)))
+
+
+def prepare_for_inference(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Eval mode, on the GPU when there is one, with a pad token for batches."""
     import torch
 
-    model, tokenizer = load_local(str(ref_path))
     _prepare_tokenizer(tokenizer)
     model.eval()
     if torch.cuda.is_available():
