@@ -567,20 +567,23 @@ class _EvalProgress:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gpt2tui.core.device import configure_threads
-    from gpt2tui.core.evaluation import evaluate_file
+    from gpt2tui.core.evaluation import evaluate_file, store_result
 
     configure_threads(args.threads)
     progress = _EvalProgress() if sys.stderr.isatty() else None
     result = evaluate_file(args.model, _spec(args), args.block_size, args.batch_size, progress)
     if progress is not None:
         progress.close()
+    stored = store_result(args.model, _spec(args), result)
     if args.json:
-        print(json.dumps(_clean(result.to_dict())))
+        print(json.dumps(_clean({**result.to_dict(), "stored_with": stored.name if stored else None})))
     else:
         print(
             f"loss {result.loss:.4f} | perplexity {result.perplexity:.2f} | {result.tokens} tokens "
             f"in {result.blocks} blocks | {result.tokens_per_second:,.0f} tok/s"
         )
+        if stored is not None:
+            print(f"stored with the model: gpt2tui models show {stored.name}")
     return 0
 
 
