@@ -173,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", nargs="?", default="list", choices=("list", "show", "rename", "rm"))
     m.add_argument("names", nargs="*", metavar="NAME")
     m.add_argument("--json", action="store_true")
+
+    h = sub.add_parser("push", help="upload a stored model with its card to the Hugging Face Hub")
+    h.add_argument("model", metavar="MODEL", help="stored model name")
+    h.add_argument("repo_id", metavar="REPO_ID", help="OWNER/NAME of the Hub repository (created if missing)")
+    visibility = h.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--private",
+        dest="private",
+        action="store_true",
+        default=True,
+        help="a new repository is private (default)",
+    )
+    visibility.add_argument(
+        "--public", dest="private", action="store_false", help="a new repository is public"
+    )
+    h.add_argument("--json", action="store_true")
     return parser
 
 
@@ -197,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval": cmd_eval,
             "models": cmd_models,
             "runs": cmd_runs,
+            "push": cmd_push,
         }
         return commands[args.command](args)
     except UserError as err:
@@ -619,6 +636,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         store.delete(args.names[0])
         print(json.dumps({"deleted": args.names[0]}) if args.json else f"deleted {args.names[0]}")
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Upload a stored model; the token is the Hub library's business and never passes through here."""
+    from gpt2tui.core.hub import push_model
+
+    result = push_model(args.model, args.repo_id, private=args.private)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    if result.created:
+        visibility = "a new private repository" if result.private else "a new public repository"
+    elif result.private != args.private:
+        visibility = "an existing private repository; its visibility was not changed"
+    else:
+        visibility = f"an existing {'private' if result.private else 'public'} repository"
+    commit = f", commit {result.commit[:8]}" if result.commit else ""
+    print(f"pushed {result.model} to {result.url} ({visibility}; {len(result.files)} files{commit})")
     return 0
 
 
