@@ -268,3 +268,17 @@ def test_eval_of_a_folder_path_writes_nothing_there(tiny_model: str, home: Path,
     assert main(["eval", str(folder), str(QA_CSV), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["stored_with"] is None
     assert tree_snapshot(home) == before
+
+
+def test_a_trained_models_card_reports_its_held_out_perplexity(tiny_model: str, home: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    meta = ModelStore().get(tiny_model).metadata
+    card = ModelCard((home / "models" / tiny_model / CARD_FILE).read_text())
+    (result,) = card.data.eval_results
+    assert (result.task_type, result.dataset_type, result.metric_type, result.metric_value) == (
+        "text-generation",
+        "qa.csv",
+        "perplexity",
+        meta.perplexity_after,
+    )

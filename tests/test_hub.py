@@ -285,3 +285,13 @@ def test_the_token_is_never_logged_even_at_debug_level(
     assert not any(TOKEN in record for record in records)
     assert TOKEN not in log_file.read_text()
     assert_token_nowhere(tmp_path)
+
+
+def test_help_lists_push_and_its_private_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "push" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["push", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--private a new repository is private (default)" in text
