@@ -57,6 +57,12 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
         default="paragraphs",
         help=".txt files: one document per blank-line-separated paragraph (default) or per file",
     )
+    parser.add_argument(
+        "--no-data-cache",
+        dest="data_cache",
+        action="store_false",
+        help="tokenize the file again instead of reading (and storing) its tokens in the cache",
+    )
 
 
 def _threads_option(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(e)
     e.add_argument("--json", action="store_true")
 
+    c = sub.add_parser("cache", help="list or clear the cache of tokenized files and trained tokenizers")
+    c.add_argument("action", nargs="?", default="list", choices=("list", "clear"))
+    c.add_argument("--json", action="store_true")
+
     m = sub.add_parser("models", help="list, show, rename or delete stored models")
     m.add_argument("action", nargs="?", default="list", choices=("list", "show", "rename", "rm"))
     m.add_argument("names", nargs="*", metavar="NAME")
@@ -213,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval": cmd_eval,
             "models": cmd_models,
             "runs": cmd_runs,
+            "cache": cmd_cache,
             "push": cmd_push,
         }
         return commands[args.command](args)
@@ -305,6 +316,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         keep_best=args.keep_best,
         dropout=args.dropout,
         threads=args.threads,
+        data_cache=args.data_cache,
     )
 
 
@@ -588,7 +600,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     configure_threads(args.threads)
     progress = _EvalProgress() if sys.stderr.isatty() else None
-    result = evaluate_file(args.model, _spec(args), args.block_size, args.batch_size, progress)
+    result = evaluate_file(
+        args.model, _spec(args), args.block_size, args.batch_size, progress, use_cache=args.data_cache
+    )
     if progress is not None:
         progress.close()
     stored = store_result(args.model, _spec(args), result)
@@ -636,6 +650,41 @@ def cmd_models(args: argparse.Namespace) -> int:
     else:
         store.delete(args.names[0])
         print(json.dumps({"deleted": args.names[0]}) if args.json else f"deleted {args.names[0]}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from gpt2tui.core.cache import Cache
+
+    cache = Cache()
+    if args.action == "clear":
+        count, size = cache.clear()
+        if args.json:
+            print(json.dumps({"removed": count, "bytes": size}))
+        else:
+            print(
+                f"removed {count} cache entr{'y' if count == 1 else 'ies'} ({size / 1e6:,.1f} MB) from {cache.root}"
+            )
+        return 0
+    entries = cache.entries()
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries]))
+        return 0
+    if not entries:
+        print(f"The cache in {cache.root} is empty; training, eval and the dataset preview fill it.")
+        return 0
+    print(f"{'KIND':<11} {'KEY':<13} {'SIZE':>10} {'TOKENS':>13} {'LAST USED':<17} FILE")
+    for e in entries:
+        used = datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
+        tokens = f"{e.meta['tokens']:,}" if isinstance(e.meta.get("tokens"), int) else "-"
+        source = e.meta.get("source", "?")
+        print(f"{e.kind:<11} {e.key[:12]:<13} {e.bytes / 1e6:>7,.1f} MB {tokens:>13} {used:<17} {source}")
+    total = sum(e.bytes for e in entries)
+    print(
+        f"{len(entries)} entries, {total / 1e6:,.1f} MB of the {cache.limit / 1e9:,.1f} GB cap ({cache.root})"
+    )
     return 0
 
 

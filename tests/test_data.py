@@ -1,4 +1,4 @@
-"""Dataset loading, validation errors, packing and splitting."""
+"""Dataset loading and validation errors (packing: test_packing.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2tui.core.data import (
-    QA_STOP_TEXT,
-    DataSpec,
-    inspect_file,
-    load_data,
-    pack_blocks,
-    split_blocks,
-    summarize,
-)
+from gpt2tui.core.data import QA_STOP_TEXT, DataSpec, inspect_file, load_data
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.models import train_tokenizer
 from tests.conftest import KJV_TXT, QA_CSV, SAMPLES
@@ -185,68 +177,6 @@ def test_inspect_file_reports_columns(tmp_path: Path) -> None:
     assert inspect_file(DataSpec(path)) == ("csv", ["a", "b"])
     path = write(tmp_path, "j.jsonl", '{"x": 1}\n{"y": 2}\n')
     assert inspect_file(DataSpec(path)) == ("jsonl", ["x", "y"])
-
-
-# ------------------------------------------------------------------------------------------ pack and split
-
-
-def test_packing_keeps_every_token_and_the_end_of_text(tmp_path: Path, tokenizer) -> None:
-    path = write(tmp_path, "docs.txt", "alpha beta gamma\n\ndelta epsilon\n\nzeta eta theta iota\n")
-    data = load_data(DataSpec(path))
-    packed = pack_blocks(data, tokenizer, 4)
-    ids = [
-        tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in data.texts()
-    ]
-    flat = [i for seq in ids for i in seq]
-    assert packed.tokens == len(flat)
-    assert all(len(b) == 4 for b in packed.blocks)
-    assert [i for b in packed.blocks for i in b] == flat[: len(flat) // 4 * 4]
-    assert flat.count(tokenizer.eos_token_id) == 3
-
-
-def test_split_is_deterministic_with_one_block_each_at_least(tokenizer) -> None:
-    data = load_data(DataSpec(str(QA_CSV)))
-    packed = pack_blocks(data, tokenizer, 32)
-    a = split_blocks(packed, 0.1, 7, "qa.csv")
-    b = split_blocks(packed, 0.1, 7, "qa.csv")
-    assert a == b
-    train, evals = a
-    assert len(train) + len(evals) == len(packed.blocks) and len(evals) == round(len(packed.blocks) * 0.1)
-    two = pack_blocks(data, tokenizer, packed.tokens // 2)
-    train, evals = split_blocks(two, 0.01, 0, "qa.csv")
-    assert (len(train), len(evals)) == (1, 1)
-
-
-def test_too_small_dataset_names_the_largest_block_size(tmp_path: Path, tokenizer) -> None:
-    path = write(tmp_path, "small.txt", "In the beginning God created the heaven and the earth.\n")
-    data = load_data(DataSpec(path))
-    packed = pack_blocks(data, tokenizer, 128)
-    with pytest.raises(UserError) as info:
-        split_blocks(packed, 0.1, 0, path)
-    largest = packed.tokens // 2
-    assert str(info.value) == (
-        f"{path} has {packed.tokens} tokens, which is not enough for one train and one eval block of 128 "
-        f"tokens; use --block-size {largest} or less."
-    )
-    train, evals = split_blocks(pack_blocks(data, tokenizer, largest), 0.1, 0, path)
-    assert len(train) == len(evals) == 1
-
-
-def test_eval_split_must_be_a_fraction(tokenizer) -> None:
-    packed = pack_blocks(load_data(DataSpec(str(QA_CSV))), tokenizer, 32)
-    for bad in (0.0, 1.0, -0.5, 2):
-        with pytest.raises(UserError, match=r"^--eval-split must be between 0 and 1 \(exclusive\), not "):
-            split_blocks(packed, bad, 0, "qa.csv")
-
-
-def test_summary_shows_examples_as_trained(tokenizer) -> None:
-    summary = summarize(load_data(DataSpec(str(QA_CSV))), tokenizer, 64, 0.1)
-    assert summary.format == "csv" and summary.kind == "qa" and summary.columns == ["question", "answer"]
-    assert (
-        summary.blocks == summary.train_blocks + summary.eval_blocks and summary.tokens >= summary.blocks * 64
-    )
-    assert summary.preview[0].startswith("Question: ") and summary.preview[0].endswith("<|endoftext|>")
-    assert len(summary.preview) == 3 and len(summary.sha256) == 64
 
 
 def test_sample_prompt_is_in_the_datas_own_format() -> None:

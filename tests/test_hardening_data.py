@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gpt2tui.core.data import DataSpec, inspect_file, load_data, pack_blocks, split_blocks
+from gpt2tui.core.data import DataSpec, inspect_file, load_data
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.models import train_tokenizer
+from gpt2tui.core.packing import Source, pack, split
 from tests.conftest import tree_snapshot
 from tests.test_data import error_of, write
 
@@ -175,8 +176,7 @@ def test_a_utf16_file_trains(tmp_path: Path) -> None:
     text = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog.\n\n" for i in range(60))
     path = write(tmp_path, "wide.txt", text.encode("utf-16"))
     tokenizer = train_tokenizer([text], 300, 64)
-    train_blocks, _ = split_blocks(pack_blocks(load_data(DataSpec(path)), tokenizer, 32), 0.1, 0, path)
-    assert train_blocks
+    assert len(split(pack(Source(DataSpec(path)), tokenizer), 32, 0.1, 0).train)
     result = train(
         TrainConfig(DataSpec(path), base="scratch", max_steps=2, name="wide", log_every=1),
         store=ModelStore(tmp_path / "models"),

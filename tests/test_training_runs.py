@@ -47,8 +47,7 @@ def test_keep_best_stores_the_best_evaluation_and_the_card_says_so(home: Path) -
     from gpt2tui.core.training import prepare
 
     job = prepare(dataclasses.replace(launch.train_config(run), name="again"), ModelStore(), None, False)
-    blocks = [row.tolist() for row in job.eval_loader.dataset]
-    assert loss_over(model, eval_loader(blocks)) == pytest.approx(best_loss, abs=1e-5)
+    assert loss_over(model, eval_loader(job.eval_loader.dataset)) == pytest.approx(best_loss, abs=1e-5)
 
 
 def test_overfitting_is_named_after_two_rises_in_a_row() -> None:

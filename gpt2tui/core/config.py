@@ -48,6 +48,7 @@ class TrainConfig:
     keep_best: bool = False  # store the weights of the best held-out evaluation, not the last step
     dropout: float | None = None  # override the base's dropout (e.g. 0.0); None keeps the base's
     threads: int | None = None  # CPU threads; None: the cores free when the run starts (core/device.py)
+    data_cache: bool = True  # read/write packed tokens in the cache (core/packing.py); off: pack every run
 
     @property
     def step_limit(self) -> str:
@@ -56,6 +57,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse bad numbers before any file is read or model is loaded."""
+        from gpt2tui.core.evaluation import check_block_size
         from gpt2tui.core.models import check_scratch_size
 
         positive = {
@@ -87,7 +89,9 @@ class TrainConfig:
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be at least 0 and below 1, not {self.dropout}.")
         if self.base == "scratch":
-            check_scratch_size(self.scratch_size)
+            shape = check_scratch_size(self.scratch_size)
+            if self.block_size is not None:  # refused before a tokenizer is trained (and cached)
+                check_block_size(self.block_size, shape.n_positions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,9 +1,7 @@
-"""Datasets: validate a file, load it with ``datasets``, format rows as text, tokenize, pack into blocks.
+"""Datasets: validate a file, load it with ``datasets``, format rows as text (``packing`` tokenizes them).
 
 Every check that can fail on user input runs before anything is written, and fails with one
-:class:`UserError` sentence. Packing follows HF ``run_clm``'s ``group_texts``: documents are joined with the
-end-of-text token (which stays in the labels so the model learns to stop) and cut into equal blocks, so no
-padding is ever trained on.
+:class:`UserError` sentence.
 """
 
 from __future__ import annotations
@@ -14,12 +12,10 @@ import hashlib
 import io
 import json
 import os
-import random
 import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +23,6 @@ from gpt2tui.core.errors import UserError
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedTokenizerBase
 
 TXT_SUFFIXES = (".txt", ".text", ".md")
 CSV_SUFFIXES = (".csv",)
@@ -45,8 +40,6 @@ TxtSplit = Literal["paragraphs", "file"]
 Kind = Literal["text", "qa", "prompt-completion"]
 Records = list[tuple[int, dict[str, Any]]]
 """JSON lines as parsed: (1-based line number, object)."""
-PACK_BATCH_ROWS = 10_000
-"""Rows joined per ``group_texts`` batch; a tail shorter than a block is dropped once per batch."""
 
 
 @dataclass(frozen=True)
@@ -93,19 +86,16 @@ class LoadedData:
 
     @property
     def characters(self) -> int:
-        return sum(len(t) for t in self.dataset["text"])
+        """Counted in Arrow, a batch at a time: no Python string per row."""
+        import pyarrow.compute as pc
+
+        return sum(
+            int(pc.sum(pc.utf8_length(table.column("text"))).as_py() or 0)
+            for table in self.dataset.with_format("arrow").iter(batch_size=100_000)
+        )
 
     def texts(self) -> list[str]:
         return list(self.dataset["text"])
-
-
-@dataclass
-class PackedData:
-    """Token blocks of exactly ``block_size`` ids; ``tokens`` counts every token before the last cut."""
-
-    blocks: list[list[int]]
-    tokens: int
-    block_size: int
 
 
 @dataclass(frozen=True)
@@ -421,7 +411,11 @@ def check_file(spec: DataSpec) -> CheckedFile:
 
 def load_data(spec: DataSpec) -> LoadedData:
     """Validate ``spec`` and load it through ``datasets.load_dataset`` as a one-column ``text`` dataset."""
-    checked = check_file(spec)
+    return load_checked(spec, check_file(spec))
+
+
+def load_checked(spec: DataSpec, checked: CheckedFile) -> LoadedData:
+    """Load a file :func:`check_file` passed (what it read is reused, not read again)."""
     name = str(spec.path)
     fmt, columns, formatting, sha = checked.format, checked.columns, checked.formatting, checked.sha256
     dataset = _load_with_datasets(spec, fmt, formatting, columns, checked.text, checked.records)
@@ -561,90 +555,9 @@ def prompt_parts(batch: dict[str, list[Any]], formatting: Formatting) -> list[st
     return ["" if v is None else str(v).strip() for v in batch[formatting.columns[0]]]
 
 
-# -------------------------------------------------------------------------------------- tokenize and pack
-
-
-def pack_blocks(data: LoadedData, tokenizer: PreTrainedTokenizerBase, block_size: int) -> PackedData:
-    """Tokenize every text (``map(batched=True)``), append end-of-text, and cut into ``block_size`` blocks."""
-    from gpt2tui.core.quiet import quiet_datasets
-
-    quiet_datasets()
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise UserError("The tokenizer has no end-of-text token, so documents cannot be separated.")
-
-    def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
-        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [[*seq, eos] for seq in ids]}
-
-    def group_texts(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
-        joined = list(chain.from_iterable(batch["input_ids"]))
-        usable = len(joined) // block_size * block_size
-        return {"input_ids": [joined[i : i + block_size] for i in range(0, usable, block_size)]}
-
-    tokenized = data.dataset.map(
-        tokenize, batched=True, remove_columns=data.dataset.column_names, keep_in_memory=True
-    )
-    tokens = sum(len(seq) for seq in tokenized["input_ids"])
-    grouped = tokenized.map(group_texts, batched=True, batch_size=PACK_BATCH_ROWS, keep_in_memory=True)
-    return PackedData(blocks=list(grouped["input_ids"]), tokens=tokens, block_size=block_size)
+# ------------------------------------------------------------------------------------------------ splits
 
 
 def check_eval_split(eval_split: float) -> None:
     if not 0.0 < eval_split < 1.0:
         raise UserError(f"--eval-split must be between 0 and 1 (exclusive), not {eval_split}.")
-
-
-def split_blocks(
-    packed: PackedData, eval_split: float, seed: int, name: str
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Deterministic train/eval split of blocks: at least one of each, eval blocks chosen by ``seed``."""
-    check_eval_split(eval_split)
-    n = len(packed.blocks)
-    if n < 2:
-        largest = packed.tokens // 2
-        hint = f"use --block-size {largest} or less" if largest >= 8 else "add more text"
-        raise UserError(
-            f"{name} has {packed.tokens} tokens, which is not enough for one train and one eval block "
-            f"of {packed.block_size} tokens; {hint}."
-        )
-    n_eval = min(n - 1, max(1, round(n * eval_split)))
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    eval_ids = set(order[:n_eval])
-    train = [b for i, b in enumerate(packed.blocks) if i not in eval_ids]
-    evals = [b for i, b in enumerate(packed.blocks) if i in eval_ids]
-    return train, evals
-
-
-def summarize(
-    data: LoadedData,
-    tokenizer: PreTrainedTokenizerBase,
-    block_size: int,
-    eval_split: float = 0.1,
-    seed: int = 42,
-    preview_rows: int = 3,
-) -> DatasetSummary:
-    """Rows, characters, tokens and blocks at ``block_size``, plus the first examples as they will be trained.
-
-    Raises the same too-small error training would, so the user sees it before starting.
-    """
-    packed = pack_blocks(data, tokenizer, block_size)
-    train, evals = split_blocks(packed, eval_split, seed, str(data.spec.path))
-    texts = data.dataset.select(range(min(preview_rows, data.rows)))["text"]
-    return DatasetSummary(
-        path=str(data.spec.path),
-        format=data.format,
-        kind=data.formatting.kind,
-        columns=list(data.columns),
-        rows=data.rows,
-        characters=data.characters,
-        tokens=packed.tokens,
-        block_size=block_size,
-        blocks=len(packed.blocks),
-        train_blocks=len(train),
-        eval_blocks=len(evals),
-        sha256=data.sha256,
-        preview=[t + (tokenizer.eos_token or "") for t in texts],
-        sample_prompt=data.sample_prompt,
-    )

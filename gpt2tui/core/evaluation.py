@@ -50,12 +50,12 @@ def perplexity_from_loss(loss: float) -> float:
         return math.inf
 
 
-def eval_loader(blocks: list[list[int]], batch_size: int = EVAL_BATCH_SIZE) -> Any:
-    """Blocks in a fixed order, batched for evaluation."""
-    import torch
+def eval_loader(rows: Any, batch_size: int = EVAL_BATCH_SIZE) -> Any:
+    """Blocks in a fixed order, batched for evaluation; ``rows`` is a :class:`BlockRows` (read on demand from
+    the token cache) or anything indexable by row."""
     from torch.utils.data import DataLoader
 
-    return DataLoader(torch.tensor(blocks, dtype=torch.long), batch_size=batch_size, shuffle=False)
+    return DataLoader(rows, batch_size=batch_size, shuffle=False)
 
 
 def loss_over(
@@ -96,29 +96,33 @@ def evaluate_file(
     block_size: int | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
     on_progress: Progress | None = None,
+    use_cache: bool = True,
 ) -> EvalResult:
     """Perplexity of a stored model (or model folder) on every block of a dataset file."""
-    from gpt2tui.core.data import load_data, pack_blocks
     from gpt2tui.core.models import context_length, load_model
+    from gpt2tui.core.packing import BlockRows, Source, pack
     from gpt2tui.core.store import ModelStore
 
     info = ModelStore().resolve(ref)
-    data = load_data(spec)
+    source = Source(spec)
     model, tokenizer = load_model(info.path)
     ctx = context_length(model.config)
     size = block_size if block_size is not None else min(ctx, info.metadata.block_size or ctx)
     check_block_size(size, ctx)
-    packed = pack_blocks(data, tokenizer, size)
-    if not packed.blocks:
+    packed = pack(source, tokenizer, use_cache=use_cache)
+    rows = packed.blocks(size)
+    if not len(rows):
         raise UserError(
             f"{spec.path} has {packed.tokens} tokens, fewer than one block of {size}; "
             f"use --block-size {packed.tokens} or less."
         )
     started = time.perf_counter()
-    loss = loss_over(model, eval_loader(packed.blocks, batch_size), on_progress=on_progress)
+    loss = loss_over(model, eval_loader(BlockRows(rows), batch_size), on_progress=on_progress)
     seconds = time.perf_counter() - started
-    blocks = len(packed.blocks)
-    return EvalResult(loss, perplexity_from_loss(loss), blocks * size, blocks, seconds, size, data.sha256)
+    blocks = len(rows)
+    return EvalResult(
+        loss, perplexity_from_loss(loss), blocks * size, blocks, seconds, size, source.checked.sha256
+    )
 
 
 def store_result(ref: str, spec: DataSpec, result: EvalResult) -> ModelInfo | None:

@@ -31,6 +31,8 @@ class RunStarted:
     step_limit: str = "max_steps"  # "epochs" or "max_steps": which setting planned total_steps
     processes: int = 1  # training processes (GPUs) under accelerate
     threads: int = 0  # CPU threads each process computes with (0: not recorded)
+    tokens_cached: bool = False  # the file's tokens were read from the cache (packed by an earlier run)
+    pack_seconds: float = 0.0  # time spent tokenizing and packing in this run (0 when cached)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,12 @@ def duration(seconds_float: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _packing(event: RunStarted) -> str:
+    if event.tokens_cached:
+        return "; tokens from the cache"
+    return f"; tokenized and packed in {event.pack_seconds:.1f} s" if event.pack_seconds >= 0.05 else ""
+
+
 def describe(event: TrainingEvent) -> str:
     """One plain line for a terminal or ``run.log`` (no colour, no progress bar)."""
     if isinstance(event, RunStarted):
@@ -165,7 +173,7 @@ def describe(event: TrainingEvent) -> str:
         return (
             f"training {event.name}: {event.parameters:,} parameters on {event.device}{threads} "
             f"(precision {event.mixed_precision}), {event.total_steps} steps, {event.train_blocks} train / "
-            f"{event.eval_blocks} eval blocks of {event.block_size} tokens{resumed}"
+            f"{event.eval_blocks} eval blocks of {event.block_size} tokens{resumed}{_packing(event)}"
         )
     if isinstance(event, StepLogged):
         return (

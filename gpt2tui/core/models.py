@@ -293,19 +293,18 @@ class TokenizerInfo:
 
 
 def resolve_tokenizer(
-    base: str, texts: Iterable[str] | None = None, scratch_size: str = "tiny"
+    base: str, scratch_size: str = "tiny", scratch: Callable[[ScratchSize], Any] | None = None
 ) -> TokenizerInfo:
-    """The tokenizer training would use (for scratch: one trained on ``texts``, as training will)."""
+    """The tokenizer training would use; for scratch, ``scratch(shape)`` gives the one trained on the data."""
     from gpt2tui.core.quiet import quiet_transformers
 
     quiet_transformers()
     kind = base_kind(base)
     if kind == "scratch":
         shape = check_scratch_size(scratch_size)
-        if texts is None:
-            raise ValueError("scratch needs the training texts to train its tokenizer")
-        tokenizer = train_tokenizer(texts, shape.vocab_size, shape.n_positions)
-        return TokenizerInfo(tokenizer, shape.n_positions, shape.block_size)
+        if scratch is None:
+            raise ValueError("scratch needs a tokenizer trained on the data")
+        return TokenizerInfo(scratch(shape), shape.n_positions, shape.block_size)
 
     def load(local_only: bool) -> tuple[Any, Any]:
         from transformers import AutoConfig, AutoTokenizer
@@ -424,10 +423,15 @@ def load_local(folder: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
 
 
 def build_scratch(
-    texts: Iterable[str], size: str, seed: int, n_positions: int | None = None
+    texts: Iterable[str] | None,
+    size: str,
+    seed: int,
+    n_positions: int | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A new GPT-2 of ``size`` with a BPE tokenizer trained on ``texts`` (``n_positions``: another context
-    length than the size's, for benchmarks of long replies)."""
+    """A new GPT-2 of ``size`` with a BPE tokenizer trained on ``texts``, or ``tokenizer`` when one was
+    already trained on them (the cache keeps it); ``n_positions``: another context length than the size's,
+    for benchmarks of long replies."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -436,7 +440,10 @@ def build_scratch(
     quiet_transformers()
     shape = check_scratch_size(size)
     positions = n_positions or shape.n_positions
-    tokenizer = train_tokenizer(texts, shape.vocab_size, positions)
+    if tokenizer is None:
+        if texts is None:
+            raise ValueError("scratch needs the training texts or a tokenizer trained on them")
+        tokenizer = train_tokenizer(texts, shape.vocab_size, positions)
     eos = tokenizer.eos_token_id
     config = GPT2Config(
         vocab_size=len(tokenizer),
@@ -453,14 +460,16 @@ def build_scratch(
 
 
 def resolve_base(
-    base: str, texts: Iterable[str] | None = None, scratch_size: str = "tiny", seed: int = 42
+    base: str,
+    texts: Iterable[str] | None = None,
+    scratch_size: str = "tiny",
+    seed: int = 42,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> ResolvedBase:
-    """Load or build the starting model; ``texts`` (the training data) is needed only for scratch."""
+    """Load or build the starting model; scratch needs the training ``texts`` or a tokenizer trained on them."""
     kind = base_kind(base)
     if kind == "scratch":
-        if texts is None:
-            raise ValueError("scratch needs the training texts to train its tokenizer")
-        model, tokenizer = build_scratch(texts, scratch_size, seed)
+        model, tokenizer = build_scratch(texts, scratch_size, seed, tokenizer=tokenizer)
     elif kind == "local":
         model, tokenizer = load_local(base)
     else:

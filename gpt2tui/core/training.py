@@ -25,16 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gpt2tui import __version__
 from gpt2tui.core.card import DatasetRecord, FormattingRecord, ModelMetadata
 from gpt2tui.core.config import MIXED_PRECISION, TrainConfig
-from gpt2tui.core.data import (
-    DatasetSummary,
-    DataSpec,
-    LoadedData,
-    check_eval_split,
-    load_data,
-    pack_blocks,
-    split_blocks,
-    summarize,
-)
+from gpt2tui.core.data import DatasetSummary, DataSpec, check_eval_split
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, check_block_size, perplexity_from_loss
 from gpt2tui.core.events import (
@@ -48,7 +39,8 @@ from gpt2tui.core.events import (
     StepLogged,
     TrainingEvent,
 )
-from gpt2tui.core.models import ResolvedBase, base_kind, count_parameters, resolve_base
+from gpt2tui.core.models import ResolvedBase, base_kind, check_scratch_size, count_parameters, resolve_base
+from gpt2tui.core.packing import BlockRows, Packed, Source, pack, scratch_tokenizer, split, summarize
 from gpt2tui.core.store import ModelStore
 
 if TYPE_CHECKING:
@@ -131,17 +123,18 @@ class Job:
     config: TrainConfig
     store: ModelStore
     run: Run | None
-    data: LoadedData
+    data: Packed
     base: ResolvedBase
     name: str
     lr: float
     block_size: int
-    tokens: int  # tokens in the file after formatting (before packing drops the tail)
+    tokens: int  # tokens in the file after formatting (the last partial block included)
     accelerator: Accelerator
     model: Any
     optimizer: Any
     scheduler: Any
-    train_blocks: Any  # LongTensor [n, block_size] on the CPU
+    blocks: Any  # every block of the file, [n, block_size]: a view of the memory-mapped token cache
+    train_index: Any  # numpy indices of the train blocks among ``blocks``
     eval_loader: Any
     eval_blocks: int
     batches_per_epoch: int  # global micro-batches per pass over the train blocks
@@ -169,25 +162,26 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
     checkpoint = latest_checkpoint(run.checkpoints_dir) if run is not None and resume else None
     if config.name is not None and not (run is not None and resume):
         store.require_free(config.name, run=run.id if run is not None else None)
-    data = load_data(config.data)
+    source = Source(config.data)
     set_seed(config.seed)
-    base = _resolve_base(config, data, store, checkpoint)
+    base = _resolve_base(config, source, store, checkpoint)
     if config.dropout is not None:
         set_dropout(base.model, config.dropout)
     block_size = config.block_size if config.block_size is not None else base.default_block_size
     check_block_size(block_size, base.context_length)
-    packed = pack_blocks(data, base.tokenizer, block_size)
-    train_blocks, eval_blocks = split_blocks(packed, config.eval_split, config.seed, str(config.data.path))
+    packed = pack(source, base.tokenizer, use_cache=config.data_cache)
+    parts = split(packed, block_size, config.eval_split, config.seed)
+    blocks = packed.blocks(block_size)
     name = config.name or store.unique_name(f"{Path(config.data.path).stem}-{_base_label(config)}")
     lr = config.lr if config.lr is not None else base.default_lr
 
     accelerator = _accelerator(config)
     optimizer = torch.optim.AdamW(_param_groups(base.model, config.weight_decay), lr=lr)
     model, optimizer, evals = accelerator.prepare(
-        base.model, optimizer, eval_loader(eval_blocks, EVAL_BATCH_SIZE)
+        base.model, optimizer, eval_loader(BlockRows(blocks, parts.eval), EVAL_BATCH_SIZE)
     )
     global_batch = config.batch_size * accelerator.num_processes
-    batches_per_epoch = max(1, math.ceil(len(train_blocks) / global_batch))
+    batches_per_epoch = max(1, math.ceil(len(parts.train) / global_batch))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
     # One scheduler step per optimizer step, on every process alike (not prepared: accelerate would step it
     # once per process).
@@ -198,7 +192,7 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
         config=config,
         store=store,
         run=run,
-        data=data,
+        data=packed,
         base=base,
         name=name,
         lr=lr,
@@ -208,9 +202,10 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        train_blocks=torch.tensor(train_blocks, dtype=torch.long),
+        blocks=blocks,
+        train_index=parts.train,
         eval_loader=evals,
-        eval_blocks=len(eval_blocks),
+        eval_blocks=len(parts.eval),
         batches_per_epoch=batches_per_epoch,
         total_steps=total_steps,
         checkpoint=checkpoint,
@@ -226,7 +221,7 @@ def _prefetch_hub_probe(base: str, store: ModelStore) -> None:
 
 
 def _resolve_base(
-    config: TrainConfig, data: LoadedData, store: ModelStore, checkpoint: Checkpoint | None
+    config: TrainConfig, source: Source, store: ModelStore, checkpoint: Checkpoint | None
 ) -> ResolvedBase:
     """A checkpoint's own weights and tokenizer when resuming; a stored model's name is a base too."""
     base = config.base
@@ -240,7 +235,13 @@ def _resolve_base(
         resolved = resolve_base(str(store.root / base))
         resolved.base = base
         return resolved
-    return resolve_base(base, data.texts() if base == "scratch" else None, config.scratch_size, config.seed)
+    tokenizer = None
+    if base == "scratch":
+        shape = check_scratch_size(config.scratch_size)
+        tokenizer = scratch_tokenizer(
+            source, shape.vocab_size, shape.n_positions, use_cache=config.data_cache
+        )
+    return resolve_base(base, None, config.scratch_size, config.seed, tokenizer=tokenizer)
 
 
 def set_dropout(model: Any, rate: float) -> None:
@@ -379,19 +380,22 @@ class Loop:
 
     def batch(self, micro: int) -> Any:
         """The rows of global micro-batch ``micro`` for this process: O(1) to reach any point of the run."""
+        import numpy as np
         import torch
 
         job = self.job
         epoch, position = divmod(micro, job.batches_per_epoch)
         if self._perm is None or self._perm[0] != epoch:
             generator = torch.Generator().manual_seed(job.config.seed * 1_000_003 + epoch)
-            self._perm = (epoch, torch.randperm(len(job.train_blocks), generator=generator))
+            self._perm = (epoch, torch.randperm(len(job.train_index), generator=generator))
         perm = self._perm[1]
         size, rank = job.config.batch_size, job.accelerator.process_index
         start = position * job.global_batch + rank * size
         # The epoch's last batch wraps to its first rows, so every process always gets a full batch.
-        rows = perm[torch.arange(start, start + size) % len(perm)]
-        return job.train_blocks[rows].to(job.accelerator.device)
+        rows = perm[torch.arange(start, start + size) % len(perm)].numpy()
+        # Fancy indexing a memory map reads just these rows; int64 is what the embedding takes.
+        batch = np.asarray(job.blocks[job.train_index[rows]], dtype=np.int64)
+        return torch.from_numpy(batch).to(job.accelerator.device)
 
     def optimizer_step(self) -> None:
         job, state = self.job, self.state
@@ -467,7 +471,7 @@ class Loop:
             device=str(job.accelerator.device),
             mixed_precision=job.accelerator.mixed_precision,
             total_steps=job.total_steps,
-            train_blocks=len(job.train_blocks),
+            train_blocks=len(job.train_index),
             eval_blocks=job.eval_blocks,
             block_size=job.block_size,
             tokens_per_step=job.global_batch * job.config.grad_accum * job.block_size,
@@ -476,6 +480,8 @@ class Loop:
             step_limit=job.config.step_limit,
             processes=job.accelerator.num_processes,
             threads=_torch_threads(),
+            tokens_cached=job.data.cached,
+            pack_seconds=round(job.data.seconds, 3),
         )
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -687,7 +693,7 @@ def _agreed(accelerator: Accelerator, flag: bool) -> bool:
     return bool(accelerator.reduce(value, reduction="sum").item() > 0)
 
 
-def _sample(model: Any, base: ResolvedBase, config: TrainConfig, data: LoadedData) -> str:
+def _sample(model: Any, base: ResolvedBase, config: TrainConfig, data: Packed) -> str:
     """A fixed-seed sample in eval mode (no dropout), leaving the training RNG exactly as it was."""
     import torch
 
@@ -746,7 +752,7 @@ def build_metadata(job: Job, result: RunFinished, device: str, mixed_precision: 
             sha256=data.sha256,
             rows=data.rows,
             tokens=job.tokens,
-            train_blocks=len(job.train_blocks),
+            train_blocks=len(job.train_index),
             eval_blocks=job.eval_blocks,
             encoding=config.data.encoding,
         ),
@@ -810,8 +816,10 @@ def preview(
     from gpt2tui.core.models import resolve_tokenizer
 
     check_eval_split(eval_split)
-    data = load_data(spec)
-    info = resolve_tokenizer(base, data.texts() if base == "scratch" else None, scratch_size)
+    source = Source(spec)
+    info = resolve_tokenizer(
+        base, scratch_size, lambda shape: scratch_tokenizer(source, shape.vocab_size, shape.n_positions)
+    )
     size = block_size or info.default_block_size
     check_block_size(size, info.context_length)
-    return summarize(data, info.tokenizer, size, eval_split, seed)
+    return summarize(pack(source, info.tokenizer), info.tokenizer, size, eval_split, seed)
