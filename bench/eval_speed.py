@@ -36,9 +36,10 @@ def main() -> None:
         subprocess.run(command, check=True, capture_output=True)
         import torch
 
-        from gpt2tui.core.data import DataSpec, load_data, pack_blocks
+        from gpt2tui.core.data import DataSpec
         from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, evaluate_file
         from gpt2tui.core.models import load_model
+        from gpt2tui.core.packing import Source, pack
         from gpt2tui.core.store import ModelStore
 
         print(
@@ -48,7 +49,9 @@ def main() -> None:
         info = ModelStore().get("m")
         model, tokenizer = load_model(info.path)
         block = info.metadata.block_size or 128
-        blocks = torch.tensor(pack_blocks(load_data(DataSpec(str(args.file))), tokenizer, block).blocks)
+        blocks = torch.from_numpy(
+            pack(Source(DataSpec(str(args.file))), tokenizer).blocks(block).astype("int64")
+        )
 
         def reference() -> float:
             started = time.perf_counter()

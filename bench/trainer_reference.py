@@ -20,18 +20,21 @@ def main() -> None:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from gpt2tui.core.data import DataSpec, load_data, pack_blocks, split_blocks
-    from gpt2tui.core.models import resolve_base
+    from gpt2tui.core.data import DataSpec
+    from gpt2tui.core.models import check_scratch_size, resolve_base
+    from gpt2tui.core.packing import Source, pack, scratch_tokenizer, split
     from gpt2tui.core.quiet import quiet_environment, route_library_logs
 
     quiet_environment()
     route_library_logs(None)
     torch.set_num_threads(threads)
-    data = load_data(DataSpec(file))
-    base = resolve_base("scratch", data.texts(), size, 42)
-    packed = pack_blocks(data, base.tokenizer, base.default_block_size)
-    train, _ = split_blocks(packed, 0.1, 42, file)
-    rows = [{"input_ids": block, "labels": block} for block in train]
+    source, shape = Source(DataSpec(file)), check_scratch_size(size)
+    tokenizer = scratch_tokenizer(source, shape.vocab_size, shape.n_positions, use_cache=False)
+    base = resolve_base("scratch", None, size, 42, tokenizer=tokenizer)
+    packed = pack(source, base.tokenizer, use_cache=False)
+    blocks = packed.blocks(base.default_block_size)
+    train = split(packed, base.default_block_size, 0.1, 42).train
+    rows = [{"input_ids": blocks[i].tolist(), "labels": blocks[i].tolist()} for i in train]
     with tempfile.TemporaryDirectory() as out:
         arguments = TrainingArguments(
             output_dir=out,

@@ -68,3 +68,17 @@ def test_threads_option_runs_and_the_header_shows_it(home: Path) -> None:
     bad = cli("train", str(QA_CSV), "--base", "scratch", "--threads", "0")
     assert bad.returncode == 2
     assert bad.stderr == "gpt2tui: Argument --threads: must be at least 1, not 0.\n"
+
+
+def test_the_tokenizers_pool_gets_the_plan_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # the environment branch: torch is "not loaded"
+    del sys.modules["torch"]
+    for name in ("RAYON_NUM_THREADS", device.APPLIED_ENV, "OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    device.apply_threads(device.ThreadPlan(1, 2, 1, "free cores"))
+    assert device.os.environ["RAYON_NUM_THREADS"] == "1"
+    device.apply_threads(device.ThreadPlan(2, 2, 0, "free cores"))  # ours before: replaced
+    assert device.os.environ["RAYON_NUM_THREADS"] == "2"
+    monkeypatch.setenv("RAYON_NUM_THREADS", "5")  # the user's own
+    device.apply_threads(device.ThreadPlan(1, 2, 1, "free cores"))
+    assert device.os.environ["RAYON_NUM_THREADS"] == "5"

@@ -407,9 +407,10 @@ async def test_leaving_keeps_the_run_going_and_s_stops_it_with_the_model_saved(h
         assert len(monitor.query_one("#plot").points) >= seen  # the whole history at once
         assert monitor.state == "running"
         await pilot.press("s")
-        assert "Stopping: the run saves a checkpoint and its model" in text_of(
-            monitor.query_one("#outcome", Static)
-        )
+        if monitor.state != "stopped":  # on a loaded machine the save can finish before the key returns
+            assert "Stopping: the run saves a checkpoint and its model" in text_of(
+                monitor.query_one("#outcome", Static)
+            )
         await wait_for(pilot, lambda: monitor.state == "stopped", "the stopped run to save")
         outcome = text_of(monitor.query_one("#outcome", Static))
         assert "Saved as ui-model (stopped early after" in outcome and "r resumes training" in outcome

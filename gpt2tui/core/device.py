@@ -77,6 +77,11 @@ def apply_threads(plan: ThreadPlan) -> ThreadPlan:
 
         torch.set_num_threads(plan.threads)
         return plan
+    ours = os.environ.get(APPLIED_ENV)
+    # The fast tokenizers' Rayon pool (packing a file) spins the same way; it reads this on first use. A
+    # value a gpt2tui parent set for itself is replaced; the user's own is kept.
+    if os.environ.get("RAYON_NUM_THREADS", ours) == ours:
+        os.environ["RAYON_NUM_THREADS"] = str(plan.threads)
     os.environ["OMP_NUM_THREADS"] = os.environ[APPLIED_ENV] = str(plan.threads)
     if plan.busy and plan.threads > 1:
         os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
