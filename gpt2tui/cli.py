@@ -183,6 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", nargs="?", default="list", choices=("list", "show", "rename", "rm"))
     m.add_argument("names", nargs="*", metavar="NAME")
     m.add_argument("--json", action="store_true")
+
+    h = sub.add_parser("push", help="upload a stored model with its card to the Hugging Face Hub")
+    h.add_argument("model", metavar="MODEL", help="stored model name")
+    h.add_argument("repo_id", metavar="REPO_ID", help="OWNER/NAME of the Hub repository (created if missing)")
+    visibility = h.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--private",
+        dest="private",
+        action="store_true",
+        default=True,
+        help="a new repository is private (default)",
+    )
+    visibility.add_argument(
+        "--public", dest="private", action="store_false", help="a new repository is public"
+    )
+    h.add_argument("--json", action="store_true")
     return parser
 
 
@@ -208,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "models": cmd_models,
             "runs": cmd_runs,
             "cache": cmd_cache,
+            "push": cmd_push,
         }
         return commands[args.command](args)
     except UserError as err:
@@ -579,7 +596,7 @@ class _EvalProgress:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gpt2tui.core.device import configure_threads
-    from gpt2tui.core.evaluation import evaluate_file
+    from gpt2tui.core.evaluation import evaluate_file, store_result
 
     configure_threads(args.threads)
     progress = _EvalProgress() if sys.stderr.isatty() else None
@@ -588,13 +605,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if progress is not None:
         progress.close()
+    stored = store_result(args.model, _spec(args), result)
     if args.json:
-        print(json.dumps(_clean(result.to_dict())))
+        print(json.dumps(_clean({**result.to_dict(), "stored_with": stored.name if stored else None})))
     else:
         print(
             f"loss {result.loss:.4f} | perplexity {result.perplexity:.2f} | {result.tokens} tokens "
             f"in {result.blocks} blocks | {result.tokens_per_second:,.0f} tok/s"
         )
+        if stored is not None:
+            print(f"stored with the model: gpt2tui models show {stored.name}")
     return 0
 
 
@@ -665,6 +685,25 @@ def cmd_cache(args: argparse.Namespace) -> int:
     print(
         f"{len(entries)} entries, {total / 1e6:,.1f} MB of the {cache.limit / 1e9:,.1f} GB cap ({cache.root})"
     )
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Upload a stored model; the token is the Hub library's business and never passes through here."""
+    from gpt2tui.core.hub import push_model
+
+    result = push_model(args.model, args.repo_id, private=args.private)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    if result.created:
+        visibility = "a new private repository" if result.private else "a new public repository"
+    elif result.private != args.private:
+        visibility = "an existing private repository; its visibility was not changed"
+    else:
+        visibility = f"an existing {'private' if result.private else 'public'} repository"
+    commit = f", commit {result.commit[:8]}" if result.commit else ""
+    print(f"pushed {result.model} to {result.url} ({visibility}; {len(result.files)} files{commit})")
     return 0
 
 

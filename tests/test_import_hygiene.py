@@ -17,7 +17,9 @@ CORE_MODULES = [
     "evaluation",
     "files",
     "generation",
+    "hub",
     "launch",
+    "metrics",
     "models",
     "procs",
     "quiet",
@@ -35,7 +37,8 @@ def python(code: str) -> subprocess.CompletedProcess[str]:
 def test_core_module_imports_neither_textual_nor_torch(module: str) -> None:
     run = python(
         f"import sys, gpt2tui.core.{module}\n"
-        "heavy = [m for m in ('textual', 'torch', 'transformers', 'datasets', 'accelerate') if m in sys.modules]\n"
+        "heavy = [m for m in ('textual', 'torch', 'transformers', 'datasets', 'accelerate', 'huggingface_hub',"
+        " 'rouge_score', 'nltk') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     assert run.returncode == 0, run.stderr

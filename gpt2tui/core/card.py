@@ -8,14 +8,21 @@ which fields were dropped, so one hand-edited or damaged file cannot hide the go
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
-"""1: the untyped dict of gpt2tui 0.1 (no ``schema_version`` key); 2: this class."""
+SCHEMA_VERSION = 3
+"""1: the untyped dict of gpt2tui 0.1 (no ``schema_version`` key); 2: this class; 3: adds ``evaluations``
+(files of version 2 read as having none)."""
+
+MAX_EVALUATIONS = 20
+"""Evaluations kept per model, newest last: repeating the same measurement replaces it, so this bounds
+only genuinely different ones."""
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,48 @@ class FormattingRecord:
     columns: tuple[str, ...] = ()
     prompt_template: str | None = None
     stop_text: str | tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One evaluation of the model, stored with it: the figures, the file they were measured on, and how.
+
+    Loss and perplexity are over every block of the file; the generation figures (``replies`` onwards, defined
+    in ``gpt2tui.core.metrics``) are present only when replies were generated and scored.
+    """
+
+    created: str | None = None  # ISO 8601 with a UTC offset
+    dataset: str | None = None  # the file's name, as shown and as the model card's dataset
+    dataset_path: str | None = None
+    dataset_sha256: str | None = None
+    block_size: int | None = None
+    blocks: int | None = None
+    tokens: int | None = None
+    loss: float | None = None
+    perplexity: float | None = None
+    seed: int | None = None
+    decoding: dict[str, Any] = field(default_factory=dict)  # the generation settings; empty: none generated
+    replies: int | None = None
+    references: int | None = None
+    distinct_1: float | None = None
+    distinct_2: float | None = None
+    repeated_4gram_rate: float | None = None
+    mean_reply_tokens: float | None = None
+    mean_token_logprob: float | None = None
+    reply_perplexity: float | None = None
+    rouge_l: float | None = None
+    token_f1: float | None = None
+
+    def same_measurement(self, other: EvaluationRecord) -> bool:
+        """Whether ``other`` measured the same thing (same bytes, blocks, decoding, seed and sample size), so
+        the newer one replaces it instead of piling up."""
+        return (
+            self.dataset_sha256,
+            self.block_size,
+            self.decoding,
+            self.seed,
+            self.replies,
+        ) == (other.dataset_sha256, other.block_size, other.decoding, other.seed, other.replies)
 
 
 @dataclass(frozen=True)
@@ -75,6 +124,7 @@ class ModelMetadata:
     train_tokens: int | None = None
     tokens_per_second: float | None = None
     seconds: float | None = None
+    evaluations: tuple[EvaluationRecord, ...] = ()  # oldest first, at most MAX_EVALUATIONS
     problems: tuple[str, ...] = ()  # fields that were present but unusable (never written back)
 
     @property
@@ -101,7 +151,17 @@ class ModelMetadata:
         data["formatting"]["columns"] = list(self.formatting.columns)
         if isinstance(self.formatting.stop_text, tuple):
             data["formatting"]["stop_text"] = list(self.formatting.stop_text)
+        data["evaluations"] = list(data["evaluations"])
         return data
+
+    def with_evaluation(self, record: EvaluationRecord) -> ModelMetadata:
+        """These metadata with ``record`` added last (replacing the same measurement), at the current schema."""
+        kept = [old for old in self.evaluations if not old.same_measurement(record)]
+        return dataclasses.replace(
+            self,
+            schema_version=max(self.schema_version, SCHEMA_VERSION),
+            evaluations=(*kept, record)[-MAX_EVALUATIONS:],
+        )
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "gpt2tui.json") -> ModelMetadata:
@@ -109,11 +169,12 @@ class ModelMetadata:
         if not isinstance(data, dict):
             return cls(problems=("the file is not a JSON object",)) if data is not None else cls()
         problems: list[str] = []
-        values = _typed_fields(cls, data, problems, skip={"dataset", "formatting", "problems"})
+        values = _typed_fields(cls, data, problems, skip={"dataset", "formatting", "evaluations", "problems"})
         values["dataset"] = DatasetRecord(
             **_typed_fields(DatasetRecord, _section(data, "dataset", problems), problems, prefix="dataset.")
         )
         values["formatting"] = _formatting(_section(data, "formatting", problems), problems)
+        values["evaluations"] = _evaluations(data.get("evaluations"), problems)
         if not isinstance(values.get("hyperparameters"), dict):
             values["hyperparameters"] = {}
         if problems:
@@ -169,6 +230,26 @@ def _section(data: dict[str, Any], key: str, problems: list[str]) -> dict[str, A
     return value
 
 
+def _evaluations(data: Any, problems: list[str]) -> tuple[EvaluationRecord, ...]:
+    """Each record parsed on its own: a damaged one is dropped (and named), the others stay."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        problems.append("evaluations")
+        return ()
+    records = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            problems.append(f"evaluations[{index}]")
+            continue
+        records.append(
+            EvaluationRecord(
+                **_typed_fields(EvaluationRecord, item, problems, prefix=f"evaluations[{index}].")
+            )
+        )
+    return tuple(records)
+
+
 def _formatting(data: dict[str, Any], problems: list[str]) -> FormattingRecord:
     values = _typed_fields(
         FormattingRecord, data, problems, skip={"columns", "stop_text"}, prefix="formatting."
@@ -210,6 +291,113 @@ def _number(value: float | None, digits: int) -> str:
     return "unknown" if value is None else f"{value:.{digits}f}"
 
 
+INDEX_METRICS: tuple[tuple[str, str, str], ...] = (
+    # (EvaluationRecord field, model-index metric type, its pretty name)
+    ("perplexity", "perplexity", "Perplexity"),
+    ("distinct_1", "distinct-1", "Distinct-1"),
+    ("distinct_2", "distinct-2", "Distinct-2"),
+    ("repeated_4gram_rate", "repeated-4gram-rate", "Repeated 4-gram rate"),
+    ("mean_reply_tokens", "mean-reply-tokens", "Mean reply length (tokens)"),
+    ("mean_token_logprob", "mean-token-logprob", "Mean token log-probability"),
+    ("reply_perplexity", "reply-perplexity", "Reply perplexity"),
+    ("rouge_l", "rouge", "ROUGE-L"),
+    ("token_f1", "f1", "Token F1"),
+)
+"""What the card's ``model-index`` reports of each evaluation (types from the Hub's metric ids where one
+exists: perplexity, rouge, f1)."""
+
+
+def _scalar(value: Any) -> str:
+    """A YAML scalar: JSON's spelling is valid YAML, and quoting every string keeps odd names safe."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _index_result(dataset: str, name: str, metrics: list[tuple[str, str, float]]) -> str:
+    """One result: a local file has no Hub dataset id, so its file name stands for one."""
+    lines = [
+        "  - task:",
+        "      type: text-generation",
+        "      name: Text Generation",
+        "    dataset:",
+        f"      name: {_scalar(name)}",
+        f"      type: {_scalar(dataset)}",
+        "    metrics:",
+    ]
+    for kind, name, value in metrics:
+        lines += [
+            f"      - type: {_scalar(kind)}",
+            f"        value: {_scalar(value)}",
+            f"        name: {_scalar(name)}",
+        ]
+    return "\n".join(lines)
+
+
+def model_index(meta: ModelMetadata) -> str:
+    """The card's ``model-index`` (the Hub's model-card spec): the held-out perplexity after training, then
+    each stored evaluation; empty when no figure is known. Unknown and non-finite figures are left out."""
+
+    def finite(value: float | None) -> bool:
+        return value is not None and math.isfinite(value)
+
+    results = []
+    if finite(meta.perplexity_after) and meta.dataset.path:
+        file = Path(meta.dataset.path).name
+        results.append(
+            _index_result(
+                file,
+                f"{file} (held-out blocks)",
+                [("perplexity", "Held-out perplexity after fine-tuning", meta.perplexity_after)],  # type: ignore[list-item]
+            )
+        )
+    for record in meta.evaluations:
+        metrics = [
+            (kind, name, getattr(record, attr))
+            for attr, kind, name in INDEX_METRICS
+            if finite(getattr(record, attr))
+        ]
+        if metrics:
+            dataset = record.dataset or "unknown"
+            results.append(_index_result(dataset, f"{dataset} (every block)", metrics))
+    if not results:
+        return ""
+    return (
+        f"model-index:\n- name: {_scalar(meta.name or 'gpt2tui model')}\n  results:\n"
+        + "\n".join(results)
+        + "\n"
+    )
+
+
+def _evaluations_section(meta: ModelMetadata) -> str:
+    """A Markdown table of the stored evaluations, newest last, with only the figures some evaluation has;
+    empty when there is none."""
+    if not meta.evaluations:
+        return ""
+    shown = [m for m in INDEX_METRICS if any(getattr(r, m[0]) is not None for r in meta.evaluations)]
+    digits = {"perplexity": 2, "reply_perplexity": 2, "mean_reply_tokens": 1}
+    rows = []
+    for r in meta.evaluations:
+        cells = [
+            (r.created or "unknown")[:16].replace("T", " "),
+            f"`{r.dataset or 'unknown'}`",
+            f"{r.blocks} x {r.block_size}",
+            _number(r.loss, 4),
+            *(_number(getattr(r, attr), digits.get(attr, 4)) for attr, _, _ in shown),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    header = ["date (UTC)", "file", "blocks x tokens", "loss", *(name for _, _, name in shown)]
+    return (
+        "## Evaluations (gpt2tui eval, every block of the file)\n\n"
+        + "| "
+        + " | ".join(header)
+        + " |\n"
+        + "|"
+        + "---|" * len(header)
+        + "\n"
+        + "\n".join(rows)
+        + "\n\n"
+    )
+
+
 def model_card(meta: ModelMetadata) -> str:
     """A README.md in the Hub's model-card style; it names the model, so a rename rewrites it."""
     hp = meta.hyperparameters
@@ -233,7 +421,7 @@ library_name: transformers
 pipeline_tag: text-generation
 base_model: {meta.base if meta.base_kind == "hub" else "null"}
 tags: [gpt2, gpt2tui]
----
+{model_index(meta)}---
 
 # {meta.name or "gpt2tui model"}
 
@@ -253,7 +441,7 @@ GPT-2 fine-tuned with [gpt2tui](https://pypi.org/project/gpt2tui/) on {meta.crea
 | before | {_number(meta.eval_loss_before, 4)} | {_number(meta.perplexity_before, 2)} |
 | after | {_number(meta.eval_loss_after, 4)} | {_number(meta.perplexity_after, 2)} |
 
-## Hyperparameters
+{_evaluations_section(meta)}## Hyperparameters
 
 | name | value |
 |---|---|

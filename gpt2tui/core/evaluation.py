@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from gpt2tui.core.data import DataSpec
+    from gpt2tui.core.store import ModelInfo
 
 EVAL_BATCH_SIZE = 8
 
@@ -26,6 +27,8 @@ class EvalResult:
     tokens: int
     blocks: int
     seconds: float = field(default=0.0, compare=False)  # the forward passes only (not loading, packing)
+    block_size: int = field(default=0, compare=False)
+    dataset_sha256: str | None = field(default=None, compare=False)
 
     @property
     def tokens_per_second(self) -> float:
@@ -116,7 +119,35 @@ def evaluate_file(
     loss = loss_over(model, eval_loader(BlockRows(rows), batch_size), on_progress=on_progress)
     seconds = time.perf_counter() - started
     blocks = len(rows)
-    return EvalResult(loss, perplexity_from_loss(loss), blocks * size, blocks, seconds)
+    return EvalResult(
+        loss, perplexity_from_loss(loss), blocks * size, blocks, seconds, size, source.checked.sha256
+    )
+
+
+def store_result(ref: str, spec: DataSpec, result: EvalResult) -> ModelInfo | None:
+    """Keep ``result`` with the model when ``ref`` names a stored model (its metadata and card); a folder
+    named by its path is not the store's to write, so it is left as it is (None)."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from gpt2tui.core.card import EvaluationRecord
+    from gpt2tui.core.store import ModelStore
+
+    store = ModelStore()
+    if not store.has(ref):
+        return None
+    record = EvaluationRecord(
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        dataset=Path(spec.path).name,
+        dataset_path=str(Path(spec.path).expanduser().resolve()),
+        dataset_sha256=result.dataset_sha256,
+        block_size=result.block_size,
+        blocks=result.blocks,
+        tokens=result.tokens,
+        loss=result.loss if math.isfinite(result.loss) else None,
+        perplexity=result.perplexity if math.isfinite(result.perplexity) else None,
+    )
+    return store.record_evaluation(ref, record)
 
 
 def check_block_size(block_size: int, context: int) -> None:

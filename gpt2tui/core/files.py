@@ -22,13 +22,23 @@ def write_json_atomic(path: Path, data: Any, sync: bool = True) -> None:
     """Write to a hidden sibling, then rename over ``path``: readers see the old file or the new one, never
     a mix. ``sync=False`` skips the flush to disk, for files rewritten often whose loss in a power cut is
     harmless (a run's status)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", sync)
+
+
+def write_text_atomic(path: Path, text: str, sync: bool = True) -> None:
+    """``write_json_atomic`` for text: the old file or the new one, never a mix or a truncated file."""
+    tmp = staging_path(path)
     try:
-        write_text_synced(tmp, json.dumps(data, indent=2, sort_keys=True) + "\n", sync)
+        write_text_synced(tmp, text, sync)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def staging_path(path: Path) -> Path:
+    """A hidden sibling of ``path`` to write before renaming over it (unique per process and call)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def fsync_tree(folder: Path) -> None:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpt2tui.core.card import ModelMetadata, model_card
+from gpt2tui.core.card import EvaluationRecord, ModelMetadata, model_card
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.files import fsync_tree, write_text_synced
+from gpt2tui.core.files import fsync_tree, staging_path, write_text_synced
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,36 @@ class ModelStore:
                 os.replace(moved, target / final_name)
         return self.get(new)
 
+    def record_evaluation(self, name: str, record: EvaluationRecord) -> ModelInfo:
+        """Store ``record`` with the model: its metadata and card gain it (replacing the same measurement).
+
+        The metadata file is merged, not rewritten from the typed view, so fields this version cannot read
+        (a newer gpt2tui's, a hand edit's) survive. Both files are staged and flushed first, then renamed over
+        the old ones: a crash or a full disk leaves the old files or the new ones, never a truncated one.
+        """
+        info = self.get(name)
+        raw = _raw_metadata(info.path, name)
+        meta = ModelMetadata.from_dict(raw, source=str(info.path / META_FILE)).with_evaluation(record)
+        stored = meta.to_dict()
+        raw.update(evaluations=stored["evaluations"], schema_version=stored["schema_version"])
+        if not isinstance(raw.get("name"), str):
+            raw["name"] = name
+        staged = {
+            META_FILE: staging_path(info.path / META_FILE),
+            CARD_FILE: staging_path(info.path / CARD_FILE),
+        }
+        try:
+            write_text_synced(staged[META_FILE], json.dumps(raw, indent=2, sort_keys=True) + "\n")
+            write_text_synced(staged[CARD_FILE], model_card(dataclasses.replace(meta, name=name)))
+            for final_name, path in staged.items():
+                os.replace(path, info.path / final_name)
+        except OSError as err:
+            raise UserError(os_sentence(f"store the evaluation with {name}", err)) from None
+        finally:
+            for path in staged.values():
+                path.unlink(missing_ok=True)
+        return self.get(name)
+
     def delete(self, name: str) -> None:
         """Move the folder aside first, so a half-deleted model is never listed (broken folders too)."""
         info = self.get(name, allow_broken=True)
@@ -292,6 +322,23 @@ def remove_leftovers(root: Path) -> None:
             continue  # an old-style name records no owner: only an old one is surely abandoned
         log.info("removing leftover %s", folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _raw_metadata(folder: Path, name: str) -> dict[str, Any]:
+    """The folder's metadata as stored (``{}`` for a plain folder), or why it cannot be merged into."""
+    path = folder / META_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"Could not store the evaluation with {name}: its {META_FILE} is not a readable JSON object; "
+            "repair that file and evaluate again."
+        )
+    return data
 
 
 def _meta_json(meta: ModelMetadata) -> str:
