@@ -1,0 +1,81 @@
+"""Token choice with a random generator of the stream's own, and each chosen token's log-probability.
+
+``model.generate`` samples with torch's process-wide generator, so two replies generated at the same time (two
+chat panes, a server's concurrent requests) draw from one shared stream and neither is reproducible. Here the
+choice is made inside a logits processor: it warps the scores exactly as ``generate``'s sampling would
+(temperature, then top-k, then top-p, keeping at least one token), draws with its own ``torch.Generator``, and
+leaves only the chosen token finite, so ``generate`` itself runs greedy search and picks it. The same processor
+records the chosen token's log-probability under the distribution it was drawn from (for greedy, the model's
+own after ``generate``'s processors such as the repetition penalty), from the scores this generation computed,
+never from a second forward pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How one stream picks tokens: greedy (``sample`` False) or sampling with these warps."""
+
+    sample: bool
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no top-k cut
+    top_p: float = 1.0  # 1.0: no nucleus cut
+    seed: int = 0
+
+
+class TokenChooser:
+    """A ``LogitsProcessor`` for one sequence (batch size 1) that chooses the next token and records it.
+
+    ``records`` grows by ``(token id, log-probability)`` per generated token, in order, so a consumer that has
+    seen N tokens of the stream can pair them with ``records[:N]``."""
+
+    def __init__(self, choice: Choice, device: Any = "cpu") -> None:
+        import torch
+
+        self.choice = choice
+        self.generator = torch.Generator(device=device).manual_seed(choice.seed)
+        self.records: list[tuple[int, float]] = []
+        self.lock = threading.Lock()
+
+    def warp(self, scores: Any) -> Any:
+        """Temperature, top-k, top-p, in ``generate``'s order and with its tie and boundary rules."""
+        import torch
+
+        c = self.choice
+        scores = scores / c.temperature if c.temperature != 1.0 else scores
+        if c.top_k > 0:
+            k = min(c.top_k, scores.shape[-1])
+            kth = torch.topk(scores, k).values[..., -1, None]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if c.top_p < 1.0:
+            ordered, index = torch.sort(scores, descending=False)
+            cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+            drop = cumulative <= (1 - c.top_p)
+            drop[..., -1:] = False  # always keep the most likely token
+            scores = scores.masked_fill(drop.scatter(-1, index, drop), float("-inf"))
+        return scores
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.float()
+        if self.choice.sample:
+            scores = self.warp(scores)
+            chosen = torch.multinomial(scores.softmax(dim=-1), 1, generator=self.generator)
+        else:
+            chosen = scores.argmax(dim=-1, keepdim=True)
+        logprob = torch.log_softmax(scores, dim=-1).gather(-1, chosen)
+        with self.lock:
+            self.records.append((int(chosen[0, 0]), float(logprob[0, 0])))
+        only = torch.full_like(scores, float("-inf"))
+        return only.scatter(-1, chosen, 0.0)
+
+    def snapshot(self, count: int | None = None) -> list[tuple[int, float]]:
+        """The first ``count`` records (all when None), safe to call from another thread."""
+        with self.lock:
+            return list(self.records if count is None else self.records[:count])
