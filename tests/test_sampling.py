@@ -107,3 +107,20 @@ def test_sampled_logprobs_are_under_the_warped_distribution(pair) -> None:  # ty
         warped = chooser.warp(row)
         assert logprob == pytest.approx(float(torch.log_softmax(warped, dim=-1)[0, token]), abs=1e-4)
         assert logprob > float("-inf")
+
+
+def test_a_reply_carries_its_tokens_and_logprobs(pair) -> None:  # type: ignore[no-untyped-def]
+    from gpt2tui.core.generation import GenerationSettings, stream
+
+    model, tokenizer = pair
+    settings = GenerationSettings(strategy="top-k", top_k=20, max_new_tokens=10, seed=5)
+    first = stream(model, tokenizer, "Question: Why", settings)
+    text = "".join(first)
+    again = stream(model, tokenizer, "Question: Why", settings)
+    assert "".join(again) == text and again.reply.tokens == first.reply.tokens
+    ids = [token for token, _ in first.reply.tokens]
+    assert len(ids) == first.reply.new_tokens and tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert all(logprob <= 0 for _, logprob in first.reply.tokens)
+    beam = stream(model, tokenizer, "Question: Why", settings.replace(strategy="beam"))
+    "".join(beam)
+    assert beam.reply.tokens == []  # beam search keeps several sequences: no single draw to record

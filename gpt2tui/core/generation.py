@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from gpt2tui.core.card import ModelMetadata
+    from gpt2tui.core.sampling import Choice
 
 Strategy = Literal["greedy", "beam", "top-k", "top-p"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
@@ -123,6 +124,19 @@ class GenerationSettings:
         parts.append(f"max={self.max_new_tokens}")
         return " ".join(parts)
 
+    def choice(self, seed: int) -> Choice | None:
+        """How :class:`~gpt2tui.core.sampling.TokenChooser` picks tokens for this strategy (None: beam
+        search, which keeps several sequences and has nothing to draw)."""
+        from gpt2tui.core.sampling import Choice
+
+        if self.strategy == "beam":
+            return None
+        if self.strategy == "greedy":
+            return Choice(sample=False, seed=seed)
+        top_k = int(self.top_k) if self.strategy == "top-k" else 0
+        top_p = float(self.top_p) if self.strategy == "top-p" else 1.0
+        return Choice(sample=True, temperature=float(self.temperature), top_k=top_k, top_p=top_p, seed=seed)
+
     def generate_kwargs(self) -> dict[str, Any]:
         # transformers checks the types: an int penalty (2 rather than 2.0) is refused as "not a float".
         kwargs: dict[str, Any] = {
@@ -151,6 +165,8 @@ class Reply:
     stopped: bool = False  # ended by the stop event (partial text)
     seed: int = 0
     prompt_tokens: int = 0
+    tokens: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    """(token id, log-probability) of each generated token, from the generation itself (not for beam)."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -407,7 +423,9 @@ class ReplyStream:
 
     def __iter__(self) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from gpt2tui.core.sampling import TokenChooser
 
         input_ids, max_new = self._inputs()
         self.reply.prompt_tokens = int(input_ids.shape[1])
@@ -426,6 +444,12 @@ class ReplyStream:
         }
         if streaming:
             kwargs["streamer"] = streamer
+        choice = self.settings.choice(self.reply.seed)
+        chooser = TokenChooser(choice, input_ids.device) if choice is not None else None
+        if chooser is not None:  # the chooser draws with its own generator; generate only takes its pick
+            for key in ("temperature", "top_k", "top_p"):
+                kwargs.pop(key, None)
+            kwargs.update(do_sample=False, logits_processor=LogitsProcessorList([chooser]))
         outcome: dict[str, Any] = {}
 
         def run() -> None:
@@ -437,7 +461,6 @@ class ReplyStream:
                 if streaming:
                     streamer.end()
 
-        torch.manual_seed(self.reply.seed)
         started = time.perf_counter()
         thread = threading.Thread(target=run, daemon=True, name="gpt2tui-generate")
         thread.start()
@@ -494,6 +517,7 @@ class ReplyStream:
                 yield text[shown:]
             self.reply.text = text
             self.reply.new_tokens = int(ids.shape[0])
+            self.reply.tokens = chooser.snapshot(self.reply.new_tokens) if chooser is not None else []
         finally:
             halt.set()
             self.reply.seconds = time.perf_counter() - started
