@@ -65,6 +65,39 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _decoding_options(parser: argparse.ArgumentParser, seed: int | None = None) -> None:
+    """The decoding settings, with the defaults of ``GenerationSettings`` (``seed``: this command's own)."""
+    from gpt2tui.core.generation import STRATEGIES, GenerationSettings
+
+    d = GenerationSettings()
+    parser.add_argument("--strategy", default=d.strategy, choices=STRATEGIES)
+    parser.add_argument("--temperature", type=float, default=d.temperature)
+    parser.add_argument("--top-k", type=int, default=d.top_k)
+    parser.add_argument("--top-p", type=float, default=d.top_p)
+    parser.add_argument("--num-beams", type=int, default=d.num_beams)
+    parser.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty)
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    help_seed = (
+        "sampling seed (default: a new one each time)" if seed is None else f"sampling seed (default {seed})"
+    )
+    parser.add_argument("--seed", type=int, default=seed, help=help_seed)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from gpt2tui.core.generation import GenerationSettings
+
+    return GenerationSettings(
+        strategy=args.strategy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        num_beams=args.num_beams,
+        repetition_penalty=args.repetition_penalty,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    ).validate()
+
+
 def _threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
@@ -154,14 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate text from a stored model, streamed to stdout")
     g.add_argument("model", metavar="MODEL", help="stored model name or model folder")
     g.add_argument("prompt", metavar="PROMPT")
-    g.add_argument("--strategy", default="top-p", choices=("greedy", "beam", "top-k", "top-p"))
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=50)
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--num-beams", type=int, default=4)
-    g.add_argument("--repetition-penalty", type=float, default=1.0)
-    g.add_argument("--max-new-tokens", type=int, default=100)
-    g.add_argument("--seed", type=int)
+    _decoding_options(g)
     g.add_argument("--raw", action="store_true", help="do not apply the model's prompt template")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     _threads_option(g)
@@ -171,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data", metavar="DATA")
     e.add_argument("--block-size", type=int)
     e.add_argument("--batch-size", type=whole_number, default=8)
+    e.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also reply to N held-out prompts of the file and score the replies (diversity, coherence, "
+        "relevance); decoding as in generate, seed 0 unless --seed",
+    )
+    _decoding_options(e, seed=0)
     _threads_option(e)
     _data_options(e)
     e.add_argument("--json", action="store_true")
@@ -523,20 +558,11 @@ def _run_details(run: Any) -> dict[str, Any]:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from gpt2tui.core.device import configure_threads
-    from gpt2tui.core.generation import GenerationSettings, load, stream
+    from gpt2tui.core.generation import load, stream
 
     configure_threads(args.threads)
 
-    settings = GenerationSettings(
-        strategy=args.strategy,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        num_beams=args.num_beams,
-        repetition_penalty=args.repetition_penalty,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-    ).validate()
+    settings = _settings(args)
     loaded = load(args.model)
     template = None if args.raw else loaded.template
     reply_stream = stream(
@@ -567,14 +593,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 class _EvalProgress:
-    """``eval: 96/480 blocks (20%) · ETA 0:00:04`` on one terminal line, redrawn at most twice a second."""
+    """``eval: 96/480 blocks (20%) · ETA 0:00:04`` on one terminal line, redrawn at most twice a second and
+    ended with a newline when the last item is done (or the work stops early)."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "blocks") -> None:
         import time
 
+        self.unit = unit
         self.clock = time.perf_counter
         self.started = self.last = self.clock()
-        self.drawn = False
+        self.open = False
 
     def __call__(self, done: int, total: int) -> None:
         from gpt2tui.core.events import duration
@@ -585,26 +613,42 @@ class _EvalProgress:
         self.last = now
         eta = (now - self.started) / max(done, 1) * (total - done)
         share = f" ({done / total:.0%})" if total else ""
-        sys.stderr.write(f"\reval: {done}/{total} blocks{share} · ETA {duration(eta)}  ")
+        sys.stderr.write(f"\reval: {done}/{total} {self.unit}{share} · ETA {duration(eta)}  ")
+        self.open = done < total
+        sys.stderr.write("" if self.open else "\n")
         sys.stderr.flush()
-        self.drawn = True
 
     def close(self) -> None:
-        if self.drawn:
+        if self.open:
             sys.stderr.write("\n")
+            self.open = False
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from gpt2tui.core.device import configure_threads
+    from gpt2tui.core.errors import UserError
     from gpt2tui.core.evaluation import evaluate_file, store_result
 
     configure_threads(args.threads)
     progress = _EvalProgress() if sys.stderr.isatty() else None
+    if args.generate < 0:
+        raise UserError(f"--generate must be 0 or more, not {args.generate}.")
+    settings = _settings(args)
+    replies = _EvalProgress("replies") if sys.stderr.isatty() and args.generate else None
     result = evaluate_file(
-        args.model, _spec(args), args.block_size, args.batch_size, progress, use_cache=args.data_cache
+        args.model,
+        _spec(args),
+        args.block_size,
+        args.batch_size,
+        progress,
+        use_cache=args.data_cache,
+        replies=args.generate,
+        settings=settings,
+        on_reply=replies,
     )
-    if progress is not None:
-        progress.close()
+    for bar in (progress, replies):
+        if bar is not None:
+            bar.close()
     stored = store_result(args.model, _spec(args), result)
     if args.json:
         print(json.dumps(_clean({**result.to_dict(), "stored_with": stored.name if stored else None})))
@@ -613,9 +657,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"loss {result.loss:.4f} | perplexity {result.perplexity:.2f} | {result.tokens} tokens "
             f"in {result.blocks} blocks | {result.tokens_per_second:,.0f} tok/s"
         )
+        if result.generation is not None:
+            print(_generation_line(result.generation))
         if stored is not None:
             print(f"stored with the model: gpt2tui models show {stored.name}")
     return 0
+
+
+def _generation_line(m: Any) -> str:
+    """The reply scores in one line; a figure that is undefined (no references, no tokens) shows as '-'."""
+
+    def f(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    return (
+        f"{m.replies} replies | distinct-1 {f(m.distinct_1, '.3f')} | distinct-2 {f(m.distinct_2, '.3f')} | "
+        f"repeated 4-grams {f(m.repeated_4gram_rate, '.3f')} | {f(m.mean_reply_tokens, '.1f')} tokens | "
+        f"log-prob {f(m.mean_token_logprob, '.3f')} (perplexity {f(m.reply_perplexity, '.2f')}) | "
+        f"ROUGE-L {f(m.rouge_l, '.3f')} | token F1 {f(m.token_f1, '.3f')} ({m.references} references)"
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> int:

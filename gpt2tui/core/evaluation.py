@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from gpt2tui.core.data import DataSpec
+    from gpt2tui.core.generation import GenerationSettings, LoadedModel
+    from gpt2tui.core.metrics import GenerationMetrics
+    from gpt2tui.core.packing import Packed
     from gpt2tui.core.store import ModelInfo
 
 EVAL_BATCH_SIZE = 8
@@ -29,13 +33,18 @@ class EvalResult:
     seconds: float = field(default=0.0, compare=False)  # the forward passes only (not loading, packing)
     block_size: int = field(default=0, compare=False)
     dataset_sha256: str | None = field(default=None, compare=False)
+    generation: GenerationMetrics | None = field(default=None, compare=False)  # --generate N
+    decoding: dict[str, Any] = field(default_factory=dict, compare=False)  # the settings replies used
+    seed: int | None = field(default=None, compare=False)
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tokens_per_second": self.tokens_per_second}
+        data = {**asdict(self), "tokens_per_second": self.tokens_per_second}
+        data["generation"] = self.generation.to_dict() if self.generation is not None else None
+        return data
 
 
 Progress = Callable[[int, int], None]
@@ -97,8 +106,12 @@ def evaluate_file(
     batch_size: int = EVAL_BATCH_SIZE,
     on_progress: Progress | None = None,
     use_cache: bool = True,
+    replies: int = 0,
+    settings: GenerationSettings | None = None,
+    on_reply: Progress | None = None,
 ) -> EvalResult:
-    """Perplexity of a stored model (or model folder) on every block of a dataset file."""
+    """Perplexity of a model on every block of a dataset file; with ``replies`` > 0, also the generation
+    metrics of that many replies to held-out prompts of the file (:func:`score_replies`)."""
     from gpt2tui.core.generation import load_resolved, resolve
     from gpt2tui.core.packing import BlockRows, Source, pack
 
@@ -119,9 +132,115 @@ def evaluate_file(
     loss = loss_over(model, eval_loader(BlockRows(rows), batch_size), on_progress=on_progress)
     seconds = time.perf_counter() - started
     blocks = len(rows)
-    return EvalResult(
+    result = EvalResult(
         loss, perplexity_from_loss(loss), blocks * size, blocks, seconds, size, source.checked.sha256
     )
+    if replies <= 0:
+        return result
+    from gpt2tui.core.generation import GenerationSettings
+
+    settings = (settings or GenerationSettings(seed=0)).validate()
+    if settings.seed is None:
+        settings = settings.replace(seed=0)  # scores are only comparable with a fixed seed
+    metrics = score_replies(loaded, packed, replies, settings, on_reply)
+    return dataclasses.replace(result, generation=metrics, decoding=settings.to_record(), seed=settings.seed)
+
+
+@dataclass(frozen=True)
+class HeldOutPrompt:
+    """A prompt taken from the file and what followed it there (None when nothing can be compared)."""
+
+    prompt: str
+    reference: str | None
+
+
+PASSAGE_PROMPT_TOKENS = 32
+"""Plain text: a passage's first tokens (at most this many, at most half the passage) are the prompt."""
+
+
+def held_out_prompts(
+    loaded: LoadedModel, packed: Packed, count: int, seed: int, max_new_tokens: int
+) -> list[HeldOutPrompt]:
+    """``count`` rows chosen by ``seed`` among those the model never trained on: when it was trained on this
+    very file, the rows that begin in its held-out blocks (same block size, split and seed); otherwise any.
+
+    Question/answer and prompt/completion rows give their prompt and, as the reference, their answer; a plain
+    text passage gives its first tokens and, as the reference, the tokens that followed."""
+    import random
+
+    import numpy as np
+
+    from gpt2tui.core.packing import split
+
+    data = packed.source.data()
+    candidates = list(range(data.rows))
+    meta = loaded.metadata
+    hyper = meta.hyperparameters
+    eos = loaded.tokenizer.eos_token_id
+    ends = np.flatnonzero(packed.ids == eos) if eos is not None else np.zeros(0)
+    if meta.dataset.sha256 == packed.sha256 and len(ends) == data.rows and hyper.get("block_size"):
+        size = int(hyper["block_size"])
+        held = set(split(packed, size, float(hyper["eval_split"]), int(hyper["seed"])).eval.tolist())
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        inside = [i for i in candidates if int(starts[i]) // size in held]
+        candidates = inside or candidates
+    chosen = sorted(random.Random(seed).sample(candidates, min(count, len(candidates))))
+    picked = data.dataset.select(chosen)
+    kind = packed.formatting.kind
+    template = packed.formatting.prompt_template or "{prompt}"
+    prompts = []
+    for text, prompt in zip(picked["text"], picked["prompt"], strict=True):
+        if kind == "text":
+            ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+            cut = max(1, min(PASSAGE_PROMPT_TOKENS, len(ids) // 2))
+            rest = ids[cut : cut + max_new_tokens]
+            reference = loaded.tokenizer.decode(rest) if rest else None
+            prompts.append(HeldOutPrompt(loaded.tokenizer.decode(ids[:cut]), reference))
+        else:
+            shown = template.format(prompt=prompt)
+            reference = text[len(shown) :].strip() if text.startswith(shown) else None
+            prompts.append(HeldOutPrompt(prompt, reference or None))
+    return prompts
+
+
+def score_replies(
+    loaded: LoadedModel,
+    packed: Packed,
+    count: int,
+    settings: GenerationSettings,
+    on_reply: Progress | None = None,
+) -> GenerationMetrics:
+    """Generate one reply per held-out prompt (the model's own template and stop text, ``settings`` with its
+    fixed seed) and score them; token log-probabilities come from the generation itself."""
+    from gpt2tui.core.generation import stream
+    from gpt2tui.core.metrics import ScoredReply, generation_metrics
+
+    prompts = held_out_prompts(loaded, packed, count, settings.seed or 0, settings.max_new_tokens)
+    scored = []
+    for done, item in enumerate(prompts, start=1):
+        reply_stream = stream(
+            loaded.model,
+            loaded.tokenizer,
+            item.prompt,
+            settings,
+            template=loaded.template,
+            stop_text=loaded.stop_text,
+        )
+        text = "".join(reply_stream)
+        pairs = _within(loaded, reply_stream.reply.tokens, text)
+        scored.append(ScoredReply([t for t, _ in pairs], [lp for _, lp in pairs], text, item.reference))
+        if on_reply is not None:
+            on_reply(done, len(prompts))
+    return generation_metrics(scored)
+
+
+def _within(loaded: LoadedModel, tokens: list[tuple[int, float]], text: str) -> list[tuple[int, float]]:
+    """The generated tokens that make up ``text``: a reply cut at its stop text leaves the stop's tokens out."""
+    ids = [t for t, _ in tokens]
+    for n in range(len(ids) + 1):
+        if len(loaded.tokenizer.decode(ids[:n], skip_special_tokens=True)) >= len(text):
+            return tokens[:n]
+    return tokens
 
 
 def store_result(ref: str, spec: DataSpec, result: EvalResult) -> ModelInfo | None:
@@ -147,6 +266,9 @@ def store_result(ref: str, spec: DataSpec, result: EvalResult) -> ModelInfo | No
         loss=result.loss if math.isfinite(result.loss) else None,
         perplexity=result.perplexity if math.isfinite(result.perplexity) else None,
     )
+    if result.generation is not None:
+        figures = {k: v for k, v in result.generation.to_dict().items() if hasattr(record, k)}
+        record = dataclasses.replace(record, seed=result.seed, decoding=dict(result.decoding), **figures)
     return store.record_evaluation(ref, record)
 
 

@@ -124,6 +124,20 @@ class GenerationSettings:
         parts.append(f"max={self.max_new_tokens}")
         return " ".join(parts)
 
+    def to_record(self) -> dict[str, Any]:
+        """Only the settings the strategy uses, as stored with an evaluation (the seed is stored apart)."""
+        record: dict[str, Any] = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens}
+        if self.strategy == "beam":
+            record["num_beams"] = self.num_beams
+        elif self.strategy != "greedy":
+            record["temperature"] = self.temperature
+            record["top_k" if self.strategy == "top-k" else "top_p"] = (
+                self.top_k if self.strategy == "top-k" else self.top_p
+            )
+        if self.repetition_penalty != 1.0:
+            record["repetition_penalty"] = self.repetition_penalty
+        return record
+
     def choice(self, seed: int) -> Choice | None:
         """How :class:`~gpt2tui.core.sampling.TokenChooser` picks tokens for this strategy (None: beam
         search, which keeps several sequences and has nothing to draw)."""
