@@ -210,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     _data_options(e)
     e.add_argument("--json", action="store_true")
 
+    d = sub.add_parser(
+        "compare-decoding", help="one prompt under greedy, beam, top-k, top-p and a temperature sweep"
+    )
+    d.add_argument("model", metavar="MODEL", help="stored model name, model folder or Hub id")
+    d.add_argument("prompt", metavar="PROMPT")
+    _decoding_options(d, seed=0)
+    _threads_option(d)
+    d.add_argument("--json", action="store_true", help="print one JSON list of cells")
+
+    v = sub.add_parser("compare", help="one prompt to two models with the same settings and seed")
+    v.add_argument("models", metavar="MODEL", nargs=2, help="two stored model names, folders or Hub ids")
+    v.add_argument("prompt", metavar="PROMPT")
+    _decoding_options(v, seed=0)
+    _threads_option(v)
+    v.add_argument("--json", action="store_true", help="print one JSON list of the two replies")
+
     c = sub.add_parser("cache", help="list or clear the cache of tokenized files and trained tokenizers")
     c.add_argument("action", nargs="?", default="list", choices=("list", "clear"))
     c.add_argument("--json", action="store_true")
@@ -260,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": cmd_runs,
             "cache": cmd_cache,
             "push": cmd_push,
+            "compare-decoding": cmd_compare_decoding,
+            "compare": cmd_compare,
         }
         return commands[args.command](args)
     except UserError as err:
@@ -676,6 +694,51 @@ def _generation_line(m: Any) -> str:
         f"log-prob {f(m.mean_token_logprob, '.3f')} (perplexity {f(m.reply_perplexity, '.2f')}) | "
         f"ROUGE-L {f(m.rouge_l, '.3f')} | token F1 {f(m.token_f1, '.3f')} ({m.references} references)"
     )
+
+
+def cmd_compare_decoding(args: argparse.Namespace) -> int:
+    from gpt2tui.core.compare import decoding_grid
+    from gpt2tui.core.device import configure_threads
+    from gpt2tui.core.generation import load
+
+    configure_threads(args.threads)
+    settings = _settings(args)
+    loaded = load(args.model)
+    if args.json:
+        print(json.dumps([_clean(c.to_dict()) for c in decoding_grid(loaded, args.prompt, settings)]))
+    else:
+        decoding_grid(loaded, args.prompt, settings, on_cell=lambda cell: print(_cell_text(cell), flush=True))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from gpt2tui.core.compare import compare_models
+    from gpt2tui.core.device import configure_threads
+    from gpt2tui.core.generation import load_resolved, resolve
+
+    configure_threads(args.threads)
+    settings = _settings(args)
+    first, second = (resolve(ref) for ref in args.models)  # both named correctly before either loads
+    cells = compare_models(load_resolved(first), load_resolved(second), args.prompt, settings)
+    if args.json:
+        print(json.dumps([_clean(c.to_dict()) for c in cells]))
+    else:
+        for cell in cells:
+            print(_cell_text(cell))
+    return 0
+
+
+def _cell_text(cell: Any) -> str:
+    """A header with the cell's figures, then its reply indented (as many lines as it has)."""
+    logprob = f" · log-prob {cell.mean_token_logprob:.3f}" if cell.mean_token_logprob is not None else ""
+    d2 = f"{cell.distinct_2:.2f}" if cell.distinct_2 is not None else "-"
+    rep = f"{cell.repeated_4gram_rate:.2f}" if cell.repeated_4gram_rate is not None else "-"
+    header = (
+        f"── {cell.label} ({cell.model}) · {cell.settings} · seed {cell.seed} · {cell.new_tokens} tokens · "
+        f"{cell.tokens_per_second:,.0f} tok/s · distinct-2 {d2} · repeated 4-grams {rep}{logprob}"
+    )
+    body = "\n".join(f"   {line}" for line in (cell.text.strip("\n") or "(empty reply)").splitlines())
+    return f"{header}\n{body}\n"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
