@@ -819,14 +819,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
-    if result.created:
-        visibility = "a new private repository" if result.private else "a new public repository"
-    elif result.private != args.private:
-        visibility = "an existing private repository; its visibility was not changed"
-    else:
-        visibility = f"an existing {'private' if result.private else 'public'} repository"
-    commit = f", commit {result.commit[:8]}" if result.commit else ""
-    print(f"pushed {result.model} to {result.url} ({visibility}; {len(result.files)} files{commit})")
+    print(result.summary(asked_private=args.private))
     return 0
 
 

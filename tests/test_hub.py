@@ -6,6 +6,7 @@ token appears in no output, log or file."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -68,6 +69,9 @@ def test_push_uploads_the_model_folder_with_its_card(
     assert repo.files == local  # every file, byte for byte: weights, tokenizer, config, card, metadata
     assert {"model.safetensors", "README.md", "gpt2tui.json", "tokenizer.json"} <= set(repo.files)
     assert "model-index:" in repo.files["README.md"].decode()
+    uploaded = json.loads(repo.files["tokenizer_config.json"])  # a Q/A model: its chat template goes along
+    assert uploaded["chat_template"].startswith("{%- for message in messages -%}")
+    assert '"Question: "' in uploaded["chat_template"]
     weights = hashlib.sha256(local["model.safetensors"]).hexdigest()
     assert hub.lfs == {weights: local["model.safetensors"]}  # the weights travelled as an LFS object
     for request in hub.requests:
@@ -80,8 +84,6 @@ def test_push_uploads_the_model_folder_with_its_card(
 
     again = cli("push", tiny_model, REPO, "--json")  # into the existing repository: a second commit
     assert again.returncode == 0, again.stderr
-    import json
-
     result = json.loads(again.stdout)
     assert result == {
         "model": "tiny",

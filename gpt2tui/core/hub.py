@@ -31,6 +31,8 @@ NOT_UPLOADED = (
     "*.ckpt",
 )
 LOGIN_HINT = "set HF_TOKEN or log in with 'hf auth login'"
+PUBLIC_HINT = "push with --public"
+"""How the CLI asks for a public upload; the home screen's dialog says it its own way (``push_model``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,19 @@ class PushResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "files": list(self.files)}
+
+    def summary(self, asked_private: bool) -> str:
+        """``pushed NAME to URL (a new private repository; 9 files, commit 1a2b3c4d)``: what the CLI prints
+        and the home screen shows; an existing repository keeps its visibility, and says so when it differs
+        from the one asked for."""
+        if self.created:
+            visibility = f"a new {'private' if self.private else 'public'} repository"
+        elif self.private != asked_private:
+            visibility = "an existing private repository; its visibility was not changed"
+        else:
+            visibility = f"an existing {'private' if self.private else 'public'} repository"
+        commit = f", commit {self.commit[:8]}" if self.commit else ""
+        return f"pushed {self.model} to {self.url} ({visibility}; {len(self.files)} files{commit})"
 
 
 def validate_repo_id(repo_id: str) -> str:
@@ -65,11 +80,12 @@ def hub_token() -> str | None:
     return get_token()
 
 
-def push_model(name: str, repo_id: str, private: bool = True) -> PushResult:
+def push_model(name: str, repo_id: str, private: bool = True, public_hint: str = PUBLIC_HINT) -> PushResult:
     """Upload the stored model ``name`` (weights, tokenizer, card, metadata) to ``repo_id`` in one commit.
 
     A new repository is private unless ``private`` is False. An existing public repository is refused while
-    ``private`` is asked for, so the default never publishes a model by surprise.
+    ``private`` is asked for, so the default never publishes a model by surprise; ``public_hint`` completes
+    that sentence with the caller's way of asking for public ("push with --public").
     """
     from gpt2tui.core.models import hub_endpoint, hub_offline, hub_reachable
     from gpt2tui.core.store import ModelStore
@@ -100,7 +116,7 @@ def push_model(name: str, repo_id: str, private: bool = True) -> PushResult:
         existing = _repo_private(api, repo_id)
         if existing is False and private:
             raise UserError(
-                f"The repository {repo_id} already exists and is public; push with --public to upload to it, "
+                f"The repository {repo_id} already exists and is public; {public_hint} to upload to it, "
                 "or choose another repository (nothing was uploaded)."
             )
         if existing is None:

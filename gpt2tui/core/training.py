@@ -653,9 +653,15 @@ class Loop:
         generation_config = _generation_config(job.base)
 
         def write(folder: Path) -> None:
+            from gpt2tui.core.chat_template import set_chat_template
+
             unwrapped.generation_config = generation_config
             unwrapped.save_pretrained(folder, safe_serialization=True)
-            job.base.tokenizer.save_pretrained(folder)
+            # Q/A and prompt/completion models get the chat template of their rows, in tokenizer_config.json.
+            set_chat_template(
+                job.base.tokenizer, job.data.formatting.kind, job.data.formatting.prompt_template
+            )
+            job.base.tokenizer.save_pretrained(folder, save_jinja_files=False)
 
         metadata = build_metadata(job, result, str(job.accelerator.device), job.accelerator.mixed_precision)
         job.store.save(job.name, write, metadata, run=job.run.id if job.run is not None else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from gpt2tui.core.data import DatasetSummary, DataSpec
+from gpt2tui.core.hub import PushResult
 from gpt2tui.core.runs import RecordedEvent, RunStatus
 
 # ------------------------------------------------------------------------------------------ runs
@@ -40,6 +41,21 @@ class RunResumed(Message):
     def __init__(self, run_id: str, error: str | None) -> None:
         super().__init__()
         self.run_id = run_id
+        self.error = error
+
+
+class ModelPushed(Message):
+    """A push to the Hugging Face Hub ended (posted by its thread): ``result`` on success, else ``error``,
+    the core's sentence."""
+
+    def __init__(
+        self, name: str, repo_id: str, private: bool, result: PushResult | None, error: str | None
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.repo_id = repo_id
+        self.private = private
+        self.result = result
         self.error = error
 
 

@@ -1,13 +1,16 @@
 """Home: the stored models and the runs, each table with its own keys.
 
-The models table chats with, renames and deletes models (broken folders are listed last, marked, and can
-only be deleted). The runs table lists every run folder, whoever started it (this TUI, the CLI, a TUI
+The models table chats with, renames, deletes and pushes models to the Hugging Face Hub (broken folders are
+listed last, marked, and can only be deleted); under it, the highlighted model's stored evaluations and the
+state of the last push. The runs table lists every run folder, whoever started it (this TUI, the CLI, a TUI
 before a restart): open its monitor, stop it, resume it, or remove a run that has ended. Requests to open
 another screen are messages; the App does the navigation.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -17,15 +20,24 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
 
+from gpt2tui.core.card import EvaluationRecord
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.hub import validate_repo_id
 from gpt2tui.core.runs import RunStatus
 from gpt2tui.core.store import ModelInfo, ModelStore
-from gpt2tui.ui.messages import ChatRequested, NewFinetuneRequested, RunOpened, RunResumed
+from gpt2tui.ui.messages import ChatRequested, ModelPushed, NewFinetuneRequested, RunOpened, RunResumed
 from gpt2tui.ui.runs import resume_error, run_folder, stop_error
 from gpt2tui.ui.samples import FIRST_SAMPLE, sample_files
-from gpt2tui.ui.widgets.dialogs import ConfirmDialog, NameDialog, os_error_sentence
+from gpt2tui.ui.widgets.dialogs import (
+    ConfirmDialog,
+    NameDialog,
+    PushDialog,
+    PushTarget,
+    os_error_sentence,
+)
 
 EMPTY_TEXT = """\
 [b]No fine-tuned models yet.[/b]
@@ -45,6 +57,8 @@ PICK_SAMPLE = (
 PICK_ANY = "pick a .txt, .csv or .jsonl file of your own (browse on the left, or ctrl+l to type its path)"
 NO_MODELS = "There are no stored models yet; press n to fine-tune one."
 NO_RUNS = "There are no runs yet; press n to start one."
+PUBLIC_HINT = "press p again and choose public"
+"""Completes the core's refusal of an existing public repository the way this screen asks for public."""
 
 
 def empty_text(start_dir: Path | None) -> str:
@@ -78,6 +92,56 @@ def describe_dataset(info: ModelInfo) -> str:
 def describe_date(info: ModelInfo) -> str:
     created = info.metadata.created_at
     return created.strftime("%Y-%m-%d %H:%M") if created else "-"
+
+
+EVALUATION_FIGURES: tuple[tuple[str, str, int], ...] = (
+    # (EvaluationRecord field, label, decimals): the generation figures, in the card's order
+    ("distinct_1", "distinct-1", 3),
+    ("distinct_2", "distinct-2", 3),
+    ("repeated_4gram_rate", "repeated 4-grams", 3),
+    ("mean_reply_tokens", "mean length", 1),
+    ("mean_token_logprob", "mean token log-prob", 3),
+    ("reply_perplexity", "reply perplexity", 2),
+    ("rouge_l", "ROUGE-L", 3),
+    ("token_f1", "token F1", 3),
+)
+
+
+def latest_evaluation(info: ModelInfo) -> str:
+    """The newest stored evaluation's perplexity and file, or a dash when there is none."""
+    if not info.metadata.evaluations:
+        return "-"
+    record = info.metadata.evaluations[-1]
+    figure = f"{record.perplexity:,.2f}" if record.perplexity is not None else "?"
+    return f"{figure} ({record.dataset or '?'})"
+
+
+def describe_evaluation(record: EvaluationRecord) -> str:
+    """One evaluation in a line or two: when, on what, loss and perplexity, then any reply figures."""
+    try:
+        when = datetime.fromisoformat(record.created or "").astimezone().strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, OSError):
+        when = "?"
+    loss = f"{record.loss:.4f}" if record.loss is not None else "?"
+    perplexity = f"{record.perplexity:,.2f}" if record.perplexity is not None else "?"
+    text = f"{when} on {record.dataset or '?'} ({record.blocks} blocks): loss {loss}, perplexity {perplexity}"
+    figures = [
+        f"{label} {value:.{digits}f}"
+        for attr, label, digits in EVALUATION_FIGURES
+        if (value := getattr(record, attr)) is not None
+    ]
+    if figures:
+        text += f"\n  {record.replies} replies: " + ", ".join(figures)
+    return text
+
+
+def evaluation_details(info: ModelInfo) -> str:
+    """What the home screen says under the models about the highlighted model's stored evaluations."""
+    records = info.metadata.evaluations
+    if not records:
+        return f"{info.name}: no stored evaluations; 'gpt2tui eval {info.name} FILE' measures one."
+    earlier = f" ({len(records) - 1} earlier: 'gpt2tui models show {info.name}')" if len(records) > 1 else ""
+    return f"{info.name}, latest evaluation{earlier}: {describe_evaluation(records[-1])}"
 
 
 def describe_updated(status: RunStatus) -> str:
@@ -114,6 +178,7 @@ class ModelTable(DataTable[str]):
         Binding("c", "screen.chat", "Chat"),
         Binding("r", "screen.rename", "Rename"),
         Binding("d", "screen.delete", "Delete"),
+        Binding("p", "screen.push", "Push to Hub"),
     ]
 
 
@@ -141,14 +206,20 @@ class HomeScreen(Screen[None]):
         self.models: list[ModelInfo] = []
         self.statuses: dict[str, RunStatus] = {}
         self.resuming: set[str] = set()
+        self.pushing: tuple[str, PushTarget, float] | None = None  # the model being pushed, where, since when
+        self.push_timer: Timer | None = None  # redraws the elapsed time of a push
+        self.push_targets: dict[str, PushTarget] = {}  # per model, the last target asked for (this session)
+        self.hub_owner: str | None = None  # the owner of the last repository pushed to (this session)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(empty_text(getattr(self.app, "start_dir", None)), id="empty")
         models = ModelTable(id="models", cursor_type="row", zebra_stripes=True)
         models.border_title = "models"
-        models.add_columns("name", "base", "dataset", "date", "perplexity before → after")
+        models.add_columns("name", "base", "dataset", "date", "perplexity before → after", "latest eval")
         yield models
+        yield Static("", id="model-details")
+        yield Static("", id="push-note")
         runs = RunTable(id="runs", cursor_type="row", zebra_stripes=True)
         runs.border_title = "runs"
         for column in RUN_COLUMNS:
@@ -185,6 +256,7 @@ class HomeScreen(Screen[None]):
                     "-",
                     "-",
                     "-",
+                    "-",
                     key=info.name,
                 )
                 continue
@@ -194,6 +266,7 @@ class HomeScreen(Screen[None]):
                 describe_dataset(info),
                 describe_date(info),
                 perplexity_change(info),
+                latest_evaluation(info),
                 key=info.name,
             )
         self.query_one("#empty").display = not self.models
@@ -201,6 +274,7 @@ class HomeScreen(Screen[None]):
         if self.models:
             names = [info.name for info in self.models]
             table.move_cursor(row=names.index(keep) if keep in names else 0)
+        self.show_model_details()
         self.focus_a_table()
 
     def focus_a_table(self) -> None:
@@ -236,6 +310,16 @@ class HomeScreen(Screen[None]):
     @on(DataTable.RowSelected, "#models")
     def model_selected(self) -> None:
         self.action_chat()
+
+    @on(DataTable.RowHighlighted, "#models")
+    def show_model_details(self) -> None:
+        """Under the models: the highlighted model's stored evaluations (none for a broken folder)."""
+        details = self.query_one("#model-details", Static)
+        name = self.selected_name()
+        info = next((i for i in self.models if i.name == name), None)
+        details.display = info is not None and not info.broken
+        if details.display and info is not None:
+            details.update(Text(evaluation_details(info)))
 
     def action_new_finetune(self) -> None:
         self.post_message(NewFinetuneRequested())
@@ -283,6 +367,90 @@ class HomeScreen(Screen[None]):
 
         question = f"Delete the model '{name}' and all its files? This cannot be undone."
         self.app.push_screen(ConfirmDialog(question, yes_label="Delete"), answered)
+
+    # ------------------------------------------------------------------------------------------ push
+
+    def action_push(self) -> None:
+        """Ask where to push the highlighted model, then upload it in a thread; one push at a time."""
+        info = self.selected_model()
+        if info is None:
+            return
+        if self.pushing is not None:
+            busy, where, _ = self.pushing
+            self.notify(
+                f"A push is in progress ({busy} to {where.repo_id}); wait for it to end.",
+                severity="warning",
+                markup=False,
+            )
+            return
+        name = info.name
+        last = self.push_targets.get(name)
+        # The user's Hub name needs the network (whoami); offer the owner of this session's last push, if any.
+        initial = last.repo_id if last else f"{self.hub_owner}/{name}" if self.hub_owner else name
+
+        def answered(target: PushTarget | None) -> None:
+            if target is not None:
+                self.push_targets[name] = target
+                self.start_push(name, target)
+
+        self.app.push_screen(
+            PushDialog(name, initial, validate_repo_id, private=last.private if last else True), answered
+        )
+
+    def start_push(self, name: str, target: PushTarget) -> None:
+        """A daemon thread, not a worker: an upload cannot be interrupted, and quitting must not wait for it
+        (the upload is one commit, so an abandoned push leaves nothing half-written on the Hub)."""
+        self.pushing = (name, target, time.monotonic())
+        self.show_push_progress()
+        self.push_timer = self.set_interval(1.0, self.show_push_progress)
+        threading.Thread(target=self._push, args=(name, target), name="gpt2tui-push", daemon=True).start()
+
+    def _push(self, name: str, target: PushTarget) -> None:
+        """In the thread: the core does every check; its refusal is one sentence, never the token."""
+        from gpt2tui.core.hub import push_model
+
+        result, error = None, None
+        try:
+            result = push_model(name, target.repo_id, target.private, public_hint=PUBLIC_HINT)
+        except UserError as err:
+            error = str(err)
+        except OSError as err:  # the model folder could not be read
+            error = os_error_sentence(f"push {name}", err)
+        except Exception as err:  # a library bug: said in one sentence, never a crash
+            error = f"Pushing {name} failed: {type(err).__name__}."
+        self.post_message(ModelPushed(name, target.repo_id, target.private, result, error))
+
+    def show_push_progress(self) -> None:
+        if self.pushing is None:
+            return
+        name, target, started = self.pushing
+        visibility = "private" if target.private else "public"
+        seconds = int(time.monotonic() - started)
+        self.set_push_note(f"Pushing {name} to {target.repo_id} ({visibility})… {seconds} s", "")
+
+    @on(ModelPushed)
+    def pushed(self, message: ModelPushed) -> None:
+        message.stop()
+        self.pushing = None
+        if self.push_timer is not None:
+            self.push_timer.stop()
+            self.push_timer = None
+        if message.result is None:
+            error = message.error or "The push failed."
+            self.set_push_note(error, "error")
+            self.notify(error, severity="error", markup=False)
+            return
+        self.hub_owner = message.repo_id.split("/")[0]
+        summary = message.result.summary(asked_private=message.private)
+        self.set_push_note(summary[0].upper() + summary[1:] + ".", "done")
+        self.notify(f"Pushed {message.name} to {message.repo_id}.", markup=False)
+
+    def set_push_note(self, text: str, state: str) -> None:
+        note = self.query_one("#push-note", Static)
+        note.update(Text(text))
+        note.set_class(state == "error", "error")
+        note.set_class(state == "done", "done")
+        note.display = True
 
     # ------------------------------------------------------------------------------------------ runs
 
@@ -427,7 +595,7 @@ class HomeScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Keys of an empty list are hidden; run keys that cannot apply to the highlighted run are disabled."""
-        if action in ("chat", "rename", "delete") and not self.models:
+        if action in ("chat", "rename", "delete", "push") and not self.models:
             return False
         if action in ("open_run", "stop_run", "resume_run", "remove_run") and not self.statuses:
             return False

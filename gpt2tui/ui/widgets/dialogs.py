@@ -1,9 +1,11 @@
-"""Shared modal dialogs (a yes/no confirmation, a name prompt): widgets any screen may push, not screens of
-the app's navigation, so they live here and screens importing them never import each other."""
+"""Shared modal dialogs (a yes/no confirmation, a name prompt, where to push a model): widgets any screen may
+push, not screens of the app's navigation, so they live here and screens importing them never import each
+other."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
@@ -12,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
 
 from gpt2tui.core.errors import UserError
 
@@ -96,6 +98,71 @@ class NameDialog(ModalScreen[str | None]):
             return
         self.dismiss(name)
 
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """Where the push dialog was told to upload a model."""
+
+    repo_id: str
+    private: bool
+
+
+class PushDialog(ModalScreen[PushTarget | None]):
+    """Ask where to push ``model``: a repository id, checked in place with ``check`` (a :class:`UserError`
+    shows under the input, the dialog stays), and private (the default) or public.
+
+    An id without an owner (``qa-tiny``, offered when the user's Hub name is not known without the network)
+    gets the cursor at its start, where ``OWNER/`` goes.
+    """
+
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self, model: str, initial: str, check: Callable[[str], object], private: bool = True
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.initial = initial
+        self.check = check
+        self.private = private
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(f"Push '{self.model}' to the Hugging Face Hub as repository:"), id="title")
+            yield Input(self.initial, placeholder="OWNER/NAME", id="repo-id", select_on_focus=False)
+            with RadioSet(id="visibility"):
+                yield RadioButton(
+                    "private: only you (or your organization) can see it", self.private, id="private"
+                )
+                yield RadioButton("public: anyone can see and download it", not self.private, id="public")
+            yield Static("", id="error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Push", variant="primary", id="push")
+                yield Button("Cancel", id="cancel")
+            yield Static("enter: push   tab: private or public   escape: cancel", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        repo_id = self.query_one("#repo-id", Input)
+        repo_id.focus()
+        repo_id.cursor_position = len(self.initial) if "/" in self.initial else 0
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#push")
+    def submitted(self) -> None:
+        repo_id = self.query_one("#repo-id", Input).value.strip()
+        try:
+            self.check(repo_id)
+        except UserError as err:
+            self.query_one("#error", Static).update(Text(str(err)))
+            return
+        self.dismiss(PushTarget(repo_id, private=not self.query_one("#public", RadioButton).value))
+
+    @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
 
