@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.store import ModelInfo
+from gpt2tui.core.store import NAME_RE, ModelInfo
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 """What the Hub accepts as a model id: ``name`` or ``owner/name``."""
@@ -231,7 +231,8 @@ def resolve(ref: str) -> ModelInfo:
     try:
         return store.resolve(ref)
     except UserError:
-        if store.has(ref) or base_kind(ref) != "hub" or not HUB_ID.fullmatch(ref):
+        stored = NAME_RE.fullmatch(ref) is not None and (store.root / ref).exists()  # even a broken one
+        if stored or base_kind(ref) != "hub" or not HUB_ID.fullmatch(ref):
             raise
     return HubModel(ref, Path(ref), ModelMetadata(name=ref, base=ref, base_kind="hub"))
 
