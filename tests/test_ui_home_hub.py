@@ -122,8 +122,9 @@ async def test_a_bad_repository_id_is_refused_in_the_dialog(tiny_model: str, hub
             "'tiny' is not a Hugging Face repository id; use OWNER/NAME, each of letters, digits, '-', '_' or "
             "'.', at most 96 characters, starting and ending with a letter or digit (for example alice/qa-tiny)."
         )
-        await pilot.press("escape")
+        await pilot.click("#cancel")
         assert isinstance(app.screen, HomeScreen)
+        assert not push_note(app).display  # nothing was pushed, so nothing to say
     assert hub.requests == [] and hub.repos == {}
 
 
