@@ -122,8 +122,9 @@ async def test_a_bad_repository_id_is_refused_in_the_dialog(tiny_model: str, hub
             "'tiny' is not a Hugging Face repository id; use OWNER/NAME, each of letters, digits, '-', '_' or "
             "'.', at most 96 characters, starting and ending with a letter or digit (for example alice/qa-tiny)."
         )
-        await pilot.press("escape")
+        await pilot.click("#cancel")
         assert isinstance(app.screen, HomeScreen)
+        assert not push_note(app).display  # nothing was pushed, so nothing to say
     assert hub.requests == [] and hub.repos == {}
 
 
@@ -261,6 +262,6 @@ async def test_the_models_show_their_stored_evaluations(tiny_model: str) -> None
         assert text_of(app.screen.query_one("#model-details", Static)) == (
             f"tiny, latest evaluation (1 earlier: 'gpt2tui models show tiny'): {when} on qa.csv (12 blocks): "
             "loss 2.1250, perplexity 8.37\n"
-            "  20 replies: distinct-1 0.412, distinct-2 0.771, repeated 4-grams 0.020, mean length 17.2, "
+            "20 replies: distinct-1 0.412, distinct-2 0.771, repeated 4-grams 0.020, mean length 17.2, "
             "mean token log-prob -1.234, reply perplexity 3.44, ROUGE-L 0.310, token F1 0.281"
         )

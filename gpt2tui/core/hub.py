@@ -37,7 +37,7 @@ PUBLIC_HINT = "push with --public"
 
 @dataclass(frozen=True)
 class PushResult:
-    """What a push did, for the CLI to print (and the home screen, later, to show)."""
+    """What a push did, for the CLI to print and the home screen to show."""
 
     model: str
     repo_id: str

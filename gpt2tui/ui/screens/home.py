@@ -131,7 +131,7 @@ def describe_evaluation(record: EvaluationRecord) -> str:
         if (value := getattr(record, attr)) is not None
     ]
     if figures:
-        text += f"\n  {record.replies} replies: " + ", ".join(figures)
+        text += f"\n{record.replies} replies: " + ", ".join(figures)
     return text
 
 
