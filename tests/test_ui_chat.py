@@ -320,14 +320,14 @@ async def test_loads_model_from_store_in_a_worker(tiny_model: str, monkeypatch: 
 
 
 async def test_load_error_is_shown_as_a_message(home: Path) -> None:
-    from gpt2tui.core.store import ModelStore
+    from gpt2tui.core.generation import resolve
 
     with pytest.raises(UserError) as expected:
-        ModelStore().resolve("missing")
-    screen = ChatScreen("missing")
+        resolve("./missing")
+    screen = ChatScreen("./missing")
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "Cannot chat" in screen.transcript.plain)
+        await until(pilot, lambda: "Cannot chat" in screen.transcript.plain, timeout=60)
         assert str(expected.value) in screen.transcript.plain
         assert ("error", str(expected.value)) in app.notes
         assert screen.query_one("#prompt", Input).disabled

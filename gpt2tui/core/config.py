@@ -57,7 +57,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse bad numbers before any file is read or model is loaded."""
-        from gpt2tui.core.evaluation import check_block_size
         from gpt2tui.core.models import check_scratch_size
 
         positive = {
@@ -89,9 +88,7 @@ class TrainConfig:
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be at least 0 and below 1, not {self.dropout}.")
         if self.base == "scratch":
-            shape = check_scratch_size(self.scratch_size)
-            if self.block_size is not None:  # refused before a tokenizer is trained (and cached)
-                check_block_size(self.block_size, shape.n_positions)
+            check_scratch_size(self.scratch_size)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -238,6 +238,8 @@ def _resolve_base(
     tokenizer = None
     if base == "scratch":
         shape = check_scratch_size(config.scratch_size)
+        if config.block_size is not None:  # refused before a tokenizer is trained (and cached)
+            check_block_size(config.block_size, shape.n_positions)
         tokenizer = scratch_tokenizer(
             source, shape.vocab_size, shape.n_positions, use_cache=config.data_cache
         )
