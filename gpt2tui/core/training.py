@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from gpt2tui.core.checkpoints import Checkpoint
+    from gpt2tui.core.device import PrecisionChoice
     from gpt2tui.core.runs import Run
 
 __all__ = ["MIXED_PRECISION", "TrainConfig", "preview", "train"]
@@ -138,6 +139,7 @@ class Job:
     block_size: int
     tokens: int  # tokens in the file after formatting (before packing drops the tail)
     accelerator: Accelerator
+    precision: PrecisionChoice  # what the run computes in, and why (shown in the run header)
     model: Any
     optimizer: Any
     scheduler: Any
@@ -181,7 +183,7 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
     name = config.name or store.unique_name(f"{Path(config.data.path).stem}-{_base_label(config)}")
     lr = config.lr if config.lr is not None else base.default_lr
 
-    accelerator = _accelerator(config)
+    accelerator, precision = _accelerator(config, base.model, checkpoint)
     optimizer = torch.optim.AdamW(_param_groups(base.model, config.weight_decay), lr=lr)
     model, optimizer, evals = accelerator.prepare(
         base.model, optimizer, eval_loader(eval_blocks, EVAL_BATCH_SIZE)
@@ -205,6 +207,7 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
         block_size=block_size,
         tokens=packed.tokens,
         accelerator=accelerator,
+        precision=precision,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -266,22 +269,40 @@ def default_name(config: TrainConfig) -> str:
     return f"{Path(config.data.path).stem}-{_base_label(config)}"
 
 
-def _accelerator(config: TrainConfig) -> Accelerator:
+def _accelerator(
+    config: TrainConfig, model: Any = None, checkpoint: Checkpoint | None = None
+) -> tuple[Accelerator, PrecisionChoice]:
+    """An accelerator in the precision :func:`~gpt2tui.core.device.choose_precision` picks for ``model``."""
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    precision = config.mixed_precision
-    if precision == "auto":
-        if torch.cuda.is_available():
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "no"
-    if precision == "fp16" and not torch.cuda.is_available():
+    from gpt2tui.core.device import choose_precision
+
+    # A resumed run keeps the precision it began with: a probe could answer differently now, and the resumed
+    # weights would no longer be the ones an uninterrupted run ends with.
+    choice = _recorded_precision(checkpoint) if config.mixed_precision == "auto" else None
+    if choice is None:
+        width = getattr(getattr(model, "config", None), "hidden_size", None)
+        choice = choose_precision(config.mixed_precision, width)
+    if choice.precision == "fp16" and not torch.cuda.is_available():
         raise UserError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on a CPU.")
     # Accelerate keeps process-wide state; a second run in the same process (the TUI) must start clean.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=precision)
+    return Accelerator(mixed_precision=choice.precision), choice
+
+
+def _recorded_precision(checkpoint: Checkpoint | None) -> PrecisionChoice | None:
+    """The precision a checkpoint's run chose (None for a fresh start or an older checkpoint)."""
+    from gpt2tui.core.device import PrecisionChoice
+
+    if checkpoint is None:
+        return None
+    try:
+        saved = json.loads((checkpoint.path / STATE_FILE).read_text(encoding="utf-8"))["precision"]
+        return PrecisionChoice(str(saved["precision"]), str(saved["reason"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
@@ -476,6 +497,7 @@ class Loop:
             step_limit=job.config.step_limit,
             processes=job.accelerator.num_processes,
             threads=_torch_threads(),
+            precision_reason=job.precision.reason,
         )
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -530,6 +552,7 @@ class Loop:
             "name": job.name,
             "total_steps": job.total_steps,
             "processes": job.accelerator.num_processes,
+            "precision": asdict(job.precision),
             "wall_seconds": self.wall_before + time.perf_counter() - self.started,
         }
         (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
