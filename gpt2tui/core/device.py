@@ -20,6 +20,7 @@ than fp32.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import time
@@ -98,6 +99,33 @@ def apply_threads(plan: ThreadPlan) -> ThreadPlan:
 def configure_threads(requested: int | None = None) -> ThreadPlan:
     """Choose and apply this process's thread count (call it before the first torch import)."""
     return apply_threads(plan_threads(requested))
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
+M_MMAP_THRESHOLD = -3
+KEEP_FREED_BYTES = 1 << 30
+"""Freed blocks up to this size stay in the heap for the next step instead of going back to the kernel."""
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse a step's freed activations instead of returning them to the kernel (True if it took).
+
+    By default glibc serves large blocks with fresh ``mmap`` pages and trims the heap as soon as 128 KiB at
+    its top are free, so every training step faults in, and the kernel zeroes, its activations again:
+    measured 6,000 page faults a step on the tiny model and 100,000 on small (a fifth of the step's CPU time).
+    A training process allocates the same shapes every step, so keeping them costs no more than its peak.
+    Nothing changes numerically. Elsewhere (musl, macOS) this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
+    )
 
 
 # --------------------------------------------------------------------------------------------- precision
