@@ -4,7 +4,8 @@ Same file, same scratch model and tokenizer (built by gpt2tui's core), same pack
 the same number of optimizer steps, fp32 on the CPU (``--bf16``: ``TrainingArguments(bf16=True)``), default
 ``TrainingArguments`` otherwise. Prints the training tokens/s (tokens trained over ``train_runtime``) as its
 last line; ``--json`` prints one object instead, which also holds the tokens/s of the training loop alone
-(from ``on_train_begin`` to ``on_train_end``, as gpt2tui's own figure excludes its set-up and evaluations).
+(from ``on_train_begin`` to ``on_train_end``, as gpt2tui's own figure excludes its set-up and evaluations)
+and the CPU seconds of its median step (``on_step_begin`` to ``on_step_end``).
 
     python bench/trainer_reference.py FILE SIZE STEPS THREADS [--bf16] [--json]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from typing import Any
@@ -47,12 +49,19 @@ def main() -> None:
     train, _ = split_blocks(packed, 0.1, 42, args.file)
     rows = [{"input_ids": block, "labels": block} for block in train]
     marks: dict[str, float] = {}
+    step_cpu: list[float] = []
 
     class LoopClock(TrainerCallback):
-        """The training loop's own start and end, inside ``train_runtime``."""
+        """The training loop's own start and end, inside ``train_runtime``, and each step's CPU seconds."""
 
         def on_train_begin(self, *_: Any, **__: Any) -> None:
             marks["begin"] = time.perf_counter()
+
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            marks["step"] = time.process_time()
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            step_cpu.append(time.process_time() - marks["step"])
 
         def on_train_end(self, *_: Any, **__: Any) -> None:
             marks["end"] = time.perf_counter()
@@ -76,7 +85,12 @@ def main() -> None:
     runtime = tokens / metrics["train_runtime"]
     if args.json:
         loop = tokens / (marks["end"] - marks["begin"])
-        print(json.dumps({"tokens_per_second": runtime, "loop_tokens_per_second": loop}))
+        cpu = statistics.median(step_cpu[2:] or step_cpu)  # as bench/cpu_training.py times gpt2tui's steps
+        print(
+            json.dumps(
+                {"tokens_per_second": runtime, "loop_tokens_per_second": loop, "step_cpu_seconds": cpu}
+            )
+        )
     else:
         print(runtime)
 
