@@ -63,7 +63,7 @@ def ours(file: Path, size: str, steps: int, extra: list[str], env: dict[str, str
             check=True,
         )
     header = next(line for line in done.stdout.splitlines() if line.startswith("training "))
-    threads = header.split(" on cpu, ")[1].split(" thread")[0] if " on cpu, " in header else "?"
+    threads = header.split(" on CPU, ")[1].split(" thread")[0] if " on CPU, " in header else "?"
     return float(json.loads(done.stdout.splitlines()[-1])["tokens_per_second"]), threads
 
 

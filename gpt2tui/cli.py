@@ -147,7 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"))
+    p.add_argument(
+        "--mixed-precision",
+        default="auto",
+        choices=("auto", "no", "bf16", "fp16"),
+        help="auto: bf16 (fp16) on a GPU; bf16 on a CPU with native bf16 for a model 256+ wide; else fp32 (no)",
+    )
     p.add_argument(
         "--save-every",
         type=int,
@@ -166,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="store the weights of the best held-out eval, not the last step",
     )
     p.add_argument("--dropout", type=float, help="dropout while training (default: the base model's)")
+    p.add_argument(
+        "--no-fused-adamw",
+        dest="fused_adamw",
+        action="store_false",
+        help="AdamW as a loop over the tensors instead of torch's fused kernel (other rounding)",
+    )
+    p.add_argument(
+        "--no-fast-gelu",
+        dest="fast_gelu",
+        action="store_false",
+        help="GPT-2's gelu_new as written instead of torch's one-kernel tanh GELU (other rounding)",
+    )
     _threads_option(p)
     p.add_argument("--num-processes", type=whole_number, help="processes (GPUs) to train on, via accelerate")
     p.add_argument("--detach", action="store_true", help="start the run in the background and return at once")
@@ -370,6 +387,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         dropout=args.dropout,
         threads=args.threads,
         data_cache=args.data_cache,
+        fused_adamw=args.fused_adamw,
+        fast_gelu=args.fast_gelu,
     )
 
 

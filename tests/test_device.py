@@ -63,7 +63,7 @@ def test_the_plan_reaches_openmp_before_torch_loads() -> None:
 def test_threads_option_runs_and_the_header_shows_it(home: Path) -> None:
     run = cli("train", str(QA_CSV), "--base", "scratch", "--max-steps", "2", "--threads", "1", "--json")
     assert run.returncode == 0, run.stderr
-    assert "on cpu, 1 thread (precision no)" in run.stdout
+    assert "on CPU, 1 thread, fp32 (" in run.stdout
     assert json.loads(run.stdout.splitlines()[-1])["steps"] == 2
     bad = cli("train", str(QA_CSV), "--base", "scratch", "--threads", "0")
     assert bad.returncode == 2

@@ -100,7 +100,20 @@ def write_run(
 
 
 def started() -> RunStarted:
-    return RunStarted("hand", "scratch", "cpu", "no", 6, 40, 5, 128, 1024, 200_000)
+    return RunStarted(
+        "hand",
+        "scratch",
+        "cpu",
+        "bf16",
+        6,
+        40,
+        5,
+        128,
+        1024,
+        200_000,
+        threads=2,
+        precision_reason="native AMX",
+    )
 
 
 def step(n: int, loss: float) -> StepLogged:
@@ -176,6 +189,7 @@ async def test_monitor_rebuilds_a_finished_run_from_its_folder(home: Path) -> No
     async with app.run_test(size=SIZE) as pilot:
         monitor = await open_monitor(pilot, app, FINISHED_ID)
         assert monitor.state == "finished"
+        assert " · CPU, 2 threads, bf16 (native AMX) · " in text_of(monitor.query_one("#info", Static))
         table = monitor.query_one("#evals", DataTable)
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["before", "2", "4", "6"]
         assert table.border_subtitle == "best: step 2 (2.5000)"

@@ -40,7 +40,7 @@ class TrainConfig:
     eval_every: int = 0  # optimizer steps between evals (0: only before and after)
     log_every: int = 10  # optimizer steps between StepLogged events
     seed: int = 42
-    mixed_precision: str = "auto"  # auto (bf16/fp16 on a capable GPU, else fp32) | no | bf16 | fp16
+    mixed_precision: str = "auto"  # auto (GPU: bf16/fp16; CPU: core/device.py) | no | bf16 | fp16
     sample_prompt: str | None = None  # generate from this at each eval, so progress can be read
     sample_tokens: int = 40
     save_every: int = 100  # optimizer steps between checkpoints (0: only when stopped); runs only
@@ -49,6 +49,8 @@ class TrainConfig:
     dropout: float | None = None  # override the base's dropout (e.g. 0.0); None keeps the base's
     threads: int | None = None  # CPU threads; None: the cores free when the run starts (core/device.py)
     data_cache: bool = True  # read/write packed tokens in the cache (core/packing.py); off: pack every run
+    fused_adamw: bool = True  # torch's fused AdamW kernel (as HF Trainer uses); off: the per-tensor loop
+    fast_gelu: bool = True  # GPT-2's gelu_new as torch's one-kernel tanh GELU (same function, other rounding)
 
     @property
     def step_limit(self) -> str:

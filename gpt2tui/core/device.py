@@ -1,4 +1,5 @@
-"""One CPU thread policy for training, generation and evaluation, chosen before torch is imported.
+"""One device policy for training, generation and evaluation: CPU threads (chosen before torch is imported)
+and the precision ``--mixed-precision auto`` trains in.
 
 torch's OpenMP threads spin-wait at every barrier for the slowest thread. When another process keeps one of
 the cores busy, the thread that shares that core falls behind and the others burn their time spinning: on a
@@ -7,13 +8,25 @@ count from the cores that are actually free when it starts (``--threads N`` over
 machine it lets waiting threads sleep (``OMP_WAIT_POLICY=PASSIVE``); OpenMP reads both only when torch loads
 it. On an idle machine the waiting policy stays OpenMP's own: sleeping threads cost a tiny model about a
 quarter of its speed (bench/busy_cpu.py).
+
+bf16 autocast is only a win on a CPU that computes bf16 natively (AVX512_BF16 or AMX): elsewhere oneDNN
+emulates it (on an AVX2 CPU, 20 steps of the small model that take 16 s in fp32 did not
+finish in 5 minutes). Even with native bf16, a narrow model gains
+nothing (the casts cost what the matmuls save: bench/cpu_training.py), so ``auto`` picks bf16 on a CPU only
+for a model at least :data:`BF16_MIN_WIDTH` wide on a CPU whose flags say native bf16, and when the flags
+cannot be read, only if a short matmul probe shows bf16 clearly faster. It never picks a precision slower
+than fp32.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 BUSY_PERCENT = 50.0
 """A core busier than this (over the sampling window) is counted as taken by another process."""
@@ -91,3 +104,157 @@ def apply_threads(plan: ThreadPlan) -> ThreadPlan:
 def configure_threads(requested: int | None = None) -> ThreadPlan:
     """Choose and apply this process's thread count (call it before the first torch import)."""
     return apply_threads(plan_threads(requested))
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
+M_MMAP_THRESHOLD = -3
+KEEP_FREED_BYTES = 1 << 30
+"""Freed blocks up to this size stay in the heap for the next step instead of going back to the kernel."""
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc reuse a step's freed activations instead of returning them to the kernel (True if it took).
+
+    By default glibc serves large blocks with fresh ``mmap`` pages and trims the heap as soon as 128 KiB at
+    its top are free, so every training step faults in, and the kernel zeroes, its activations again:
+    measured 6,000 page faults a step on the tiny model and 100,000 on small (a fifth of the step's CPU time).
+    A training process allocates the same shapes every step, so keeping them costs no more than its peak.
+    Nothing changes numerically. Elsewhere (musl, macOS) this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES)
+    )
+
+
+# --------------------------------------------------------------------------------------------- precision
+
+BF16_MIN_WIDTH = 256
+"""Hidden size below which bf16 autocast does not pay on a CPU, even a native one: measured on 2 AVX512_BF16
+cores, width 64 and 128 trained at 0.96-0.97x fp32, width 256 at 1.4x, 384 at 1.6x."""
+BF16_PROBE_GAIN = 1.5
+"""When only the probe can tell, bf16 matmuls must be this much faster than fp32: a training step also pays
+for the casts and the fp32 ops around the matmuls, so a smaller matmul gain can still lose overall."""
+PROBE_SHAPE = (512, 768, 768)
+"""(rows, inner, columns) of the probe matmul: a GPT-2 projection on 512 tokens, ~0.6 GFLOP (a few ms)."""
+CPUINFO = Path("/proc/cpuinfo")
+NATIVE_BF16_FLAGS = {"amx_bf16": "AMX", "avx512_bf16": "AVX512_BF16"}
+"""x86 flags (Linux ``/proc/cpuinfo``) of a CPU that computes bf16 natively, with the name shown for each."""
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run trains in (accelerate's name) and why, for the run header."""
+
+    precision: str  # "no" (fp32) | "bf16" | "fp16"
+    reason: str  # e.g. "native AVX512_BF16", "no native bf16, AVX2", "requested"
+
+
+def precision_name(precision: str) -> str:
+    """accelerate calls fp32 "no"; people call it fp32."""
+    return "fp32" if precision == "no" else precision
+
+
+def cpu_flags(path: Path = CPUINFO) -> frozenset[str] | None:
+    """The CPU feature flags the kernel reports (x86 ``flags``, ARM ``Features``), or None where unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return None
+
+
+def native_bf16(flags: frozenset[str] | None, capability: str, onednn: bool) -> tuple[bool | None, str]:
+    """Whether this CPU computes bf16 natively: True/False when the evidence is clear, None when unsure.
+
+    ``capability`` is ``torch.backends.cpu.get_cpu_capability()``: torch's own kernels (layer norm, GELU,
+    the casts) run at that level, so a native flag under an AVX2 torch is not trusted without a probe.
+    """
+    if not onednn:
+        return False, "torch has no oneDNN"
+    if flags is None:
+        return None, "CPU flags unknown"
+    native = [name for flag, name in NATIVE_BF16_FLAGS.items() if flag in flags]
+    if not native:
+        if "bf16" in flags:  # ARM's BF16 extension: real, but torch's kernels for it vary; measure
+            return None, "ARM bf16"
+        return False, f"no native bf16, {capability}"
+    if not capability.startswith("AVX512"):
+        return None, f"{native[0]} under torch {capability}"
+    return True, f"native {native[0]}"
+
+
+def bf16_probe_gain(repeats: int = 3) -> float:
+    """fp32 time over bf16 time of one GPT-2-sized matmul (best of ``repeats`` each, interleaved)."""
+    import torch
+
+    rows, inner, columns = PROBE_SHAPE
+    best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
+    operands = {
+        dtype: (torch.randn(rows, inner, dtype=dtype), torch.randn(inner, columns, dtype=dtype))
+        for dtype in best
+    }
+    for a, b in operands.values():
+        torch.mm(a, b)  # first call: oneDNN picks and builds its kernel
+    for _ in range(repeats):
+        for dtype, (a, b) in operands.items():
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
+
+
+def cpu_precision(
+    width: int | None,
+    flags: frozenset[str] | None,
+    capability: str,
+    onednn: bool,
+    probe: Callable[[], float] | None = bf16_probe_gain,
+) -> PrecisionChoice:
+    """``auto`` on a CPU: bf16 where it is native and the model wide enough for it to pay, else fp32.
+
+    ``probe`` None: unsure stays fp32 unmeasured (processes that must agree cannot each time their own probe).
+    """
+    native, why = native_bf16(flags, capability, onednn)
+    if native is False:
+        return PrecisionChoice("no", why)
+    if width is not None and width < BF16_MIN_WIDTH:
+        return PrecisionChoice("no", f"width {width} < {BF16_MIN_WIDTH}: bf16 would not pay")
+    if native is None:
+        if probe is None:
+            return PrecisionChoice("no", f"{why}; not probed with several processes")
+        gain = probe()
+        if gain < BF16_PROBE_GAIN:
+            return PrecisionChoice("no", f"{why}; bf16 matmul probe {gain:.1f}x fp32")
+        return PrecisionChoice("bf16", f"{why}; bf16 matmul probe {gain:.1f}x fp32")
+    return PrecisionChoice("bf16", why)
+
+
+def choose_precision(requested: str, width: int | None = None) -> PrecisionChoice:
+    """The precision to train in for ``--mixed-precision requested`` on this machine (``width``: the model's
+    hidden size, when known); ``auto`` keeps bf16/fp16 on a GPU as before and applies :func:`cpu_precision`."""
+    import torch
+
+    if requested != "auto":
+        return PrecisionChoice(requested, "requested")
+    if torch.cuda.is_available():
+        if torch.cuda.is_bf16_supported():
+            return PrecisionChoice("bf16", "GPU with bf16")
+        return PrecisionChoice("fp16", "GPU without bf16")
+    return cpu_precision(
+        width,
+        cpu_flags(),
+        torch.backends.cpu.get_cpu_capability(),
+        torch.backends.mkldnn.is_available(),
+        bf16_probe_gain if os.environ.get("WORLD_SIZE", "1") == "1" else None,
+    )

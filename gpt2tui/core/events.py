@@ -33,6 +33,7 @@ class RunStarted:
     threads: int = 0  # CPU threads each process computes with (0: not recorded)
     tokens_cached: bool = False  # the file's tokens were read from the cache (packed by an earlier run)
     pack_seconds: float = 0.0  # time spent tokenizing and packing in this run (0 when cached)
+    precision_reason: str = ""  # why mixed_precision was chosen ("native AVX512_BF16", "requested", ...)
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,18 @@ def overfitting_since(evals: list[tuple[int, float]]) -> int | None:
     return evals[start][0] if rises >= 2 else None
 
 
-def threads_label(event: RunStarted) -> str:
-    """``", 2 threads"`` for a CPU run that recorded them, else nothing."""
-    if not event.threads or event.device != "cpu":
-        return ""
-    return f", {event.threads} thread{'s' if event.threads != 1 else ''}"
+def device_label(event: RunStarted) -> str:
+    """Where and in what precision a run computes, e.g. ``"CPU, 2 threads, bf16 (native AVX512_BF16)"``.
+
+    The thread count and the reason appear only when the run recorded them (older logs did not).
+    """
+    cpu = event.device == "cpu"
+    parts = ["CPU" if cpu else event.device]
+    if cpu and event.threads:
+        parts.append(f"{event.threads} thread{'s' if event.threads != 1 else ''}")
+    precision = "fp32" if event.mixed_precision == "no" else event.mixed_precision
+    parts.append(f"{precision} ({event.precision_reason})" if event.precision_reason else precision)
+    return ", ".join(parts)
 
 
 def duration(seconds_float: float) -> str:
@@ -169,10 +177,9 @@ def describe(event: TrainingEvent) -> str:
     """One plain line for a terminal or ``run.log`` (no colour, no progress bar)."""
     if isinstance(event, RunStarted):
         resumed = f", resumed from step {event.resumed_from}" if event.resumed_from else ""
-        threads = threads_label(event)
         return (
-            f"training {event.name}: {event.parameters:,} parameters on {event.device}{threads} "
-            f"(precision {event.mixed_precision}), {event.total_steps} steps, {event.train_blocks} train / "
+            f"training {event.name}: {event.parameters:,} parameters on {device_label(event)}, "
+            f"{event.total_steps} steps, {event.train_blocks} train / "
             f"{event.eval_blocks} eval blocks of {event.block_size} tokens{resumed}{_packing(event)}"
         )
     if isinstance(event, StepLogged):

@@ -26,6 +26,7 @@ from gpt2tui import __version__
 from gpt2tui.core.card import DatasetRecord, FormattingRecord, ModelMetadata
 from gpt2tui.core.config import MIXED_PRECISION, TrainConfig
 from gpt2tui.core.data import DatasetSummary, DataSpec, check_eval_split
+from gpt2tui.core.device import keep_freed_memory
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.evaluation import EVAL_BATCH_SIZE, check_block_size, perplexity_from_loss
 from gpt2tui.core.events import (
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from gpt2tui.core.checkpoints import Checkpoint
+    from gpt2tui.core.device import PrecisionChoice
     from gpt2tui.core.runs import Run
 
 __all__ = ["MIXED_PRECISION", "TrainConfig", "preview", "train"]
@@ -87,6 +89,7 @@ def train(
     shape = ""
     try:
         job = prepare(config, store, run, resume)
+        keep_freed_memory()  # after packing: only the loop's same-shaped steps profit (core/device.py)
         shape = f" with batch size {config.batch_size} and block size {job.block_size}"
         return Loop(job, emit, stop or threading.Event()).run()
     except UserError as err:
@@ -130,6 +133,7 @@ class Job:
     block_size: int
     tokens: int  # tokens in the file after formatting (the last partial block included)
     accelerator: Accelerator
+    precision: PrecisionChoice  # what the run computes in, and why (shown in the run header)
     model: Any
     optimizer: Any
     scheduler: Any
@@ -167,6 +171,8 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
     base = _resolve_base(config, source, store, checkpoint)
     if config.dropout is not None:
         set_dropout(base.model, config.dropout)
+    if config.fast_gelu:
+        use_fast_gelu(base.model)
     block_size = config.block_size if config.block_size is not None else base.default_block_size
     check_block_size(block_size, base.context_length)
     packed = pack(source, base.tokenizer, use_cache=config.data_cache)
@@ -175,8 +181,10 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
     name = config.name or store.unique_name(f"{Path(config.data.path).stem}-{_base_label(config)}")
     lr = config.lr if config.lr is not None else base.default_lr
 
-    accelerator = _accelerator(config)
-    optimizer = torch.optim.AdamW(_param_groups(base.model, config.weight_decay), lr=lr)
+    accelerator, precision = _accelerator(config, base.model, checkpoint)
+    optimizer = torch.optim.AdamW(
+        _param_groups(base.model, config.weight_decay), lr=lr, fused=True if config.fused_adamw else None
+    )
     model, optimizer, evals = accelerator.prepare(
         base.model, optimizer, eval_loader(BlockRows(blocks, parts.eval), EVAL_BATCH_SIZE)
     )
@@ -199,6 +207,7 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
         block_size=block_size,
         tokens=packed.tokens,
         accelerator=accelerator,
+        precision=precision,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -258,6 +267,26 @@ def set_dropout(model: Any, rate: float) -> None:
             module.p = rate
 
 
+def use_fast_gelu(model: Any) -> int:
+    """Compute GPT-2's ``gelu_new`` with torch's fused tanh GELU while training; returns how many were swapped.
+
+    The same formula in one kernel instead of seven elementwise ops (each a pass over the MLP's widest
+    activation): 4-6% of a CPU step. Only the module is swapped, not ``config.activation_function``, so the
+    saved model is unchanged; outputs differ from ``gelu_new`` by rounding (< 5e-7 in fp32).
+    """
+    from transformers.activations import ACT2FN, NewGELUActivation
+
+    slots = [
+        (module, name)
+        for module in model.modules()
+        for name, child in module.named_children()
+        if type(child) is NewGELUActivation
+    ]
+    for module, name in slots:
+        setattr(module, name, ACT2FN["gelu_pytorch_tanh"])
+    return len(slots)
+
+
 def _base_label(config: TrainConfig) -> str:
     if config.base == "scratch":
         return f"scratch-{config.scratch_size}"
@@ -269,22 +298,40 @@ def default_name(config: TrainConfig) -> str:
     return f"{Path(config.data.path).stem}-{_base_label(config)}"
 
 
-def _accelerator(config: TrainConfig) -> Accelerator:
+def _accelerator(
+    config: TrainConfig, model: Any = None, checkpoint: Checkpoint | None = None
+) -> tuple[Accelerator, PrecisionChoice]:
+    """An accelerator in the precision :func:`~gpt2tui.core.device.choose_precision` picks for ``model``."""
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    precision = config.mixed_precision
-    if precision == "auto":
-        if torch.cuda.is_available():
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "no"
-    if precision == "fp16" and not torch.cuda.is_available():
+    from gpt2tui.core.device import choose_precision
+
+    # A resumed run keeps the precision it began with: a probe could answer differently now, and the resumed
+    # weights would no longer be the ones an uninterrupted run ends with.
+    choice = _recorded_precision(checkpoint) if config.mixed_precision == "auto" else None
+    if choice is None:
+        width = getattr(getattr(model, "config", None), "hidden_size", None)
+        choice = choose_precision(config.mixed_precision, width)
+    if choice.precision == "fp16" and not torch.cuda.is_available():
         raise UserError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on a CPU.")
     # Accelerate keeps process-wide state; a second run in the same process (the TUI) must start clean.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=precision)
+    return Accelerator(mixed_precision=choice.precision), choice
+
+
+def _recorded_precision(checkpoint: Checkpoint | None) -> PrecisionChoice | None:
+    """The precision a checkpoint's run chose (None for a fresh start or an older checkpoint)."""
+    from gpt2tui.core.device import PrecisionChoice
+
+    if checkpoint is None:
+        return None
+    try:
+        saved = json.loads((checkpoint.path / STATE_FILE).read_text(encoding="utf-8"))["precision"]
+        return PrecisionChoice(str(saved["precision"]), str(saved["reason"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
@@ -484,6 +531,7 @@ class Loop:
             threads=_torch_threads(),
             tokens_cached=job.data.cached,
             pack_seconds=round(job.data.seconds, 3),
+            precision_reason=job.precision.reason,
         )
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -538,6 +586,7 @@ class Loop:
             "name": job.name,
             "total_steps": job.total_steps,
             "processes": job.accelerator.num_processes,
+            "precision": asdict(job.precision),
             "wall_seconds": self.wall_before + time.perf_counter() - self.started,
         }
         (folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")

@@ -29,8 +29,8 @@ from gpt2tui.core.events import (
     RunStopping,
     StepLogged,
     describe,
+    device_label,
     overfitting_since,
-    threads_label,
 )
 from gpt2tui.core.runs import RecordedEvent, RunStatus
 from gpt2tui.ui.messages import ChatRequested, MonitorClosed, RunResumed
@@ -201,11 +201,10 @@ class MonitorScreen(Screen[None]):
         self.model_name = event.name
         self.sub_title = f"run {self.run_id} · {event.name}"
         limit = "max steps" if event.step_limit == "max_steps" else "epochs"
-        threads = threads_label(event)
         self.query_one("#info", Static).update(
             Text.from_markup(
                 f"[b]{escape(event.name)}[/b] · base {escape(event.base)} · {event.parameters:,} parameters"
-                f" · {event.device}{threads} ({event.mixed_precision}) · {event.train_blocks} train /"
+                f" · {escape(device_label(event))} · {event.train_blocks} train /"
                 f" {event.eval_blocks} eval blocks of {event.block_size} tokens ·"
                 f" {event.tokens_per_step:,} tokens/step · length by {limit}"
             )
