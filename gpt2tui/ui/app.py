@@ -63,8 +63,11 @@ class GPT2TUIApp(App[None]):
     CSS_PATH: ClassVar[CSSPathType | None] = ["app.tcss", "screens/home.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("question_mark,f1", "show_keys", "Keys", key_display="?", tooltip="Show this key map"),
-        # Not a priority: a focused text input takes the letter (Textual lets it consume printable keys).
+        Binding("question_mark", "show_keys", "Keys", key_display="?", tooltip="Show this key map"),
+        # F1 is never text, so it works over dialogs too (a modal screen hides the App's other keys).
+        Binding("f1", "show_keys", "Keys", show=False, priority=True, tooltip="Show this key map"),
+        # Not a priority: a focused text input takes the letter (Textual lets it consume printable keys), and
+        # a dialog (a modal screen) hides the App's keys that are not priorities, so q never answers one.
         Binding("q", "quit_by_q", "Quit", show=False, tooltip="Quit (when no text field has focus)"),
     ]
 
@@ -174,10 +177,6 @@ class GPT2TUIApp(App[None]):
     def action_quit_by_q(self) -> None:
         """q does what ctrl+q does on that screen (a screen may ask first): the same key, sent again."""
         self.simulate_key("ctrl+q")
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """q quits from the main screens only: over a dialog it would answer a question nobody asked."""
-        return not (action == "quit_by_q" and self.screen.is_modal)
 
     # ------------------------------------------------------------------------------------------ navigation
 

@@ -126,7 +126,7 @@ def append_with_breaks(text: Text, example: str) -> None:
             text.append("\n\n")
         for index, line in enumerate(paragraph.split("\n")):
             if index:
-                text.append(f"{LINE_BREAK} ", style="dim")
+                text.append(LINE_BREAK, style="dim")
             text.append(line)
 
 

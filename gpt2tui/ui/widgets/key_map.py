@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.text import Text
 from textual.actions import parse
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.dom import DOMNode
 from textual.keys import format_key
 from textual.screen import ModalScreen, Screen
@@ -112,25 +111,27 @@ def shown(widget: Widget) -> bool:
     return all(node.display for node in widget.ancestors_with_self if isinstance(node, Widget))
 
 
-def entries_of(node: DOMNode, place: str | None = None) -> list[KeyEntry]:
+def entries_of(node: DOMNode) -> list[KeyEntry]:
     entries = []
     for binding in declared_bindings(node):
         state = availability(node, binding)
         if state is False:
             continue
         keys = " / ".join(key_name(key.strip()) for key in binding.key.split(","))
-        description = describe(binding) + (f" (in the {place})" if place else "")
-        entries.append(KeyEntry(keys, description, enabled=state is True))
+        entries.append(KeyEntry(keys, describe(binding), enabled=state is True))
     return entries
 
 
 def key_map(screen: Screen[object]) -> list[KeySection]:
-    """The keys of ``screen`` (its own, then those of its lists and fields, with where they work), then the
-    App's (with moving the focus)."""
-    here = entries_of(screen)
+    """The keys of ``screen``, then those of each of its lists and fields that has keys of its own (titled
+    with where they work), then the App's (with moving the focus)."""
+    title = screen.sub_title or screen.title or type(screen).__name__
+    sections = [KeySection(f"This screen ({title})", tuple(entries_of(screen)))]
     for widget in screen.query("*"):
         if shown(widget) and any(True for _ in declared_bindings(widget)):
-            here += entries_of(widget, place_of(widget))
+            entries = entries_of(widget)
+            if entries:
+                sections.append(KeySection(f"In the {place_of(widget)}", tuple(entries)))
     app = screen.app
     grouped: dict[str, tuple[list[str], Binding]] = {}
     for key, active in screen.active_bindings.items():
@@ -140,28 +141,7 @@ def key_map(screen: Screen[object]) -> list[KeySection]:
         KeyEntry(" / ".join(key_name(key) for key in keys), describe(binding))
         for keys, binding in grouped.values()
     ]
-    title = screen.sub_title or screen.title or type(screen).__name__
-    return [
-        KeySection(f"This screen ({title})", tuple(here)),
-        KeySection("Everywhere", tuple(everywhere)),
-    ]
-
-
-def render_section(section: KeySection) -> Text:
-    """A section as aligned lines: the keys in bold, what they do, and '(not now)' for a disabled key."""
-    width = max((len(entry.keys) for entry in section.entries), default=0) + 2
-    text = Text()
-    for number, entry in enumerate(section.entries):
-        if number:
-            text.append("\n")
-        style = "" if entry.enabled else "dim"
-        text.append(entry.keys.ljust(width), style="bold" if entry.enabled else "dim")
-        text.append(entry.description, style=style)
-        if not entry.enabled:
-            text.append(" (not now)", style="dim")
-    if not section.entries:
-        text.append("no keys of its own", style="dim")
-    return text
+    return [*sections, KeySection("Everywhere", tuple(everywhere))]
 
 
 class KeyMapDialog(ModalScreen[None]):
@@ -169,7 +149,7 @@ class KeyMapDialog(ModalScreen[None]):
 
     CSS_PATH = "key_map.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,question_mark,f1,q", "close", "Close"),
+        Binding("escape,question_mark,f1,q", "close", "Close", key_display="esc/?/q"),
     ]
 
     def __init__(self, sections: list[KeySection]) -> None:
@@ -177,13 +157,17 @@ class KeyMapDialog(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="key-map"):
+        with VerticalScroll(classes="key-map"):  # scrolls (arrows, PgUp/PgDn) when taller than the terminal
             yield Label("Keys", id="key-map-title")
-            with VerticalScroll(id="key-map-sections"):
-                for number, section in enumerate(self.sections):
-                    yield Label(section.title, classes="key-map-section")
-                    yield Static(render_section(section), id=f"key-map-{number}", classes="key-map-keys")
-            yield Static("escape, ? or q: close", classes="key-map-hint")
+            for section in self.sections:
+                yield Label(section.title, classes="key-map-section")
+                if not section.entries:
+                    yield Static("no keys of its own", classes="key-map-none")
+                for entry in section.entries:
+                    with Horizontal(classes="key-map-entry" + ("" if entry.enabled else " -disabled")):
+                        yield Static(entry.keys, classes="key-map-keys")
+                        what = entry.description + ("" if entry.enabled else " (not now)")
+                        yield Static(what, classes="key-map-what")  # wraps under itself, not under the keys
         yield Footer()
 
     def action_close(self) -> None:
