@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.validation import Integer
+from textual.widget import Widget
 from textual.widgets import DirectoryTree, Footer, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.directory_tree import DirEntry
 from textual.widgets.option_list import Option
@@ -238,19 +239,27 @@ class DatasetScreen(Screen[None]):
 
     @on(OptionList.OptionHighlighted, "#samples")
     def sample_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        self.preview_soon(Path(str(event.option.id)))
+        self.preview_soon(Path(str(event.option.id)), event.option_list)
 
     @on(DirectoryTree.NodeHighlighted, "#tree")
     def node_highlighted(self, event: DirectoryTree.NodeHighlighted[object]) -> None:
         path = getattr(event.node.data, "path", None)
         if isinstance(path, Path) and not path.is_dir():
-            self.preview_soon(path)
+            self.preview_soon(path, event.control)
 
-    def preview_soon(self, path: Path) -> None:
-        """Preview ``path`` once it has stayed highlighted for ``HIGHLIGHT_DELAY`` (a newer highlight or an
-        explicit choice cancels it)."""
+    def preview_soon(self, path: Path, source: Widget) -> None:
+        """Preview ``path`` once it has stayed highlighted for ``HIGHLIGHT_DELAY`` in ``source``, the list it
+        is in (a newer highlight or an explicit choice cancels it)."""
         self.cancel_highlight_preview()
-        self.highlight_timer = self.set_timer(HIGHLIGHT_DELAY, partial(self.choose, path))
+        self.highlight_timer = self.set_timer(
+            HIGHLIGHT_DELAY, partial(self.preview_highlighted, path, source)
+        )
+
+    def preview_highlighted(self, path: Path, source: Widget) -> None:
+        """Only while the list still has focus: a user who has moved on (to type a path) keeps the path box."""
+        self.highlight_timer = None
+        if source.has_focus:
+            self.choose(path)
 
     def cancel_highlight_preview(self) -> None:
         if self.highlight_timer is not None:
