@@ -55,8 +55,8 @@ EMPTY_STEPS = (
     "when the run ends, press [b]c[/b] to chat with your model",
 )
 EMPTY_OUTRO = (
-    "Your models are listed here afterwards; [b]?[/b] shows the keys of any screen, ctrl+p opens the command "
-    "palette, ctrl+q quits."
+    "Your models are listed here afterwards; [b]?[/b] shows each screen's keys, ctrl+p the command palette, "
+    "ctrl+q quits."
 )
 PICK_SAMPLE = (
     "press [b]enter[/b] on [b]qa.csv[/b] (highlighted; 68 questions and answers about the solar system)"
