@@ -25,7 +25,6 @@ from gpt2tui.core import generation
 from gpt2tui.core.data import DataSpec
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, Reply
-from gpt2tui.core.models import OFFLINE_CHOICES
 from gpt2tui.core.store import ModelStore
 from gpt2tui.core.training import preview
 from gpt2tui.ui.app import GPT2TUIApp
@@ -54,6 +53,11 @@ async def wait_for(pilot: Pilot[None], condition: Callable[[], bool], what: str)
 
 def text_of(widget: Static) -> str:
     return str(widget.render())
+
+
+def walkthrough(app: GPT2TUIApp) -> str:
+    """The first-start text of the home screen, its parts (intro, numbered steps, outro) joined."""
+    return "\n".join(text_of(part) for part in app.screen.query("#empty Static").results(Static))
 
 
 def make_app(start_dir: Path = ROOT) -> GPT2TUIApp:
@@ -117,7 +121,7 @@ async def test_first_start_explains_what_to_do() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, HomeScreen)
-        empty = text_of(app.screen.query_one("#empty", Static))
+        empty = walkthrough(app)
         assert "No fine-tuned models yet" in empty
         assert "press enter on qa.csv (highlighted; 68 questions" in empty
         assert not app.screen.query_one("#models", DataTable).display
@@ -129,7 +133,7 @@ async def test_sample_files_are_offered_outside_the_source_folder(tmp_path: Path
     notes = record_notes(app)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert "press enter on qa.csv" in text_of(app.screen.query_one("#empty", Static))
+        assert "press enter on qa.csv" in walkthrough(app)
         await pilot.press("n")
         assert isinstance(app.screen, DatasetScreen)
         samples = app.screen.query_one("#samples", OptionList)
@@ -148,7 +152,7 @@ async def test_without_sample_files_the_walkthrough_does_not_promise_them(
     notes = record_notes(app)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        empty = text_of(app.screen.query_one("#empty", Static))
+        empty = walkthrough(app)
         assert "qa.csv" not in empty
         assert "pick a .txt, .csv or .jsonl file of your own" in empty
         await pilot.press("n")
@@ -167,9 +171,9 @@ async def test_home_lists_stored_models(tiny_model: str) -> None:
         assert table.row_count == 1
         row = [str(cell) for cell in table.get_row(tiny_model)]
         assert row[0] == "tiny"
-        assert row[1] == "scratch (tiny)"
-        assert row[2] == "qa.csv (68 rows)"
-        assert "→" in row[4]
+        assert "→" in row[1]
+        assert row[2] == "scratch (tiny)"
+        assert row[3] == "qa.csv (68 rows)"
 
 
 async def test_a_model_with_bad_metadata_hides_no_other_model(tiny_model: str, home: Path) -> None:
@@ -188,8 +192,8 @@ async def test_a_model_with_bad_metadata_hides_no_other_model(tiny_model: str, h
         table = app.screen.query_one("#models", DataTable)
         assert table.row_count == 2
         odd_row = [str(cell) for cell in table.get_row("odd")]
-        assert odd_row[0] == "odd" and odd_row[3] == "-" and odd_row[4] == "-"
-        assert [str(cell) for cell in table.get_row(tiny_model)][2] == "qa.csv (68 rows)"
+        assert odd_row[0] == "odd" and odd_row[4] == "-" and odd_row[1] == "-"
+        assert [str(cell) for cell in table.get_row(tiny_model)][3] == "qa.csv (68 rows)"
 
 
 async def test_rename_shows_core_errors_in_place_then_renames(tiny_model: str) -> None:
@@ -299,8 +303,11 @@ async def test_dataset_errors_are_the_core_sentences(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: "odd.csv has no" in text_of(error), "the wrong-columns error")
         with pytest.raises(UserError) as raised:
             preview(DataSpec(str(odd)))
-        assert text_of(error) == str(raised.value)
+        assert text_of(error) == f"{raised.value.problem}; choose the columns to train on above."
         assert "(its columns are: title, body)" in text_of(error)
+        assert "--text-column" in str(
+            raised.value
+        )  # the CLI's sentence names its options; the screen does not
         assert screen.query_one("#columns").display
         assert text_of(screen.query_one("#status", Static)) == COLUMNS_HINT
         await pilot.press("ctrl+n")  # refused: no valid preview yet
@@ -375,7 +382,7 @@ async def test_setup_refuses_invalid_values_in_place(tiny_model: str) -> None:
         setup.query_one("#name", Input).value = tiny_model
         await pilot.press("ctrl+s")
         assert text_of(error) == (
-            "A model named 'tiny' already exists; choose another --name or delete it with 'gpt2tui models rm tiny'."
+            "A model named 'tiny' already exists; change the Name, or delete that model on the home screen (d)."
         )
         assert app.screen is setup
 
@@ -405,7 +412,8 @@ async def test_setup_says_when_the_hub_is_unreachable(home: Path) -> None:
         hub = setup.query_one("#hub", Static)
         await wait_for(pilot, lambda: hub.has_class("unreachable"), "the Hub probe")
         assert "The Hugging Face Hub cannot be reached" in text_of(hub)
-        assert OFFLINE_CHOICES in text_of(hub)
+        assert "choose 'local folder' or 'scratch' as the Base above" in text_of(hub)
+        assert "--base" not in text_of(hub)  # the screen's own terms, not the CLI's
         assert setup.query_one("#base", Input).value == "gpt2"
         # A pretrained base is fine-tuned by epochs: one explicit choice, the other field off.
         assert setup.query_one("#length", Select).value == "epochs"
@@ -444,7 +452,8 @@ async def test_setup_recounts_with_the_chosen_base(tiny_model: str, home: Path) 
         await pilot.press("enter")
         await wait_for(pilot, lambda: line.has_class("unusable"), "the block-size error")
         assert text_of(line).endswith(
-            "--block-size 4096 is larger than the model's context length (256 tokens)."
+            "A block size of 4096 is larger than the model's context length (256 tokens); "
+            "set the Block size to 256 or less."
         )
 
 

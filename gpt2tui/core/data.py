@@ -221,9 +221,11 @@ def _decode(raw: bytes, encoding: str, name: str) -> str:
     try:
         text = raw.decode(codec).removeprefix("\ufeff")
     except UnicodeDecodeError as err:
+        problem = f"{name} is not valid {label} text (byte 0x{raw[err.start]:02x} at offset {err.start})"
         raise UserError(
-            f"{name} is not valid {label} text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
-            f"if it uses another encoding, pass it with --encoding, e.g. --encoding latin-1."
+            f"{problem}; if it uses another encoding, pass it with --encoding, e.g. --encoding latin-1.",
+            problem=problem,
+            fix="encoding",
         ) from None
     if "\x00" in text:
         raise UserError(binary)
@@ -254,10 +256,11 @@ def _pick_columns(spec: DataSpec, columns: Sequence[str], where: str, word: str)
         if all(c in columns for c in pair):
             return _pair_formatting(pair)
     option = "--text-column or --question-column/--answer-column"
-    raise UserError(
+    problem = (
         f"{where} has no 'text' {word[:-1]} and no 'question'/'answer' or 'prompt'/'completion' pair "
-        f"(its {word} are: {have}); choose {word} with {option}."
+        f"(its {word} are: {have})"
     )
+    raise UserError(f"{problem}; choose {word} with {option}.", problem=problem, fix="columns", word=word)
 
 
 def _pair_formatting(pair: tuple[str, str]) -> Formatting:

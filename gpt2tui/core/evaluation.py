@@ -277,5 +277,8 @@ def check_block_size(block_size: int, context: int) -> None:
         raise UserError(f"--block-size must be at least 2, not {block_size}.")
     if block_size > context:
         raise UserError(
-            f"--block-size {block_size} is larger than the model's context length ({context} tokens)."
+            f"--block-size {block_size} is larger than the model's context length ({context} tokens).",
+            problem=f"A block size of {block_size} is larger than the model's context length ({context} tokens)",
+            fix="block_size",
+            largest=context,
         )

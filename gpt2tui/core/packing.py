@@ -273,10 +273,17 @@ def split(packed: Packed, block_size: int, eval_split: float, seed: int) -> Spli
     n = packed.tokens // block_size
     if n < 2:
         largest = packed.tokens // 2
-        hint = f"use --block-size {largest} or less" if largest >= 8 else "add more text"
-        raise UserError(
+        problem = (
             f"{packed.source.name} has {packed.tokens} tokens, which is not enough for one train and one "
-            f"eval block of {block_size} tokens; {hint}."
+            f"eval block of {block_size} tokens"
+        )
+        if largest < 8:
+            raise UserError(f"{problem}; add more text.")
+        raise UserError(
+            f"{problem}; use --block-size {largest} or less.",
+            problem=problem,
+            fix="block_size",
+            largest=largest,
         )
     n_eval = min(n - 1, max(1, round(n * eval_split)))
     order = list(range(n))

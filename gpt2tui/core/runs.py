@@ -420,13 +420,17 @@ def name_owner(name: str, root: Path | None = None) -> Run | None:
     return Run(root / owner) if owner else None
 
 
-def owner_sentence(run: Run, name: str, what: str = "--name") -> str:
+def owner_error(run: Run, name: str, what: str = "--name") -> UserError:
+    """Why ``name`` is taken by ``run``: choose another ``what`` (the caller's word for the name it asked for)."""
     status = run.status()
     if status.live:
-        return f"The run {run.id} is training a model named '{name}'; choose another {what}."
-    return (
-        f"The run {run.id} ({status.state}) will write a model named '{name}' when it is resumed; choose another "
-        f"{what} or remove that run with `gpt2tui runs rm {run.id}`."
+        problem = f"The run {run.id} is training a model named '{name}'"
+        advice = f"choose another {what}."
+    else:
+        problem = f"The run {run.id} ({status.state}) will write a model named '{name}' when it is resumed"
+        advice = f"choose another {what} or remove that run with `gpt2tui runs rm {run.id}`."
+    return UserError(
+        f"{problem}; {advice}", problem=problem, fix="name_claimed", run=run.id, live=status.live
     )
 
 
@@ -450,7 +454,7 @@ def claim_name(run: Run, requested: str | None, stem: str, taken: Any) -> str:
         if requested is not None:
             owner = _owner(names, requested, root)
             if owner is not None and owner != run.id:
-                raise UserError(owner_sentence(Run(root / owner), requested))
+                raise owner_error(Run(root / owner), requested)
             name = requested
         else:
             name, n = stem, 1

@@ -116,9 +116,12 @@ class ModelStore:
         """Fail before any work if ``name`` is taken: models are never overwritten silently (a model saved by
         the same ``run``, when it was stopped and is now resumed, is the one exception)."""
         if self.exists(name) and not self._saved_by(name, run):
+            problem = f"A model named '{name}' already exists"
             raise UserError(
-                f"A model named '{name}' already exists; choose another --name or delete it with "
-                f"'gpt2tui models rm {name}'."
+                f"{problem}; choose another --name or delete it with 'gpt2tui models rm {name}'.",
+                problem=problem,
+                fix="name_taken",
+                name=name,
             )
         return name
 
@@ -218,11 +221,11 @@ class ModelStore:
         can run out of space), then the folder is renamed, then they replace the old files."""
         info = self.get(old)
         self.require_free(new)
-        from gpt2tui.core.runs import name_owner, owner_sentence
+        from gpt2tui.core.runs import name_owner, owner_error
 
         owner = name_owner(new)
         if owner is not None:
-            raise UserError(owner_sentence(owner, new, what="name"))
+            raise owner_error(owner, new, what="name")
         target = self.path_for(new)
         staged = {
             META_FILE: info.path / f".{META_FILE}.{uuid.uuid4().hex}.tmp",

@@ -40,6 +40,7 @@ from gpt2tui.ui.messages import (
 from gpt2tui.ui.runs import RunBook, RunWatcher
 from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import MonitorScreen
+from gpt2tui.ui.widgets.key_map import KeyMapDialog, key_map
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ class GPT2TUIApp(App[None]):
     CSS_PATH: ClassVar[CSSPathType | None] = ["app.tcss", "screens/home.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("question_mark", "show_keys", "Keys", key_display="?", tooltip="Show this key map"),
+        # F1 is never text, so it works over dialogs too (a modal screen hides the App's other keys).
+        Binding("f1", "show_keys", "Keys", show=False, priority=True, tooltip="Show this key map"),
+        # Not a priority: a focused text input takes the letter (Textual lets it consume printable keys), and
+        # a dialog (a modal screen) hides the App's keys that are not priorities, so q never answers one.
+        Binding("q", "quit_by_q", "Quit", show=False, tooltip="Quit (when no text field has focus)"),
     ]
 
     def __init__(
@@ -158,6 +165,19 @@ class GPT2TUIApp(App[None]):
             )
         self.exit(message=self.quit_note)
 
+    # ------------------------------------------------------------------------------------------ keys
+
+    def action_show_keys(self) -> None:
+        """The key map of the screen in front (read from its bindings now); over the key map, close it."""
+        if isinstance(self.screen, KeyMapDialog):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(KeyMapDialog(key_map(self.screen)))
+
+    def action_quit_by_q(self) -> None:
+        """q does what ctrl+q does on that screen (a screen may ask first): the same key, sent again."""
+        self.simulate_key("ctrl+q")
+
     # ------------------------------------------------------------------------------------------ navigation
 
     async def action_go_home(self) -> None:
@@ -238,10 +258,12 @@ class GPT2TUIApp(App[None]):
         would land on top of the unanswered question.
         """
         if screen.is_modal:
-            yield from super().get_system_commands(screen)
+            yield from (command for command in super().get_system_commands(screen) if command.title != "Keys")
             return
         commands = [
-            *super().get_system_commands(screen),
+            # Textual's "Keys" opens its help panel; this app's key map replaces it.
+            *(command for command in super().get_system_commands(screen) if command.title != "Keys"),
+            SystemCommand("Keys", "The keys of this screen and of the app (? or F1)", self.action_show_keys),
             SystemCommand("Models", "Show the stored models (home screen)", self.action_go_home),
             SystemCommand(
                 "New fine-tune", "Pick a dataset, set up and start a fine-tune", self.action_new_finetune

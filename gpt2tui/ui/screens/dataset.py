@@ -1,8 +1,14 @@
-"""Dataset picker: browse or type a path, see the core's summary (or its error) before training."""
+"""Dataset picker: browse or type a path, see the core's summary (or its error) before training.
+
+A file is previewed when it stays highlighted for a moment (``HIGHLIGHT_DELAY``), or at once on enter; the
+preview reads the token cache, so going back to a file is fast. Backspace in the folder tree browses the parent
+folder, and a folder's path typed in the path box is browsed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,8 +18,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.validation import Integer
+from textual.widget import Widget
 from textual.widgets import DirectoryTree, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets.directory_tree import DirEntry
 from textual.widgets.option_list import Option
 
 from gpt2tui.core.data import SUPPORTED, DatasetSummary, DataSpec
@@ -21,15 +30,53 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.paths import SAMPLE_DIR
 from gpt2tui.ui.messages import DatasetChosen, PreviewFinished
 from gpt2tui.ui.samples import DATA_SUFFIXES, FIRST_SAMPLE, sample_files
+from gpt2tui.ui.wording import Advice, count_of_rows, in_screen_terms
 
 DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))
 KIND_LABELS = {"text": "plain text", "qa": "question/answer", "prompt-completion": "prompt/completion"}
 COLUMNS_HINT = "Choose the columns to train on above: a text column, or a question and an answer column."
 PREVIEW_TOKENIZER = "a byte-level BPE trained on this file (scratch tiny)"
+HIGHLIGHT_DELAY = 0.3
+"""Seconds a file stays highlighted before it is previewed: moving through a list previews only where it stops."""
+LINE_BREAK = "↵"
+"""Marks a line break inside a plain-text example, so hard-wrapped text wraps once, at the screen's edge."""
+DATASET_ADVICE: Advice = {
+    "columns": "choose the {word} to train on above",
+    "block_size": "set the Block size above to {largest} or less",
+    "encoding": "save it as UTF-8 text and choose it again",
+}
+"""How this screen fixes the core's refusals that name a CLI option (``gpt2tui.ui.wording``)."""
 
 
 class DataFileTree(DirectoryTree):
     """A directory tree that shows folders and trainable files only, without hidden entries."""
+
+    KEY_MAP_PLACE = "folder tree"  # where its keys work, in the key map
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("backspace", "screen.parent_folder", "Parent folder", tooltip="Browse the parent folder"),
+    ]
+
+    async def open_folder(self, folder: Path, highlight: Path | None = None) -> None:
+        """Show ``folder`` as the root, then put the cursor on ``highlight`` (the folder left by going up).
+
+        Setting ``path`` alone reloads in a watcher that cannot be awaited; this does the same reload, awaited.
+        """
+        self.set_reactive(DirectoryTree.path, folder)
+        self.reset_node(self.root, str(folder), DirEntry(folder))
+        await self.reload()
+        self.scroll_to(0, 0, animate=False)
+        line = next(
+            (
+                number
+                for number in range(self.last_line + 1)
+                if (node := self.get_node_at_line(number)) is not None
+                and getattr(node.data, "path", None) == highlight
+            ),
+            0,
+        )
+        self.cursor_line = line
+        self.scroll_to_line(line, animate=False)
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [
@@ -51,17 +98,37 @@ def render_summary(summary: DatasetSummary) -> Text:
     text.append(f"{summary.path}\n", style="bold")
     columns = f" · columns: {', '.join(summary.columns)}" if summary.columns else ""
     text.append(f"format {summary.format} · {kind}{columns}\n")
-    text.append(f"{summary.rows:,} rows · {summary.characters:,} characters · {summary.tokens:,} tokens\n")
+    rows = count_of_rows(summary.format, summary.rows)
+    text.append(f"{rows} · {summary.characters:,} characters · {summary.tokens:,} tokens\n")
     text.append(
         f"{summary.blocks:,} blocks of {summary.block_size} tokens "
         f"({summary.train_blocks:,} train, {summary.eval_blocks:,} held out for evaluation)\n"
     )
     text.append(f"tokens counted with {PREVIEW_TOKENIZER}\n", style="dim")
     text.append("\nFirst examples, exactly as they will be trained:\n", style="bold")
+    plain = summary.format == "txt"
+    if plain:
+        text.append(f"({LINE_BREAK} marks a line break of the file)\n", style="dim")
     for number, example in enumerate(summary.preview, start=1):
         text.append(f"── {number} ──\n", style="dim")
-        text.append(example + "\n")
+        if plain:
+            append_with_breaks(text, example)
+        else:
+            text.append(example)
+        text.append("\n")
     return text
+
+
+def append_with_breaks(text: Text, example: str) -> None:
+    """Plain text is often wrapped at about 80 columns already; wrapping it again at the panel's width gave
+    ragged lines. Its line breaks are shown as marks instead, so it wraps once; blank lines stay."""
+    for number, paragraph in enumerate(example.split("\n\n")):
+        if number:
+            text.append("\n\n")
+        for index, line in enumerate(paragraph.split("\n")):
+            if index:
+                text.append(LINE_BREAK, style="dim")
+            text.append(line)
 
 
 class DatasetScreen(Screen[None]):
@@ -69,10 +136,17 @@ class DatasetScreen(Screen[None]):
 
     CSS_PATH = "dataset.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+n", "continue", "Continue to setup"),
-        Binding("ctrl+o", "samples", "Sample files"),
-        Binding("ctrl+l", "focus_path", "Type a path"),
-        Binding("escape", "back", "Back"),
+        Binding(
+            "ctrl+n",
+            "continue",
+            "Continue to setup",
+            tooltip="Continue to the fine-tune setup with the previewed file",
+        ),
+        Binding("ctrl+o", "samples", "Sample files", tooltip="Jump to the sample files"),
+        Binding(
+            "ctrl+l", "focus_path", "Type a path", tooltip="Type a file's path (or a folder's, to browse it)"
+        ),
+        Binding("escape", "back", "Back", tooltip="Back to the home screen"),
     ]
 
     def __init__(self, start_dir: Path | None = None) -> None:
@@ -83,6 +157,8 @@ class DatasetScreen(Screen[None]):
         self.file_format: str | None = None
         self.columns: list[str] = []
         self.request = 0
+        self.previewing = False  # a preview of ``self.spec`` is running
+        self.highlight_timer: Timer | None = None  # previews the highlighted file once it stays highlighted
 
     def compose(self) -> ComposeResult:
         samples = sample_files(self.start_dir)
@@ -93,7 +169,7 @@ class DatasetScreen(Screen[None]):
                     folder = self.display_path(samples[0].parent)
                     yield Label(f"Sample files ({folder}/)", classes="section")
                     yield OptionList(*(Option(p.name, id=str(p)) for p in samples), id="samples")
-                yield Label(f"Browse {self.display_path(self.start_dir) or '.'}", classes="section")
+                yield Label(self.browse_label(self.start_dir), classes="section", id="browse")
                 yield DataFileTree(self.start_dir, id="tree")
             with Vertical(id="right"):
                 yield Input(placeholder=f"path to a {SUPPORTED} file, then enter", id="path")
@@ -104,6 +180,7 @@ class DatasetScreen(Screen[None]):
                         id="block",
                         type="integer",
                         validators=[Integer(minimum=2)],
+                        valid_empty=True,
                         tooltip="Tokens per training sequence; blank uses the base model's default.",
                     )
                     yield Label("(enter to apply; blank: the base's default)", classes="hint")
@@ -143,6 +220,9 @@ class DatasetScreen(Screen[None]):
         except ValueError:
             return str(path)
 
+    def browse_label(self, folder: Path) -> str:
+        return f"Browse {self.display_path(folder) or '.'}"
+
     def resolve_input(self, text: str) -> Path:
         path = Path(text).expanduser()
         return path if path.is_absolute() or path.exists() else self.start_dir / path
@@ -157,10 +237,44 @@ class DatasetScreen(Screen[None]):
     def file_chosen(self, event: DirectoryTree.FileSelected) -> None:
         self.choose(event.path)
 
+    @on(OptionList.OptionHighlighted, "#samples")
+    def sample_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.preview_soon(Path(str(event.option.id)), event.option_list)
+
+    @on(DirectoryTree.NodeHighlighted, "#tree")
+    def node_highlighted(self, event: DirectoryTree.NodeHighlighted[object]) -> None:
+        path = getattr(event.node.data, "path", None)
+        if isinstance(path, Path) and not path.is_dir():
+            self.preview_soon(path, event.control)
+
+    def preview_soon(self, path: Path, source: Widget) -> None:
+        """Preview ``path`` once it has stayed highlighted for ``HIGHLIGHT_DELAY`` in ``source``, the list it
+        is in (a newer highlight or an explicit choice cancels it)."""
+        self.cancel_highlight_preview()
+        self.highlight_timer = self.set_timer(
+            HIGHLIGHT_DELAY, partial(self.preview_highlighted, path, source)
+        )
+
+    def preview_highlighted(self, path: Path, source: Widget) -> None:
+        """Only while the list still has focus: a user who has moved on (to type a path) keeps the path box."""
+        self.highlight_timer = None
+        if source.has_focus:
+            self.choose(path)
+
+    def cancel_highlight_preview(self) -> None:
+        if self.highlight_timer is not None:
+            self.highlight_timer.stop()
+            self.highlight_timer = None
+
     @on(Input.Submitted, "#path")
     def path_typed(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.choose(self.resolve_input(event.value.strip()), keep_input=True)
+        if not event.value.strip():
+            return
+        path = self.resolve_input(event.value.strip())
+        if path.is_dir():
+            self.browse(path)
+            return
+        self.choose(path, keep_input=True)
 
     @on(Input.Submitted, "#block")
     def block_typed(self, event: Input.Submitted) -> None:
@@ -179,12 +293,25 @@ class DatasetScreen(Screen[None]):
             self.start_preview(spec)
 
     def choose(self, path: Path, keep_input: bool = False) -> None:
+        self.cancel_highlight_preview()
         shown = self.display_path(path)
         if not keep_input:
             self.query_one("#path", Input).value = shown
+        if self.previewing and self.spec == DataSpec(shown):
+            return  # already being read (highlighted, then enter)
         self.columns = []
         self.query_one("#columns").display = False
         self.start_preview(DataSpec(shown))
+
+    @work(exclusive=True, group="browse")
+    async def browse(self, folder: Path) -> None:
+        """Show ``folder`` in the tree, with the cursor on the folder it was opened from (going up)."""
+        tree = self.query_one("#tree", DataFileTree)
+        came_from = Path(tree.path).resolve()
+        folder = folder.resolve()
+        self.query_one("#browse", Label).update(self.browse_label(folder))
+        tree.focus()
+        await tree.open_folder(folder, highlight=came_from)
 
     def spec_from_columns(self, path: str) -> DataSpec:
         chosen = {
@@ -211,6 +338,7 @@ class DatasetScreen(Screen[None]):
         self.request += 1
         self.spec = spec
         self.summary = None
+        self.previewing = True
         self.query_one("#status", Static).update(f"Reading {spec.path} …")
         self.show_error("")
         self.run_preview(spec, self.block_size(), self.request)
@@ -228,7 +356,8 @@ class DatasetScreen(Screen[None]):
             ensure_libraries()
             summary = preview(spec, block_size=block_size)
         except UserError as err:
-            self.post_message(PreviewFinished(spec, None, str(err), file_format, columns, request))
+            error = in_screen_terms(err, DATASET_ADVICE)
+            self.post_message(PreviewFinished(spec, None, error, file_format, columns, request))
             return
         except Exception as err:  # a library failure must not take the app down
             message = f"Could not preview {spec.path}: {type(err).__name__}: {err}".rstrip(": ") + "."
@@ -240,6 +369,7 @@ class DatasetScreen(Screen[None]):
     def preview_finished(self, message: PreviewFinished) -> None:
         if message.request != self.request:
             return
+        self.previewing = False
         self.query_one("#status", Static).update("")
         self.file_format = message.file_format
         self.offer_columns(message)
@@ -290,7 +420,17 @@ class DatasetScreen(Screen[None]):
             )
 
     def action_focus_path(self) -> None:
-        self.query_one("#path", Input).focus()
+        """Focus the path box with its text selected, so typing replaces the old path."""
+        path = self.query_one("#path", Input)
+        path.focus()
+        path.select_all()
+
+    def action_parent_folder(self) -> None:
+        folder = Path(self.query_one("#tree", DataFileTree).path).resolve()
+        if folder.parent == folder:
+            self.notify(f"{folder} has no parent folder.", severity="warning")
+            return
+        self.browse(folder.parent)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -1,8 +1,9 @@
 """Home: the stored models and the runs, each table with its own keys.
 
 The models table chats with, renames, deletes and pushes models to the Hugging Face Hub (broken folders are
-listed last, marked, and can only be deleted); under it, the highlighted model's stored evaluations and the
-state of the last push. The runs table lists every run folder, whoever started it (this TUI, the CLI, a TUI
+listed last, marked, and can only be deleted; a run stopped early is marked); under it, what to expect of the
+highlighted model (stopped early, gibberish at a tiny size), its stored evaluations and the state of the last
+push. The runs table lists every run folder, whoever started it (this TUI, the CLI, a TUI
 before a restart): open its monitor, stop it, resume it, or remove a run that has ended. Requests to open
 another screen are messages; the App does the navigation.
 """
@@ -19,6 +20,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
@@ -28,6 +30,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.hub import validate_repo_id
 from gpt2tui.core.runs import RunStatus
 from gpt2tui.core.store import ModelInfo, ModelStore
+from gpt2tui.ui.expectations import expectations, stopped_note
 from gpt2tui.ui.messages import ChatRequested, ModelPushed, NewFinetuneRequested, RunOpened, RunResumed
 from gpt2tui.ui.runs import resume_error, run_folder, stop_error
 from gpt2tui.ui.samples import FIRST_SAMPLE, sample_files
@@ -38,19 +41,23 @@ from gpt2tui.ui.widgets.dialogs import (
     PushTarget,
     os_error_sentence,
 )
+from gpt2tui.ui.wording import Advice, count_of_rows
 
-EMPTY_TEXT = """\
+EMPTY_INTRO = """\
 [b]No fine-tuned models yet.[/b]
 
 gpt2tui fine-tunes GPT-2 on a text, CSV or JSON-lines file and lets you chat with the result.
-To try it in about a minute on this machine:
-
-  1. press [b]n[/b] (new fine-tune)
-  2. {pick} and press [b]ctrl+n[/b]
-  3. keep the base [b]scratch[/b], size [b]tiny[/b], and press [b]ctrl+s[/b] to start training
-  4. when the run ends, press [b]c[/b] to chat with your model
-
-Your models are listed here afterwards; ctrl+p opens the command palette, ctrl+q quits."""
+To try it in about a minute on this machine:"""
+EMPTY_STEPS = (
+    "press [b]n[/b] (new fine-tune)",
+    "{pick} and press [b]ctrl+n[/b]",
+    "keep the base [b]scratch[/b], size [b]tiny[/b], and press [b]ctrl+s[/b] to start training",
+    "when the run ends, press [b]c[/b] to chat with your model",
+)
+EMPTY_OUTRO = (
+    "Your models are listed here afterwards; [b]?[/b] shows each screen's keys, ctrl+p the command palette, "
+    "ctrl+q quits."
+)
 PICK_SAMPLE = (
     "press [b]enter[/b] on [b]qa.csv[/b] (highlighted; 68 questions and answers about the solar system)"
 )
@@ -59,12 +66,25 @@ NO_MODELS = "There are no stored models yet; press n to fine-tune one."
 NO_RUNS = "There are no runs yet; press n to start one."
 PUBLIC_HINT = "press p again and choose public"
 """Completes the core's refusal of an existing public repository the way this screen asks for public."""
+RENAME_ADVICE: Advice = {
+    "name_taken": "choose another name, or delete that model first (d)",
+    "name_claimed": "choose another name",
+}
+"""How the rename dialog fixes the core's refusals that name a CLI option (``gpt2tui.ui.wording``)."""
 
 
-def empty_text(start_dir: Path | None) -> str:
+def empty_steps(start_dir: Path | None) -> list[str]:
     """The first-start walkthrough; it names the sample file only when the dataset picker will list it."""
     listed = any(path.name == FIRST_SAMPLE for path in sample_files(start_dir))
-    return EMPTY_TEXT.format(pick=PICK_SAMPLE if listed else PICK_ANY)
+    return [step.format(pick=PICK_SAMPLE if listed else PICK_ANY) for step in EMPTY_STEPS]
+
+
+def describe_name(info: ModelInfo) -> Text:
+    """The name, marked when its run was stopped early (the details line under the list says at which step)."""
+    name = Text(info.name)
+    if stopped_note(info.metadata):
+        name.append(" (stopped)", style="yellow")
+    return name
 
 
 def perplexity_change(info: ModelInfo) -> str:
@@ -86,7 +106,7 @@ def describe_dataset(info: ModelInfo) -> str:
     if not dataset.path:
         return "-"
     name = Path(dataset.path).name
-    return f"{name} ({dataset.rows} rows)" if dataset.rows is not None else name
+    return f"{name} ({count_of_rows(dataset.format, dataset.rows)})" if dataset.rows is not None else name
 
 
 def describe_date(info: ModelInfo) -> str:
@@ -144,6 +164,14 @@ def evaluation_details(info: ModelInfo) -> str:
     return f"{info.name}, latest evaluation{earlier}: {describe_evaluation(records[-1])}"
 
 
+def expectation_details(info: ModelInfo) -> str | None:
+    """What to expect of the highlighted model (stopped early, gibberish at its size), or None."""
+    notes = expectations(info.metadata)
+    if not notes:
+        return None
+    return f"{info.name}: {'; '.join(notes)}."
+
+
 def describe_updated(status: RunStatus) -> str:
     """Local time of the last status write: the time alone today, with the date otherwise."""
     try:
@@ -174,22 +202,43 @@ RUN_COLUMNS = ("run", "state", "step", "model", "eval loss", "updated")
 class ModelTable(DataTable[str]):
     """The stored models; its keys act on the highlighted model."""
 
+    KEY_MAP_PLACE = "models list"  # where its keys work, in the key map
+
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "screen.chat", "Chat"),
-        Binding("r", "screen.rename", "Rename"),
-        Binding("d", "screen.delete", "Delete"),
-        Binding("p", "screen.push", "Push to Hub"),
+        Binding("c", "screen.chat", "Chat", tooltip="Chat with the highlighted model (or enter)"),
+        Binding("r", "screen.rename", "Rename", tooltip="Rename the highlighted model"),
+        Binding("d", "screen.delete", "Delete", tooltip="Delete the highlighted model (asks first)"),
+        Binding(
+            "p", "screen.push", "Push to Hub", tooltip="Push the highlighted model to the Hugging Face Hub"
+        ),
     ]
 
 
 class RunTable(DataTable[str]):
     """The runs; its keys act on the highlighted run."""
 
+    KEY_MAP_PLACE = "runs list"  # where its keys work, in the key map
+
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "screen.open_run", "Open"),
-        Binding("s", "screen.stop_run", "Stop"),
-        Binding("r", "screen.resume_run", "Resume"),
-        Binding("d", "screen.remove_run", "Remove"),
+        Binding("o", "screen.open_run", "Open", tooltip="Open the highlighted run's monitor (or enter)"),
+        Binding(
+            "s",
+            "screen.stop_run",
+            "Stop",
+            tooltip="Stop the highlighted run (it saves a checkpoint and its model)",
+        ),
+        Binding(
+            "r",
+            "screen.resume_run",
+            "Resume",
+            tooltip="Resume the highlighted run from its newest checkpoint",
+        ),
+        Binding(
+            "d",
+            "screen.remove_run",
+            "Remove",
+            tooltip="Remove the highlighted run's folder (asks first; its model stays)",
+        ),
     ]
 
 
@@ -198,7 +247,7 @@ class HomeScreen(Screen[None]):
 
     CSS_PATH = "home.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "new_finetune", "New fine-tune"),
+        Binding("n", "new_finetune", "New fine-tune", tooltip="New fine-tune: pick a dataset, set up, start"),
     ]
 
     def __init__(self) -> None:
@@ -213,11 +262,19 @@ class HomeScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(empty_text(getattr(self.app, "start_dir", None)), id="empty")
+        with Vertical(id="empty"):
+            yield Static(EMPTY_INTRO, id="empty-intro")
+            for number, step in enumerate(empty_steps(getattr(self.app, "start_dir", None)), start=1):
+                with Horizontal(classes="step"):
+                    yield Static(f"{number}.", classes="step-number")
+                    yield Static(step, classes="step-text")  # wraps under itself, not under the number
+            yield Static(EMPTY_OUTRO, id="empty-outro")
         models = ModelTable(id="models", cursor_type="row", zebra_stripes=True)
         models.border_title = "models"
-        models.add_columns("name", "base", "dataset", "date", "perplexity before → after", "latest eval")
+        # The perplexity comes second, so an 80-column terminal shows it without scrolling the table.
+        models.add_columns("name", "perplexity before → after", "base", "dataset", "date", "latest eval")
         yield models
+        yield Static("", id="model-expectations")
         yield Static("", id="model-details")
         yield Static("", id="push-note")
         runs = RunTable(id="runs", cursor_type="row", zebra_stripes=True)
@@ -261,11 +318,11 @@ class HomeScreen(Screen[None]):
                 )
                 continue
             table.add_row(
-                info.name,
+                describe_name(info),
+                perplexity_change(info),
                 describe_base(info),
                 describe_dataset(info),
                 describe_date(info),
-                perplexity_change(info),
                 latest_evaluation(info),
                 key=info.name,
             )
@@ -313,12 +370,19 @@ class HomeScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted, "#models")
     def show_model_details(self) -> None:
-        """Under the models: the highlighted model's stored evaluations (none for a broken folder)."""
+        """Under the models: what to expect of the highlighted model, and its stored evaluations (none for a
+        broken folder)."""
         details = self.query_one("#model-details", Static)
+        expected = self.query_one("#model-expectations", Static)
         name = self.selected_name()
         info = next((i for i in self.models if i.name == name), None)
-        details.display = info is not None and not info.broken
-        if details.display and info is not None:
+        usable = info is not None and not info.broken
+        details.display = usable
+        note = expectation_details(info) if usable and info is not None else None
+        expected.display = note is not None
+        if note is not None:
+            expected.update(Text(note))
+        if usable and info is not None:
             details.update(Text(evaluation_details(info)))
 
     def action_new_finetune(self) -> None:
@@ -343,7 +407,7 @@ class HomeScreen(Screen[None]):
                 self.refresh_models(select=new)
                 self.notify(f"Renamed {name} to {new}.")
 
-        dialog = NameDialog(f"Rename '{name}' to:", name, apply, doing=f"rename {name}")
+        dialog = NameDialog(f"Rename '{name}' to:", name, apply, doing=f"rename {name}", advice=RENAME_ADVICE)
         self.app.push_screen(dialog, renamed)
 
     def action_delete(self) -> None:

@@ -14,11 +14,13 @@ from textual.screen import Screen
 from textual.validation import Integer, Number, Validator
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
 
+from gpt2tui.core.config import MAX_SEED
 from gpt2tui.core.data import DatasetSummary, DataSpec
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.models import HUB_EXAMPLES, OFFLINE_CHOICES, SCRATCH_SIZES
+from gpt2tui.core.models import HUB_EXAMPLES, SCRATCH_SIZES
 from gpt2tui.core.training import TrainConfig
 from gpt2tui.ui.messages import DataRecounted, HubProbed, RunLaunched, RunLaunchFailed
+from gpt2tui.ui.wording import Advice, count_of_rows, in_screen_terms
 
 SCRATCH_MAX_STEPS = "200"
 DEFAULTS = TrainConfig(DataSpec(""))
@@ -37,13 +39,21 @@ SCRATCH_LABELS = {
 }
 HUB_UNREACHABLE = (
     "The Hugging Face Hub cannot be reached from this machine, so a Hub model only works if it is "
-    "already in the local cache. Offline you can still {choices}: choose 'local folder' or 'scratch' "
-    "as the base above."
+    "already in the local cache. Offline you can still fine-tune a local save_pretrained folder or train "
+    "a new model: choose 'local folder' or 'scratch' as the Base above."
 )
 HUB_NOT_CACHED = (
     "{base} is not in the local Hugging Face cache and the Hub cannot be reached, so it cannot be "
     "downloaded; choose a cached model, a local folder or scratch."
 )
+
+
+SETUP_ADVICE: Advice = {
+    "name_taken": "change the Name, or delete that model on the home screen (d)",
+    "name_claimed": "change the Name",
+    "block_size": "set the Block size to {largest} or less",
+}
+"""How this screen fixes the core's refusals that name a CLI option (``gpt2tui.ui.wording``)."""
 
 
 def sample_prompt_for(summary: DatasetSummary | None) -> str | None:
@@ -70,8 +80,13 @@ class SetupScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (100, "-wide")]
     """Below 100 columns the form is one field per row (setup.tcss), so no choice is cut to fit."""
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "start", "Start training"),
-        Binding("escape", "back", "Back"),
+        Binding(
+            "ctrl+s",
+            "start",
+            "Start training",
+            tooltip="Start the run in its own process and open its monitor",
+        ),
+        Binding("escape", "back", "Back", tooltip="Back to the dataset"),
     ]
 
     def __init__(
@@ -126,14 +141,23 @@ class SetupScreen(Screen[None]):
                 yield Label("Block size", classes="field")
                 block = str(self.preview_block_size) if self.preview_block_size else ""
                 yield Input(
-                    block, id="block_size", placeholder="blank: base default", validators=[Integer(minimum=2)]
+                    block,
+                    id="block_size",
+                    placeholder="blank: base default",
+                    validators=[Integer(minimum=2)],
+                    valid_empty=True,
                 )
                 yield Label("Batch size", classes="field")
                 yield Input("8", id="batch_size", validators=[Integer(minimum=1)])
                 yield Label("Grad accum", classes="field")
                 yield Input("1", id="grad_accum", validators=[Integer(minimum=1)])
                 yield Label("Learning rate", classes="field")
-                yield Input(id="lr", placeholder="blank: base default", validators=[BetweenZeroAndOne()])
+                yield Input(
+                    id="lr",
+                    placeholder="blank: base default",
+                    validators=[BetweenZeroAndOne()],
+                    valid_empty=True,
+                )
                 yield Label("Eval split", classes="field")
                 yield Input("0.1", id="eval_split", validators=[BetweenZeroAndOne()])
                 yield Label("Eval every", classes="field")
@@ -152,7 +176,7 @@ class SetupScreen(Screen[None]):
                     tooltip="Optimizer steps between checkpoints (a stopped or failed run resumes from one).",
                 )
                 yield Label("Seed", classes="field")
-                yield Input("42", id="seed", validators=[Integer()])
+                yield Input("42", id="seed", validators=[Integer(minimum=0, maximum=MAX_SEED)])
                 yield Label("Keep best", classes="field")
                 yield Checkbox(
                     "best eval's weights",
@@ -180,7 +204,7 @@ class SetupScreen(Screen[None]):
             return f"Dataset: {self.spec.path}"
         s = self.summary
         return (
-            f"Dataset: {s.path} · {s.format} · {s.kind} · {s.rows:,} rows · {s.tokens:,} tokens · "
+            f"Dataset: {s.path} · {s.format} · {s.kind} · {count_of_rows(s.format, s.rows)} · {s.tokens:,} tokens · "
             f"{s.blocks:,} blocks of {s.block_size} ({s.train_blocks:,} train, {s.eval_blocks:,} eval)"
         )
 
@@ -214,7 +238,7 @@ class SetupScreen(Screen[None]):
             ensure_libraries()
             summary = preview(self.spec, base=base, scratch_size=scratch_size, block_size=block_size)
         except UserError as err:
-            self.post_message(DataRecounted(None, str(err), request))
+            self.post_message(DataRecounted(None, in_screen_terms(err, SETUP_ADVICE), request))
         except Exception as err:  # a broken tokenizer folder, ...: shown, never a crash
             self.post_message(DataRecounted(None, f"{type(err).__name__}: {err}", request))
         else:
@@ -319,7 +343,7 @@ class SetupScreen(Screen[None]):
         if message.reachable:
             hub.update("The Hugging Face Hub is reachable; the model is downloaded when training starts.")
         else:
-            hub.update(HUB_UNREACHABLE.format(choices=OFFLINE_CHOICES))
+            hub.update(HUB_UNREACHABLE)
         hub.set_class(not message.reachable, "unreachable")
 
     # ------------------------------------------------------------------------------------------ the config
@@ -343,8 +367,7 @@ class SetupScreen(Screen[None]):
         from gpt2tui.core.store import ModelStore, validate_name
 
         for input_ in self.query("#form Input").results(Input):
-            optional = input_.id in ("block_size", "lr")
-            if input_.disabled or (optional and not input_.value.strip()):
+            if input_.disabled or (input_.valid_empty and not input_.value.strip()):
                 continue
             result = input_.validate(input_.value.strip())
             if result is not None and not result.is_valid:
@@ -366,7 +389,7 @@ class SetupScreen(Screen[None]):
             validate_name(name)
             ModelStore().require_free(name)
         except UserError as err:
-            raise FieldError(str(err), "name") from None
+            raise FieldError(in_screen_terms(err, SETUP_ADVICE), "name") from None
         block_size, lr = self.field("block_size"), self.field("lr")
         by_steps = self.query_one("#length", Select).value == "max_steps"
         config = TrainConfig(
@@ -417,7 +440,7 @@ class SetupScreen(Screen[None]):
         try:
             run = start_detached(config)
         except UserError as err:
-            self.post_message(RunLaunchFailed(str(err)))
+            self.post_message(RunLaunchFailed(in_screen_terms(err, SETUP_ADVICE)))
         except OSError as err:
             self.post_message(RunLaunchFailed(f"Could not start the run: {err.strerror or err}."))
         else:

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
 
 from gpt2tui.core.errors import UserError
+from gpt2tui.ui.wording import Advice, in_screen_terms
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -66,13 +67,19 @@ class NameDialog(ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
-        self, title: str, initial: str, apply: Callable[[str], object], doing: str = "apply the name"
+        self,
+        title: str,
+        initial: str,
+        apply: Callable[[str], object],
+        doing: str = "apply the name",
+        advice: Advice | None = None,
     ) -> None:
         super().__init__()
         self.title_text = title
         self.initial = initial
         self.apply = apply
         self.doing = doing  # completes "Could not ..." when ``apply`` fails with an OSError
+        self.advice = advice or {}  # the caller's own advice for the core's refusals
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -91,7 +98,7 @@ class NameDialog(ModalScreen[str | None]):
         try:
             self.apply(name)
         except UserError as err:
-            self.query_one("#error", Static).update(Text(str(err)))
+            self.query_one("#error", Static).update(Text(in_screen_terms(err, self.advice)))
             return
         except OSError as err:  # permissions, a read-only disk, ...: said in place, never a crash
             self.query_one("#error", Static).update(Text(os_error_sentence(self.doing, err)))
