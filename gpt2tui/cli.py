@@ -427,7 +427,7 @@ def _train_here(config: Any, as_json: bool) -> int:
     from gpt2tui.core import launch
     from gpt2tui.core.device import configure_threads
     from gpt2tui.core.errors import UserError
-    from gpt2tui.core.events import RunFailed, RunFinished, RunStarted, describe
+    from gpt2tui.core.events import PROGRESS_EVENTS, RunFailed, RunFinished, RunStarted, describe
     from gpt2tui.core.runs import remove_run
     from gpt2tui.core.training import is_main_process, train
 
@@ -440,6 +440,8 @@ def _train_here(config: Any, as_json: bool) -> int:
     began: list[RunStarted] = []
 
     def show(event: Any) -> None:
+        if isinstance(event, PROGRESS_EVENTS):  # for screens; a line each would flood the log
+            return
         line = describe(event)
         if log is not None:
             log.write(line + "\n")
@@ -481,7 +483,7 @@ def _attach(run: Any, stop_on_interrupt: bool, as_json: bool = False) -> int:
 
     from gpt2tui.core import launch
     from gpt2tui.core.errors import UserError
-    from gpt2tui.core.events import RunFailed, RunFinished, RunStarted, describe
+    from gpt2tui.core.events import PROGRESS_EVENTS, RunFailed, RunFinished, RunStarted, describe
     from gpt2tui.core.runs import follow
 
     out = _Output()
@@ -501,7 +503,8 @@ def _attach(run: Any, stop_on_interrupt: bool, as_json: bool = False) -> int:
             final.clear()  # a resumed attempt: only its own end counts
         if isinstance(recorded.event, (RunFinished, RunFailed)):
             final.append(recorded.event)
-        out.line(describe(recorded.event))
+        if not isinstance(recorded.event, PROGRESS_EVENTS):
+            out.line(describe(recorded.event))
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:

@@ -471,3 +471,43 @@ async def test_a_failed_run_is_a_message_and_escape_goes_back_to_the_setup(home:
         await wait_for(pilot, lambda: app.screen is setup, "the setup, to change it")
         assert not setup.query_one("#start").disabled
     assert not ModelStore().exists("too-long")
+
+
+async def test_monitor_shows_evaluation_progress_then_the_step_line_again(home: Path) -> None:
+    """A live run in the middle of an evaluation: the progress line says how far it is, and the step line
+    comes back once the evaluation's result arrives (read from events.jsonl by the run watcher)."""
+    from gpt2tui.core.events import EvalProgress
+
+    history: list[TrainingEvent] = [started(), EvalFinished(0, 5.0, 148.0)]
+    history += [step(n, 4.0 - n * 0.3) for n in range(1, 7)]
+    history += [EvalProgress(6, 10, 120), EvalProgress(6, 40, 120)]
+    folder = write_run(home, LIVE_ID, history, state="running", **live_status())
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        monitor = await open_monitor(pilot, app, LIVE_ID)
+        progress = monitor.query_one("#progress-text", Static)
+        await wait_for(pilot, lambda: "evaluating" in text_of(progress), "the evaluation's progress")
+        assert text_of(progress) == "step 6/6 · evaluating at step 6: 40/120 blocks (33%)"
+        assert "step 6/6" in visible_text(app, progress) and "40/120 blocks" in visible_text(app, progress)
+        assert "evaluating" not in visible_text(app, monitor.query_one("#log", RichLog))  # not a log line
+
+        line = {"run": LIVE_ID, "seq": len(history) + 1, "time": 1_700_000_100.0}
+        with (folder / "events.jsonl").open("a") as events:
+            events.write(json.dumps({**line, **event_to_dict(EvalFinished(6, 2.5, 12.2))}) + "\n")
+        await wait_for(pilot, lambda: "evaluating" not in text_of(progress), "the step line back")
+        assert text_of(progress).startswith("step 6/6 · ETA")
+        assert [e.step for e in monitor.evals] == [0, 6]
+
+
+async def test_a_replayed_history_shows_no_stale_evaluation_progress(home: Path) -> None:
+    from gpt2tui.core.events import EvalProgress
+
+    history = finished_history([(0, 3.0), (6, 2.0)])
+    history.insert(1, EvalProgress(0, 5, 9))
+    history.insert(-2, EvalProgress(6, 5, 9))
+    write_run(home, FINISHED_ID, history)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        monitor = await open_monitor(pilot, app, FINISHED_ID)
+        await wait_for(pilot, lambda: len(monitor.evals) == 2, "both evaluations")
+        assert text_of(monitor.query_one("#progress-text", Static)).startswith("step 6/6 · ETA")

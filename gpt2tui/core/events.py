@@ -63,6 +63,23 @@ class EvalFinished:
 
 
 @dataclass(frozen=True)
+class EvalProgress:
+    """Part of the held-out evaluation at ``step`` is done (a large eval set takes minutes).
+
+    Sent at most every :data:`EVAL_PROGRESS_SECONDS` while an evaluation runs, and not at all for one that
+    ends sooner, so ``events.jsonl`` gains a few lines a second at most. ``EvalFinished`` follows it.
+    """
+
+    step: int
+    blocks_done: int
+    blocks_total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.blocks_done / self.blocks_total if self.blocks_total > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class CheckpointSaved:
     """Everything needed to resume exactly after ``step`` is on disk."""
 
@@ -106,14 +123,34 @@ class RunFailed:
 
 
 TrainingEvent = (
-    RunStarted | StepLogged | EvalFinished | CheckpointSaved | RunStopping | RunFinished | RunFailed
+    RunStarted
+    | StepLogged
+    | EvalProgress
+    | EvalFinished
+    | CheckpointSaved
+    | RunStopping
+    | RunFinished
+    | RunFailed
 )
 EventCallback = Callable[[TrainingEvent], None]
 END_EVENTS = (RunFinished, RunFailed)
+PROGRESS_EVENTS = (EvalProgress,)
+"""Transient: a screen redraws one line from them; plain logs (run.log, the CLI's lines) leave them out."""
+EVAL_PROGRESS_SECONDS = 0.25
+"""The least time between two ``EvalProgress`` events of one evaluation (at most 4 a second)."""
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (RunStarted, StepLogged, EvalFinished, CheckpointSaved, RunStopping, RunFinished, RunFailed)
+    for cls in (
+        RunStarted,
+        StepLogged,
+        EvalProgress,
+        EvalFinished,
+        CheckpointSaved,
+        RunStopping,
+        RunFinished,
+        RunFailed,
+    )
 }
 
 
@@ -162,6 +199,10 @@ def device_label(event: RunStarted) -> str:
     return ", ".join(parts)
 
 
+def eval_when(step: int) -> str:
+    return "before training" if step == 0 else f"at step {step}"
+
+
 def duration(seconds_float: float) -> str:
     seconds = max(0, round(seconds_float))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -188,8 +229,10 @@ def describe(event: TrainingEvent) -> str:
             f"lr {event.learning_rate:.2e} | {event.tokens_per_second:,.0f} tok/s | "
             f"ETA {duration(event.eta_seconds)}"
         )
+    if isinstance(event, EvalProgress):
+        return f"evaluating {eval_when(event.step)}: {event.blocks_done}/{event.blocks_total} blocks"
     if isinstance(event, EvalFinished):
-        when = "before training" if event.step == 0 else f"at step {event.step}"
+        when = eval_when(event.step)
         best = (
             f" | best {event.best_loss:.4f} at step {event.best_step}" if event.best_loss is not None else ""
         )

@@ -410,6 +410,7 @@ class ReplyStream:
         *,
         template: str | None = None,
         stop_text: StopText = None,
+        batch_seconds: float = 0.0,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -417,6 +418,7 @@ class ReplyStream:
         self.settings = settings.validate()
         self.stop = stop or threading.Event()
         self.stop_text = _stops(stop_text)
+        self.batch_seconds = batch_seconds
         self.reply = Reply(seed=settings.seed if settings.seed is not None else secrets.randbelow(2**31))
 
     def _inputs(self) -> tuple[Any, int]:
@@ -484,8 +486,15 @@ class ReplyStream:
         longest_stop = max((len(s) for s in self.stop_text), default=0)
         ended = not streaming
         dead_polls = 0
+        yielded_at: float | None = None
         try:
             while not ended:
+                if self.batch_seconds and yielded_at is not None:
+                    # Let tokens gather instead of waking for each one: this thread then takes the GIL a
+                    # few times a second, not once per token, from the thread running ``generate``.
+                    wait = yielded_at + self.batch_seconds - time.perf_counter()
+                    if wait > 0:
+                        self.stop.wait(wait)
                 try:
                     pieces = [streamer.text_queue.get(timeout=POLL_SECONDS)]
                 except queue.Empty:
@@ -520,6 +529,7 @@ class ReplyStream:
                 if safe > shown:
                     yield text[shown:safe]
                     shown = safe
+                    yielded_at = time.perf_counter()
             thread.join()
             if "error" in outcome:
                 raise outcome["error"]
@@ -548,9 +558,24 @@ def stream(
     *,
     template: str | None = None,
     stop_text: StopText = None,
+    batch_seconds: float = 0.0,
 ) -> ReplyStream:
-    """Start nothing yet: iterating the returned stream runs generation and yields text chunks."""
-    return ReplyStream(model, tokenizer, prompt, settings, stop, template=template, stop_text=stop_text)
+    """Start nothing yet: iterating the returned stream runs generation and yields text chunks.
+
+    ``batch_seconds`` > 0: after a chunk, wait that long (or until ``stop`` is set) and yield what arrived
+    meanwhile as one chunk. The first chunk still comes as soon as its token; a reader that only shows text
+    a few times a second (the chat screen) then costs the generating thread nothing per token.
+    """
+    return ReplyStream(
+        model,
+        tokenizer,
+        prompt,
+        settings,
+        stop,
+        template=template,
+        stop_text=stop_text,
+        batch_seconds=batch_seconds,
+    )
 
 
 def complete(

@@ -254,9 +254,13 @@ def worker_main(argv: list[str] | None = None) -> int:
     import argparse
 
     from gpt2tui.core.device import configure_threads
-    from gpt2tui.core.events import describe
+    from gpt2tui.core.events import PROGRESS_EVENTS, TrainingEvent, describe
     from gpt2tui.core.quiet import quiet_environment, route_library_logs
     from gpt2tui.core.training import train
+
+    def log_line(event: TrainingEvent) -> None:
+        if not isinstance(event, PROGRESS_EVENTS):  # run.log: lines that last, not progress
+            print(describe(event), flush=True)
 
     parser = argparse.ArgumentParser(prog="gpt2tui.worker")
     parser.add_argument("folder")
@@ -272,9 +276,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         # Before torch is imported (OpenMP reads it once). A resume computes with the threads the run began
         # with: another count sums in another order, and the resumed weights would differ in the last bits.
         configure_threads(config.threads or (recorded_threads(run) if args.resume else None))
-        train(
-            config, on_event=lambda e: print(describe(e), flush=True), stop=stop, run=run, resume=args.resume
-        )
+        train(config, on_event=log_line, stop=stop, run=run, resume=args.resume)
     except UserError as err:
         print(f"gpt2tui: {err}", file=sys.stderr, flush=True)
         return 2

@@ -491,9 +491,25 @@ class Loop:
 
     def evaluate(self, step: int) -> float:
         from gpt2tui.core.evaluation import loss_over
+        from gpt2tui.core.events import EVAL_PROGRESS_SECONDS, EvalProgress
 
         job = self.job
-        loss = loss_over(job.model, job.eval_loader, job.accelerator)
+        processes = job.accelerator.num_processes
+        last = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            """A few ``EvalProgress`` a second at most, none for an evaluation shorter than the interval."""
+            nonlocal last
+            now = time.perf_counter()
+            if total > 0 and done < total and now - last >= EVAL_PROGRESS_SECONDS:
+                last = now
+                # Each process counts the blocks of its own shard; they move in step (losses are gathered
+                # per batch), and only the main process's events are kept.
+                self.emit(
+                    EvalProgress(step=step, blocks_done=min(total, done * processes), blocks_total=total)
+                )
+
+        loss = loss_over(job.model, job.eval_loader, job.accelerator, on_progress=progress)
         best = self.state.note_eval(step, loss)
         if best and job.config.keep_best and step > 0:
             self.save_best_weights(step)

@@ -4,10 +4,16 @@ The model loads in a daemon thread; each reply is generated in another that iter
 ``core.generation.stream`` and drops chunks into the turn's queue. Daemon threads rather than Textual thread
 workers, because ``asyncio.run`` joins the workers' executor on exit: Ctrl+Q would wait for a model to load
 (or for the background import it waits on). The screen learns the outcome from its own messages
-(``ModelLoaded``, ``ReplyFinished``, ...), never from a worker's state. A 25 Hz timer drains that queue into the
-transcript, so the UI thread does one small append per tick whatever the token rate, and an append never
-costs more than the current paragraph (see ``widgets/transcript.py``). Escape sets the reply's stop event;
-the core ends generation at the next token and keeps the partial text.
+(``ModelLoaded``, ``ReplyFinished``, ...), never from a worker's state.
+
+Streaming shares one interpreter (one GIL) with ``generate``, whose per-token work is mostly Python: every
+millisecond the UI thread spends drawing is a millisecond a token may wait. So the reply's first text is drawn
+the moment it arrives (``ReplyStarted``), and after that a 12 Hz timer drains the queue into the transcript:
+one small append per tick whatever the token rate, never more than the current paragraph re-wrapped (see
+``widgets/transcript.py``), and no layout of the screen. The core hands over text 25 times a second at most
+(``batch_seconds``), so its reading thread does not wake for every token either. The timer runs only while a
+reply does. Escape sets the reply's stop event; the core ends generation at the next token and keeps the
+partial text.
 
 Every key is a priority binding (the prompt Input has focus almost always). The footer shows the keys that act
 on the conversation; the decoding keys F2-F9 are listed on the transcript's bottom border instead, so that all
@@ -33,6 +39,7 @@ from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input
 
 from gpt2tui.core.errors import UserError
@@ -43,7 +50,8 @@ from gpt2tui.ui.widgets.transcript import Transcript
 
 Mode = Literal["chat", "raw"]
 
-FLUSH_SECONDS = 1 / 25  # how often streamed chunks reach the transcript
+FLUSH_SECONDS = 1 / 12  # how often streamed text reaches the transcript (the first text: at once)
+READ_SECONDS = 1 / 25  # how often the core hands streamed text over (one chunk per batch of tokens)
 TEMPERATURE_STEP = 0.1
 TEMPERATURE_RANGE = (0.1, 2.0)
 STOP_GRACE_SECONDS = 0.5  # an Escape this soon after a reply ended was meant to stop it: it does not leave
@@ -79,7 +87,7 @@ class ModelLoadFailed(Message):
 
 
 class ReplyStarted(Message):
-    """The reply's first chunk is queued: shown at once, not at the next flush tick (up to 40 ms later)."""
+    """The reply's first chunk is queued: shown at once, not at the next flush tick (up to 83 ms later)."""
 
     def __init__(self, turn: Turn) -> None:
         super().__init__()
@@ -222,6 +230,7 @@ class ChatScreen(Screen[None]):
         self._dirty = False  # transcript changed since the last save
         self._finished_at = 0.0  # time.monotonic() when the last reply ended (finished, stopped or failed)
         self._frame = 0
+        self._flush_timer: Timer | None = None
 
     # ---- layout and start-up ---------------------------------------------------------------------
 
@@ -251,7 +260,7 @@ class ChatScreen(Screen[None]):
         self.transcript.border_title = SCROLL_LEGEND
         self.transcript.border_subtitle = KEY_LEGEND
         self._show_settings()
-        self.set_interval(FLUSH_SECONDS, self._flush, name="chat-flush")
+        self._flush_timer = self.set_interval(FLUSH_SECONDS, self._flush, name="chat-flush", pause=True)
         if self._injected is not None:
             self._model_ready(self._injected)
         else:
@@ -339,6 +348,8 @@ class ChatScreen(Screen[None]):
         self.active = turn
         self._dirty = True
         self.status.state = "generating…"
+        if self._flush_timer is not None:
+            self._flush_timer.reset()  # runs from now; paused again when the reply ends
         earlier = self.turns[: self.turns.index(turn)]
         history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
         start_daemon(self._generate, turn, history, self.loaded, name="gpt2tui-chat-reply")
@@ -355,7 +366,9 @@ class ChatScreen(Screen[None]):
             else:
                 prompt, stop_text = turn.prompt, None
             model, tokenizer = loaded.model, loaded.tokenizer
-            stream = generation.stream(model, tokenizer, prompt, settings, turn.stop, stop_text=stop_text)
+            stream = generation.stream(
+                model, tokenizer, prompt, settings, turn.stop, stop_text=stop_text, batch_seconds=READ_SECONDS
+            )
             started = False
             for chunk in stream:
                 turn.chunks.append(chunk)
@@ -390,6 +403,10 @@ class ChatScreen(Screen[None]):
             turn.waiting = False
             self.transcript.reset_open(style="")
         self.transcript.append(text)
+
+    def _pause_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.pause()
 
     def on_reply_started(self, message: ReplyStarted) -> None:
         if message.turn is self.active:
@@ -444,6 +461,7 @@ class ChatScreen(Screen[None]):
     def _reply_ended(self) -> None:
         """The transcript has the whole reply now: unsaved again, even if ctrl+s saved it while streaming."""
         self.active = None
+        self._pause_flush()
         self._dirty = True
         self._finished_at = time.monotonic()
 
@@ -556,6 +574,7 @@ class ChatScreen(Screen[None]):
         if self.active is not None:
             self.active.stop.set()
             self.active = None
+            self._pause_flush()
         self.turns.clear()
         self.transcript.clear()
         self.status.state = ""

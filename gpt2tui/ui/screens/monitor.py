@@ -23,6 +23,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.events import (
     CheckpointSaved,
     EvalFinished,
+    EvalProgress,
     RunFailed,
     RunFinished,
     RunStarted,
@@ -30,6 +31,7 @@ from gpt2tui.core.events import (
     StepLogged,
     describe,
     device_label,
+    eval_when,
     overfitting_since,
 )
 from gpt2tui.core.runs import RecordedEvent, RunStatus
@@ -82,6 +84,8 @@ class MonitorScreen(Screen[None]):
         self.event_state: str | None = None  # the state the newest event implies
         self.ended_at: float | None = None  # when the newest end event was written
         self.last_seq = 0
+        self.total_steps = 0
+        self.step_text = ""  # the progress line of the newest step, shown again once an evaluation ends
         self.stop_asked = False
         self.resuming = False
         train = self.read_config()
@@ -147,13 +151,22 @@ class MonitorScreen(Screen[None]):
     # ------------------------------------------------------------------------------------- what the run wrote
 
     def add_events(self, events: list[RecordedEvent]) -> None:
-        """Draw a batch of recorded events: steps in one update per widget, the rest in order."""
+        """Draw a batch of recorded events: steps in one update per widget, the rest in order.
+
+        Evaluation progress is drawn only when it is the batch's newest news (an evaluation still running),
+        so a history replay does not redraw the line for every one of them.
+        """
         steps: list[StepLogged] = []
+        progress: EvalProgress | None = None
         for recorded in events:
             if recorded.seq and recorded.seq <= self.last_seq:
                 continue  # already drawn (the history and a batch may overlap by a poll)
             self.last_seq = max(self.last_seq, recorded.seq)
             event = recorded.event
+            if isinstance(event, EvalProgress):
+                progress = event
+                continue
+            progress = None
             if isinstance(event, StepLogged):
                 steps.append(event)
                 self.event_state = "running"
@@ -164,6 +177,8 @@ class MonitorScreen(Screen[None]):
             self.other_event(recorded)
         if steps:
             self.steps_logged(steps)
+        if progress is not None:
+            self.eval_progress(progress)
         if events:
             self.update_state()
 
@@ -210,13 +225,14 @@ class MonitorScreen(Screen[None]):
             )
         )
         self.query_one("#progress", ProgressBar).update(total=event.total_steps, progress=event.resumed_from)
+        self.total_steps = event.total_steps
+        self.step_text = f"step {event.resumed_from}/{event.total_steps} · " + (
+            f"resumed from step {event.resumed_from}" if event.resumed_from else "training …"
+        )
         self.query_one("#progress-text", Static).update(
-            f"step {event.resumed_from}/{event.total_steps} · "
-            + (
-                f"resumed from step {event.resumed_from}"
-                if event.resumed_from
-                else "evaluating before training …"
-            )
+            self.step_text
+            if event.resumed_from
+            else f"step 0/{event.total_steps} · evaluating before training …"
         )
         log = self.query_one("#log", RichLog)
         log.write(describe(event))
@@ -224,10 +240,12 @@ class MonitorScreen(Screen[None]):
     def steps_logged(self, steps: list[StepLogged]) -> None:
         event = steps[-1]
         self.query_one("#progress", ProgressBar).update(total=event.total_steps, progress=event.step)
-        self.query_one("#progress-text", Static).update(
+        self.total_steps = event.total_steps
+        self.step_text = (
             f"step {event.step}/{event.total_steps} · ETA {format_duration(event.eta_seconds)}"
             f" · {event.tokens_per_second:,.0f} tok/s · epoch {event.epoch:.2f}"
         )
+        self.query_one("#progress-text", Static).update(self.step_text)
         log = self.query_one("#log", RichLog)
         for step in steps:
             log.write(  # short enough for half of an 80-column terminal; tok/s is in the progress text
@@ -236,8 +254,17 @@ class MonitorScreen(Screen[None]):
             )
         self.query_one(LossPlot).add(*(step.loss for step in steps))
 
+    def eval_progress(self, event: EvalProgress) -> None:
+        """An evaluation is under way: say how far it is, in place of the step line, until it ends."""
+        self.query_one("#progress-text", Static).update(
+            f"step {event.step}/{self.total_steps} · evaluating {eval_when(event.step)}: "
+            f"{event.blocks_done}/{event.blocks_total} blocks ({event.fraction:.0%})"
+        )
+
     def eval_finished(self, event: EvalFinished) -> None:
         self.evals.append(event)
+        if self.step_text:
+            self.query_one("#progress-text", Static).update(self.step_text)
         self.query_one("#evals", DataTable).add_row(
             Text("before" if event.step == 0 else str(event.step), justify="right"),
             Text(f"{event.loss:.4f}", justify="right"),

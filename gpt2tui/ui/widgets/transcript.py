@@ -220,10 +220,29 @@ class Transcript(ScrollView, can_focus=True):
     def _changed(self, start: int, old_count: int) -> None:
         """Lines from ``start`` changed (the list had ``old_count`` lines): resize, repaint them, follow."""
         following = self.is_vertical_scroll_end
-        self.virtual_size = Size(self._width, len(self._strips))
+        if len(self._strips) != old_count:
+            self._set_line_count(len(self._strips))
         self.refresh_lines(start, max(len(self._strips), old_count) - start)
         if following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def _set_line_count(self, count: int) -> None:
+        """Resize the scrollable area without a layout of the screen.
+
+        ``virtual_size`` is a layout reactive: assigning it re-lays out the whole screen (about 30 ms at
+        120x40), which a streamed reply would do at every new wrapped line. Nothing outside this widget
+        depends on its line count (its height comes from the screen, and ``overflow-y: scroll`` keeps the
+        scrollbar shown whatever the count), so only the value and the scrollbar's thumb change.
+        """
+        size = Size(self._width, count)
+        if size == self.virtual_size:
+            return
+        self.set_reactive(Transcript.virtual_size, size)
+        if self.show_vertical_scrollbar:
+            bar = self.vertical_scrollbar
+            bar.window_virtual_size = count
+            bar.window_size = self.scrollable_content_region.height
+            bar.refresh()
 
     def on_resize(self) -> None:
         width = self.scrollable_content_region.width
@@ -235,6 +254,7 @@ class Transcript(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         index = self.scroll_offset.y + y
         width = self.scrollable_content_region.width
+        style = self.rich_style  # computed from the CSS of every ancestor: once per line, not twice
         if index >= len(self._strips):
-            return Strip.blank(width, self.rich_style)
-        return self._strips[index].crop_extend(0, width, self.rich_style).apply_style(self.rich_style)
+            return Strip.blank(width, style)
+        return self._strips[index].crop_extend(0, width, style).apply_style(style)
