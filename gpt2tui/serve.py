@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -749,6 +749,8 @@ def build_app(state: ServerState) -> Starlette:
                 return await handler(request)
             except ApiError as err:
                 return err.response()
+            except ClientDisconnect:  # gone before its request was read: nothing was started
+                return Response(status_code=499)
             except Exception:
                 log.exception("%s %s failed", request.method, request.url.path)
                 return ApiError(500, "The server failed on this request; its log says why.").response()
@@ -758,11 +760,24 @@ def build_app(state: ServerState) -> Starlette:
     async def start(job: Job) -> None:
         state.check_open()
         assert job.model.executor is not None
+        ahead = sum(1 for other in state.jobs if other.model is job.model)
+        choices = len(job.drafts)
+        log.info(
+            "%s %s: queued %d choice%s of up to %d new tokens (%d request%s ahead)",
+            job.id,
+            job.model.name,
+            choices,
+            "" if choices == 1 else "s",
+            max(d.max_new for d in job.drafts),
+            ahead,
+            "" if ahead == 1 else "s",
+        )
+        state.jobs.add(job)
         try:
             job.model.executor.submit(job.run)
         except RuntimeError:  # the workers are shut down
+            state.jobs.discard(job)
             raise ApiError(503, "The server is shutting down.", code="shutting_down") from None
-        state.jobs.add(job)
 
     async def next_event(job: Job) -> Any:
         return await job.events.get()
