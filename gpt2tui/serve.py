@@ -782,6 +782,26 @@ def build_app(state: ServerState) -> Starlette:
     async def next_event(job: Job) -> Any:
         return await job.events.get()
 
+    async def merged_events(job: Job) -> AsyncIterator[Any]:
+        """The job's events up to :class:`Done`, text already waiting merged into one event per choice: when
+        the event loop falls behind the model (it shares the GIL with generation), fewer, larger chunks are
+        encoded and written, instead of the backlog costing one JSON chunk per token."""
+        while True:
+            batch = [await job.events.get()]
+            while not job.events.empty():
+                batch.append(job.events.get_nowait())
+            merged: list[Any] = []
+            for event in batch:
+                last = merged[-1] if merged else None
+                if isinstance(event, Text) and isinstance(last, Text) and last.index == event.index:
+                    merged[-1] = Text(event.index, last.text + event.text)
+                else:
+                    merged.append(event)
+            for event in merged:
+                yield event
+                if isinstance(event, Done):
+                    return
+
     async def collect(job: Job, request: Request) -> dict[int, Finished] | None:
         """Wait for the whole job; None when the client left first (its generation is stopped)."""
         watcher = asyncio.ensure_future(wait_disconnect(request))
@@ -893,8 +913,7 @@ def build_app(state: ServerState) -> Starlette:
                     }
                     yield sse({**head, "choices": [choice], **extra})
                 finished: dict[int, Finished] = {}
-                while True:
-                    event = await next_event(job)
+                async for event in merged_events(job):
                     if isinstance(event, Text):
                         choice = {
                             "index": event.index,
@@ -1009,8 +1028,7 @@ def build_app(state: ServerState) -> Starlette:
                     choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
                     return sse({**head, "system_fingerprint": FINGERPRINT, "choices": [choice], **extra})
 
-                while True:
-                    event = await next_event(job)
+                async for event in merged_events(job):
                     index = getattr(event, "index", None)
                     if index is not None and index not in opened:
                         opened.add(index)
