@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 RUN_SHOW_EVENTS = 20
 NO_TERMINAL = (
     "The gpt2tui screens need a terminal, and this one has none (input or output is not a tty); from scripts "
-    "use the headless commands: gpt2tui train, generate, eval, models and runs (gpt2tui --help)."
+    "use the headless commands: gpt2tui train, generate, eval, serve, models and runs (gpt2tui --help)."
 )
 
 
@@ -252,6 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("names", nargs="*", metavar="NAME")
     m.add_argument("--json", action="store_true")
 
+    s = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API (completions and chat)")
+    s.add_argument("models", metavar="MODEL", nargs="+", help="stored model names, model folders or Hub ids")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; from elsewhere use an SSH tunnel)",
+    )
+    s.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default 8000; 0: any free port)"
+    )
+    s.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' on /v1 (default: $GPT2TUI_API_KEY, which other users cannot "
+        "see in the process list)",
+    )
+    _threads_option(s)
+
     h = sub.add_parser("push", help="upload a stored model with its card to the Hugging Face Hub")
     h.add_argument("model", metavar="MODEL", help="stored model name")
     h.add_argument("repo_id", metavar="REPO_ID", help="OWNER/NAME of the Hub repository (created if missing)")
@@ -295,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "push": cmd_push,
             "compare-decoding": cmd_compare_decoding,
             "compare": cmd_compare,
+            "serve": cmd_serve,
         }
         return commands[args.command](args)
     except UserError as err:
@@ -831,6 +849,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
         f"{len(entries)} entries, {total / 1e6:,.1f} MB of the {cache.limit / 1e9:,.1f} GB cap ({cache.root})"
     )
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve until Ctrl+C or SIGTERM; starlette and uvicorn are imported only here."""
+    from gpt2tui.serve import API_KEY_ENV, run_server
+
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    return run_server(args.models, host=args.host, port=args.port, api_key=api_key, threads=args.threads)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
