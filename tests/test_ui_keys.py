@@ -47,7 +47,7 @@ async def test_question_mark_shows_the_home_keys_and_the_app_keys_and_escape_clo
         assert ("p", "Push the highlighted model to the Hugging Face Hub") in keys["In the models list"]
         everywhere = keys["Everywhere"]
         assert ("ctrl+q", "Quit") in everywhere
-        assert ("? / F1", "Show this key map") in everywhere
+        assert ("F1 / ?", "Show this key map") in everywhere
         assert ("q", "Quit (when no text field has focus)") in everywhere
         assert "In the runs list" not in keys  # no runs: the list is hidden, and so are its keys
         await pilot.press("escape")

@@ -392,11 +392,9 @@ async def test_a_run_started_from_the_setup_finishes_and_its_model_is_listed(hom
         home_screen = app.screen
         models = home_screen.query_one("#models", DataTable)
         await wait_for(pilot, lambda: models.row_count == 1, "the model listed")
-        assert [str(c) for c in models.get_row("ui-model")][:3] == [
-            "ui-model",
-            "scratch (tiny)",
-            "qa.csv (68 rows)",
-        ]
+        row = [str(c) for c in models.get_row("ui-model")]
+        assert row[0] == "ui-model" and "→" in row[1]
+        assert row[2:4] == ["scratch (tiny)", "qa.csv (68 rows)"]
         runs = home_screen.query_one("#runs", DataTable)
         assert str(runs.get_row(monitor.run_id)[1]) == "finished"
     info = ModelStore().get("ui-model")

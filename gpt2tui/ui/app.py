@@ -63,9 +63,10 @@ class GPT2TUIApp(App[None]):
     CSS_PATH: ClassVar[CSSPathType | None] = ["app.tcss", "screens/home.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("question_mark", "show_keys", "Keys", key_display="?", tooltip="Show this key map"),
-        # F1 is never text, so it works over dialogs too (a modal screen hides the App's other keys).
-        Binding("f1", "show_keys", "Keys", show=False, priority=True, tooltip="Show this key map"),
+        # F1 is never text, so it works in a field and over dialogs too (a modal screen hides the App's other
+        # keys): the footer shows it. ? is the key users of other TUIs try first; in a field it is text.
+        Binding("f1", "show_keys", "Keys", key_display="F1", priority=True, tooltip="Show this key map"),
+        Binding("question_mark", "show_keys", "Keys", show=False, tooltip="Show this key map"),
         # Not a priority: a focused text input takes the letter (Textual lets it consume printable keys), and
         # a dialog (a modal screen) hides the App's keys that are not priorities, so q never answers one.
         Binding("q", "quit_by_q", "Quit", show=False, tooltip="Quit (when no text field has focus)"),

@@ -192,7 +192,8 @@ class DatasetScreen(Screen[None]):
                 yield Static("", id="error")
                 with VerticalScroll(id="summary-box"):
                     yield Static(
-                        "Choose a file on the left (enter) or type its path above. Its summary appears here.",
+                        "Rest the cursor on a file on the left (or press enter) or type its path above: its summary "
+                        "appears here.",
                         id="summary",
                     )
         yield Footer()

@@ -55,7 +55,7 @@ EMPTY_STEPS = (
     "when the run ends, press [b]c[/b] to chat with your model",
 )
 EMPTY_OUTRO = (
-    "Your models are listed here afterwards; [b]?[/b] shows each screen's keys, ctrl+p the command palette, "
+    "Your models are listed here afterwards; [b]?[/b] or [b]F1[/b] shows the keys, ctrl+p the command palette, "
     "ctrl+q quits."
 )
 PICK_SAMPLE = (
