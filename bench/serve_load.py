@@ -135,8 +135,12 @@ def one_request(port: int, model: str, prompt: str, tokens: int) -> dict[str, An
     return result
 
 
-def load_phase(port: int, model: str, texts: list[str], tokens: int, clients: int) -> dict[str, Any]:
-    """``clients`` threads share the requests; each sends its next one when its last one has ended."""
+def load_phase(
+    port: int, model: str, texts: list[str], tokens: int, clients: int, log: Path
+) -> dict[str, Any]:
+    """``clients`` threads share the requests; each sends its next one when its last one has ended. The
+    server's log of the phase gives the seconds it spent generating (its per-request lines)."""
+    offset = log.stat().st_size
     todo: queue.Queue[int] = queue.Queue()
     for i in range(len(texts)):
         todo.put(i)
@@ -158,7 +162,12 @@ def load_phase(port: int, model: str, texts: list[str], tokens: int, clients: in
         thread.join()
     wall = time.perf_counter() - started
     ordered = [results[i] for i in range(len(texts))]
-    return {"wall": wall, "results": ordered}
+    time.sleep(0.5)  # the last request's log line is written just after its reply
+    with log.open("rb") as file:
+        file.seek(offset)
+        lines = file.read().decode(errors="replace")
+    generating = sum(float(m) for m in re.findall(r"new tokens in ([\d.]+) s", lines))
+    return {"wall": wall, "results": ordered, "generating": generating}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -179,6 +188,13 @@ def summary(
         "first_p50_s": statistics.median(firsts) if firsts else None,
         "first_p95_s": percentile(firsts, 0.95) if firsts else None,
     }
+
+
+def generating(row: dict[str, Any]) -> str:
+    """How much of the phase the server spent generating, and its tokens/s while it did."""
+    if not row.get("generating_s"):
+        return "-"
+    return f"{row['generating_s'] / row['wall_s']:.0%}, {row['generation_tokens_per_s']:,.0f}"
 
 
 def machine() -> dict[str, Any]:
@@ -224,7 +240,8 @@ def main() -> None:
         folder = Path(tmp) / f"bench-{args.size}"
         build(args.size, folder)
         env = {**os.environ, "GPT2TUI_HOME": str(Path(tmp) / "home"), "HF_HUB_OFFLINE": "1"}
-        log = open(Path(tmp) / "server.log", "w+b")  # noqa: SIM115
+        log_path = Path(tmp) / "server.log"
+        log = open(log_path, "w+b")  # noqa: SIM115
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -263,8 +280,8 @@ def main() -> None:
                 rounds.append(
                     {
                         "reference": (ref_wall, ref_seconds, ref_texts, ref_tokens),
-                        "sequential": load_phase(port, name, texts, args.tokens, 1),
-                        "concurrent": load_phase(port, name, texts, args.tokens, args.clients),
+                        "sequential": load_phase(port, name, texts, args.tokens, 1, log_path),
+                        "concurrent": load_phase(port, name, texts, args.tokens, args.clients, log_path),
                     }
                 )
         finally:
@@ -299,6 +316,10 @@ def main() -> None:
                 [r["first"] for r in good if r["first"] is not None],
             )
             row["vs_reference"] = row["tokens_per_s"] / reference_rate
+            row["generating_s"] = phase["generating"]
+            row["generation_tokens_per_s"] = (
+                row["tokens"] / phase["generating"] if phase["generating"] else None
+            )
             rows.append(row)
 
     info = machine()
@@ -307,9 +328,10 @@ def main() -> None:
     print(params)
     print()
     print(
-        "| case | wall | tokens | tokens/s | vs reference | p50 latency | p95 latency | first chunk p50 / p95 |"
+        "| case | wall | tokens | tokens/s | vs reference | p50 latency | p95 latency | first chunk p50 / p95 "
+        "| server generating: share of wall, tokens/s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         first = (
             f"{row['first_p50_s'] * 1000:,.0f} / {row['first_p95_s'] * 1000:,.0f} ms"
@@ -319,13 +341,16 @@ def main() -> None:
         print(
             f"| {row['case']} | {row['wall_s']:.2f} s | {row['tokens']:,} | {row['tokens_per_s']:,.0f} | "
             f"{row.get('vs_reference', 1.0):.2f}× | {row['p50_s'] * 1000:,.0f} ms | "
-            f"{row['p95_s'] * 1000:,.0f} ms | {first} |"
+            f"{row['p95_s'] * 1000:,.0f} ms | {first} | {generating(row)} |"
         )
     print()
     print("Median over the rounds (the ratio is taken within each round, then the median):")
     print()
-    print("| case | tokens/s | vs reference | p50 latency | p95 latency | first chunk p50 / p95 |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| case | tokens/s | vs reference | p50 latency | p95 latency | first chunk p50 / p95 "
+        "| server generating: share of wall, tokens/s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     kinds = sorted(
         {row["case"].split(": ", 1)[1] for row in rows},
         key=lambda k: [r["case"].split(": ", 1)[1] for r in rows].index(k),
@@ -343,7 +368,17 @@ def main() -> None:
                 "case": kind,
                 **{
                     k: median(k)
-                    for k in ("tokens_per_s", "vs_reference", "p50_s", "p95_s", "first_p50_s", "first_p95_s")
+                    for k in (
+                        "tokens_per_s",
+                        "vs_reference",
+                        "p50_s",
+                        "p95_s",
+                        "first_p50_s",
+                        "first_p95_s",
+                        "generating_s",
+                        "wall_s",
+                        "generation_tokens_per_s",
+                    )
                 },
             }
         )
@@ -355,7 +390,7 @@ def main() -> None:
         )
         print(
             f"| {kind} | {m['tokens_per_s']:,.0f} | {m['vs_reference'] or 1.0:.2f}× | {m['p50_s'] * 1000:,.0f} ms | "
-            f"{m['p95_s'] * 1000:,.0f} ms | {first} |"
+            f"{m['p95_s'] * 1000:,.0f} ms | {first} | {generating(m)} |"
         )
     print()
     for label in errors:
