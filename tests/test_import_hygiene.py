@@ -17,6 +17,7 @@ CORE_MODULES = [
     "evaluation",
     "files",
     "generation",
+    "generator",
     "launch",
     "models",
     "procs",

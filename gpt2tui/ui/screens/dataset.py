@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.validation import Integer
-from textual.widgets import DirectoryTree, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets import DirectoryTree, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from gpt2tui.core.data import SUPPORTED, DatasetSummary, DataSpec
@@ -21,6 +21,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.paths import SAMPLE_DIR
 from gpt2tui.ui.messages import DatasetChosen, PreviewFinished
 from gpt2tui.ui.samples import DATA_SUFFIXES, FIRST_SAMPLE, sample_files
+from gpt2tui.ui.widgets.footer import Footer
 
 DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))
 KIND_LABELS = {"text": "plain text", "qa": "question/answer", "prompt-completion": "prompt/completion"}

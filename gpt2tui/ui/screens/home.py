@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.runs import RunStatus
@@ -26,6 +26,7 @@ from gpt2tui.ui.messages import ChatRequested, NewFinetuneRequested, RunOpened, 
 from gpt2tui.ui.runs import resume_error, run_folder, stop_error
 from gpt2tui.ui.samples import FIRST_SAMPLE, sample_files
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog, NameDialog, os_error_sentence
+from gpt2tui.ui.widgets.footer import Footer
 
 EMPTY_TEXT = """\
 [b]No fine-tuned models yet.[/b]
@@ -141,6 +142,7 @@ class HomeScreen(Screen[None]):
         self.models: list[ModelInfo] = []
         self.statuses: dict[str, RunStatus] = {}
         self.resuming: set[str] = set()
+        self._shown = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -164,6 +166,9 @@ class HomeScreen(Screen[None]):
         self.runs_changed(book.statuses if book is not None else {})
 
     def on_screen_resume(self) -> None:
+        if not self._shown:  # the first resume follows the mount, which has just filled both tables
+            self._shown = True
+            return
         self.refresh_models()
         book = getattr(self.app, "run_book", None)
         if book is not None:

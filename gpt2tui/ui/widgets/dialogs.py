@@ -12,9 +12,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from gpt2tui.core.errors import UserError
+from gpt2tui.ui.widgets.footer import Footer
 
 
 class ConfirmDialog(ModalScreen[bool]):
