@@ -2,26 +2,33 @@
 
 One model (a GPT-2 of the ``small`` scratch shape, untrained, with ``n_positions`` large enough for the longest
 reply and a byte-level BPE trained on ``sample_data/kjv_sample.txt``), one prompt, greedy decoding and
-``min_new_tokens == max_new_tokens`` so every reply has exactly N tokens. Measured in one process, the
-reference and ours interleaved, each repeated (median):
+``min_new_tokens == max_new_tokens`` so every reply has exactly N tokens. The reference and each of ours are
+interleaved, run after run, each repeated (median, and the median of the ratios of each run of ours to the
+reference run just before it, which cancels load that changes more slowly than a run):
 
 * reference: ``model.generate(ids, max_new_tokens=N)`` under ``torch.inference_mode``, no streamer, called
-  from a new thread as the chat calls it (see ``in_a_thread``);
+  from a new thread of this process (see ``in_a_thread``);
   ours: the same reply typed into the chat screen (raw mode) of a headless app (``App.run_test``), from the
   submitted prompt until the last token's text has been appended to the transcript. Tokens/s = N / seconds.
+  Two ways: ``child`` (the default: the chat loads the model, saved to a folder, in a child process,
+  ``core.generator``) and ``in-process`` (the same model object injected into the screen, as with
+  ``GPT2TUI_CHAT_IN_PROCESS=1``).
 * first character: reference = ``generate`` with ``max_new_tokens=1`` (prefill + first token); ours = from
   the submitted prompt until the first visible reply character is appended to the transcript.
 * UI cost: CPU time of the UI thread (``time.thread_time()`` read in that thread, at each flush into the
   transcript), per 1,000 tokens reaching the transcript: the first thousand against the last; and per flush
   (the flush timer's append and repaint), since a slower generator (attention grows with the context) means
-  more flushes per 1,000 tokens at the end of a long reply. Token counts are mapped to character offsets of the (deterministic, greedy) reference text. The generating threads
-  (``generate`` and the stream consumer) are not the UI thread, so this is what drawing the reply costs.
+  more flushes per 1,000 tokens at the end of a long reply. Token counts are mapped to character offsets of
+  the (deterministic, greedy) reference text. Generating threads are not the UI thread, so this is what
+  drawing the reply costs.
 
-Both run in this one process with the same torch thread count: by default the one ``gpt2tui generate``
-would choose now (the cores no other process keeps busy, ``core.device``), or ``--threads N``. The load
-average is printed before and after: on a shared machine, compare runs only at similar load.
+Every case computes with the same torch thread count: by default the one ``gpt2tui generate`` would choose
+now (the cores no other process keeps busy, ``core.device``), or ``--threads N``; the child is given it
+through ``OMP_NUM_THREADS``. The load average is printed before and after: on a shared machine, compare runs
+only at similar load.
 
-Run: ``python bench/stream_chat.py`` (``--tokens 1000 4000 --repeats 3`` by default; ``--help``).
+Run: ``python bench/stream_chat.py`` (``--tokens 1000 4000 --repeats 3 --paths child in-process`` by
+default; ``--help``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import asyncio
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +50,7 @@ sys.path.insert(0, str(ROOT))  # measure the checkout this script is in, not ano
 CORPUS = ROOT / "sample_data" / "kjv_sample.txt"
 PROMPT = "In the beginning God created the heaven and the earth. And the earth was"
 SIZE = (120, 40)
+PATHS = ("child", "in-process")
 
 
 def build(max_tokens: int) -> Any:
@@ -118,8 +127,32 @@ def reference_first_token(loaded: Any) -> float:
     return time.perf_counter() - started
 
 
-def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]:
-    """One reply through the chat screen: seconds to the last token, to the first character, UI CPU marks."""
+def save(loaded: Any, folder: Path, max_tokens: int) -> Path:
+    """The model as a folder the chat can load in its child process; every reply there has its full length."""
+    loaded.model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    config = loaded.model.generation_config
+    config.min_new_tokens = max_tokens  # max_new_tokens (<= this) then sets each reply's exact length
+    config.save_pretrained(folder)
+    config.min_new_tokens = None
+    return folder
+
+
+def child_cpu(pid: int) -> float:
+    """CPU seconds a live process has used so far (Linux), 0 where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def through_chat(loaded: Any, tokens: int, offsets: list[int], folder: Path | None) -> dict[str, Any]:
+    """One reply through the chat screen: seconds to the last token, to the first character, UI CPU marks.
+
+    ``folder``: the chat loads that model folder in its child process (the default path); None: ``loaded``
+    is injected into the screen and generates in this process.
+    """
     from textual.app import App, ComposeResult
     from textual.widgets import Input, Static
 
@@ -127,7 +160,7 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
     from gpt2tui.ui.screens import chat as chat_module
     from gpt2tui.ui.screens.chat import ChatScreen
 
-    marks: dict[str, Any] = {"ui_cpu": [], "flushes": [], "first": None, "done": None}
+    marks: dict[str, Any] = {"ui_cpu": [], "flushes": [], "first": None, "done": None, "child_cpu": 0.0}
     flushes = 0
     total_chars = offsets[-1]
 
@@ -141,6 +174,8 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
         def _start_reply(self, turn: Any) -> None:
             marks["start"] = time.perf_counter()
             marks["start_cpu"] = time.thread_time()
+            if self._process is not None:
+                marks["child_start_cpu"] = child_cpu(self._process.pid)
             super()._start_reply(turn)
 
         def _flush(self) -> None:
@@ -160,9 +195,14 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
                 marks["flushes"].append(flushes)
             if marks["done"] is None and shown >= total_chars:
                 marks["done"] = now
+                if self._process is not None:
+                    marks["child_cpu"] = child_cpu(self._process.pid) - marks["child_start_cpu"]
 
     settings = GenerationSettings(strategy="greedy", max_new_tokens=tokens)
-    screen = Measured("bench", settings, loaded=loaded, mode="raw")
+    if folder is None:
+        screen = Measured("bench", settings, loaded=loaded, mode="raw")
+    else:
+        screen = Measured(str(folder), settings, mode="raw")
 
     class Bench(App[None]):
         def compose(self) -> ComposeResult:
@@ -174,6 +214,8 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
     async def drive() -> None:
         app = Bench()
         async with app.run_test(size=SIZE) as pilot:
+            while screen.loaded is None:  # the child loading the model is not part of the reply
+                await asyncio.sleep(0.05)
             await pilot.pause()
             screen.query_one("#prompt", Input).value = PROMPT
             await pilot.press("enter")
@@ -186,8 +228,12 @@ def through_chat(loaded: Any, tokens: int, offsets: list[int]) -> dict[str, Any]
         asyncio.run(drive())
     finally:
         loaded.model.generation_config.min_new_tokens = None
-    marks["process_cpu"] = time.process_time() - cpu
+    marks["process_cpu"] = time.process_time() - cpu + marks["child_cpu"]
     return marks
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
@@ -195,17 +241,25 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[1000, 4000], help="reply lengths")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each (median reported)")
     parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=list(PATHS),
+        help="which ways through the chat to measure",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch threads for both (default: gpt2tui's free-core policy)",
+        help="torch threads for every case (default: gpt2tui's free-core policy)",
     )
     args = parser.parse_args()
 
-    from gpt2tui.core.device import configure_threads
+    from gpt2tui.core.device import APPLIED_ENV, configure_threads
 
     plan = configure_threads(args.threads)  # before torch loads, as ``gpt2tui generate`` does
-    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; threads: {plan.describe()}")
+    os.environ.pop(APPLIED_ENV, None)  # the child takes OMP_NUM_THREADS as given, not as ours to re-plan
+    print(f"load average {load_average()}; threads: {plan.describe()}")
     import torch
 
     from gpt2tui.core.quiet import quiet_environment, quiet_transformers
@@ -219,67 +273,85 @@ def main() -> None:
     )
     params = sum(p.numel() for p in loaded.model.parameters())
     print(f"model: small shape, {params / 1e6:.1f} M parameters, n_positions {loaded.context_length}")
-    reference(loaded, 8)  # warm-up (first calls allocate)
-    through_chat(loaded, 8, [len(loaded.tokenizer.decode(reference(loaded, 8)[1]))])
-
-    first_ref, first_ours = [], []
-    for tokens in args.tokens:
-        ref_rates, our_rates, ref_cpu, our_cpu, ui_first, ui_last = [], [], [], [], [], []
-        per_flush_first, per_flush_last = [], []
-        for _ in range(args.repeats):
-            seconds, ids, cpu = reference(loaded, tokens)
-            ref_rates.append(tokens / seconds)
-            ref_cpu.append(cpu)
-            first_ref.append(reference_first_token(loaded))
-            # Character offsets of the reply at every 1,000 tokens (and at the end).
-            cuts = [*range(1000, tokens, 1000), tokens]
-            offsets = [len(loaded.tokenizer.decode(ids[:cut], skip_special_tokens=True)) for cut in cuts]
-            marks = through_chat(loaded, tokens, offsets)
-            our_rates.append(tokens / (marks["done"] - marks["start"]))
-            first_ours.append(marks["first"] - marks["start"])
-            our_cpu.append(marks["process_cpu"])
-            ui = [marks["start_cpu"], *marks["ui_cpu"]]
-            spans = zip(ui[:-1], ui[1:], [0, *cuts[:-1]], cuts, strict=True)
-            per_thousand = [(b - a) * 1000 / (cb - ca) for a, b, ca, cb in spans]
-            ui_first.append(per_thousand[0])
-            ui_last.append(per_thousand[-1])
-            # The flush runs at a fixed rate whatever the token rate: per flush is the cost of one append.
-            counts = [0, *marks["flushes"]]
-            per_flush = [
-                (b - a) / max(1, fb - fa)
-                for a, b, fa, fb in zip(ui[:-1], ui[1:], counts[:-1], counts[1:], strict=True)
-            ]
-            per_flush_first.append(per_flush[0])
-            per_flush_last.append(per_flush[-1])
-        ref, ours = statistics.median(ref_rates), statistics.median(our_rates)
-        print(
-            f"\n{tokens} tokens (median of {args.repeats}; runs: "
-            f"ref {', '.join(f'{r:.0f}' for r in ref_rates)}; ours {', '.join(f'{r:.0f}' for r in our_rates)})"
-        )
-        print(
-            f"  tokens/s   reference (raw generate) {ref:8.1f}   ours (chat screen) {ours:8.1f}   "
-            f"ratio {ours / ref:.3f}x"
-        )
-        print(
-            f"  process CPU s  reference {statistics.median(ref_cpu):6.2f}   ours {statistics.median(our_cpu):6.2f}"
-        )
-        print(
-            f"  UI thread CPU ms per 1,000 tokens: first thousand {statistics.median(ui_first) * 1000:7.1f}   "
-            f"last thousand {statistics.median(ui_last) * 1000:7.1f}   "
-            f"ratio {statistics.median(ui_last) / statistics.median(ui_first):.2f}x"
-        )
-        first_flush, last_flush = statistics.median(per_flush_first), statistics.median(per_flush_last)
-        print(
-            f"  UI thread CPU ms per flush:          first thousand {first_flush * 1000:7.2f}   "
-            f"last thousand {last_flush * 1000:7.2f}   ratio {last_flush / first_flush:.2f}x"
-        )
-    ref_first, our_first = statistics.median(first_ref), statistics.median(first_ours)
-    print(
-        f"\nfirst character: reference (prefill + first token) {ref_first * 1000:6.1f} ms   "
-        f"ours (first visible character in the transcript) {our_first * 1000:6.1f} ms   "
-        f"ratio {our_first / ref_first:.2f}x"
-    )
-    print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save(loaded, Path(tmp) / "bench-model", max(args.tokens))
+        folders = {"child": folder, "in-process": None}
+        warm = [len(loaded.tokenizer.decode(reference(loaded, 8)[1]))]  # warm-up (first calls allocate)
+        for path in args.paths:
+            through_chat(loaded, 8, warm, folders[path])
+        first_ref: list[float] = []
+        first_ours: dict[str, list[float]] = {path: [] for path in args.paths}
+        for tokens in args.tokens:
+            ref_rates, ref_cpu = [], []
+            ours: dict[str, dict[str, list[float]]] = {
+                path: {
+                    key: [] for key in ("rate", "paired", "cpu", "ui_first", "ui_last", "fl_first", "fl_last")
+                }
+                for path in args.paths
+            }
+            for _ in range(args.repeats):
+                for path in args.paths:
+                    seconds, ids, cpu = reference(loaded, tokens)
+                    ref_rates.append(tokens / seconds)
+                    ref_cpu.append(cpu)
+                    first_ref.append(reference_first_token(loaded))
+                    # Character offsets of the reply at every 1,000 tokens (and at the end).
+                    cuts = [*range(1000, tokens, 1000), tokens]
+                    offsets = [
+                        len(loaded.tokenizer.decode(ids[:cut], skip_special_tokens=True)) for cut in cuts
+                    ]
+                    marks = through_chat(loaded, tokens, offsets, folders[path])
+                    row = ours[path]
+                    rate = tokens / (marks["done"] - marks["start"])
+                    row["rate"].append(rate)
+                    row["paired"].append(rate / ref_rates[-1])
+                    first_ours[path].append(marks["first"] - marks["start"])
+                    row["cpu"].append(marks["process_cpu"])
+                    ui = [marks["start_cpu"], *marks["ui_cpu"]]
+                    spans = zip(ui[:-1], ui[1:], [0, *cuts[:-1]], cuts, strict=True)
+                    per_thousand = [(b - a) * 1000 / (cb - ca) for a, b, ca, cb in spans]
+                    row["ui_first"].append(per_thousand[0])
+                    row["ui_last"].append(per_thousand[-1])
+                    # The flush runs at a fixed rate whatever the token rate: per flush is one append's cost.
+                    counts = [0, *marks["flushes"]]
+                    per_flush = [
+                        (b - a) / max(1, fb - fa)
+                        for a, b, fa, fb in zip(ui[:-1], ui[1:], counts[:-1], counts[1:], strict=True)
+                    ]
+                    row["fl_first"].append(per_flush[0])
+                    row["fl_last"].append(per_flush[-1])
+            ref = statistics.median(ref_rates)
+            print(
+                f"\n{tokens} tokens (median of {len(ref_rates)} reference runs, {args.repeats} of each of ours; "
+                f"reference runs {', '.join(f'{r:.0f}' for r in ref_rates)})"
+            )
+            print(
+                f"  reference (raw generate)  {ref:8.1f} tok/s   process CPU {statistics.median(ref_cpu):6.2f} s"
+            )
+            for path, row in ours.items():
+                med = statistics.median
+                rate = med(row["rate"])
+                print(
+                    f"  ours, {path:10s}          {rate:8.1f} tok/s   ratio {rate / ref:.3f}x   "
+                    f"paired {med(row['paired']):.3f}x (runs {', '.join(f'{r:.0f}' for r in row['rate'])}; "
+                    f"ratios {', '.join(f'{r:.2f}' for r in row['paired'])})"
+                )
+                print(
+                    f"      process CPU {med(row['cpu']):6.2f} s (child included); UI thread CPU ms per 1,000 "
+                    f"tokens: first {med(row['ui_first']) * 1000:6.1f}, last {med(row['ui_last']) * 1000:6.1f} "
+                    f"({med(row['ui_last']) / med(row['ui_first']):.2f}x); per flush: first "
+                    f"{med(row['fl_first']) * 1000:5.2f}, last {med(row['fl_last']) * 1000:5.2f} "
+                    f"({med(row['fl_last']) / med(row['fl_first']):.2f}x)"
+                )
+        ref_first = statistics.median(first_ref)
+        print(f"\nfirst character: reference (prefill + first token) {ref_first * 1000:6.1f} ms")
+        for path, values in first_ours.items():
+            ours_first = statistics.median(values)
+            print(
+                f"  ours, {path:10s} (first visible character in the transcript) {ours_first * 1000:6.1f} ms   "
+                f"ratio {ours_first / ref_first:.2f}x"
+            )
+    print(f"load average {load_average()}")
 
 
 if __name__ == "__main__":

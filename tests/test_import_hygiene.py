@@ -18,6 +18,7 @@ CORE_MODULES = [
     "files",
     "generation",
     "hub",
+    "generator",
     "launch",
     "metrics",
     "models",

@@ -19,6 +19,7 @@ from textual.widgets import Input, Static
 
 from gpt2tui.core import generation
 from gpt2tui.core.generation import GenerationSettings, Reply
+from gpt2tui.core.generator import IN_PROCESS_ENV
 from gpt2tui.ui import app as app_module
 from gpt2tui.ui import libraries
 from gpt2tui.ui.app import GPT2TUIApp
@@ -99,6 +100,7 @@ async def test_quitting_while_a_model_loads_does_not_wait_for_it(
         blocked.wait()
         raise AssertionError("never reached in this test")
 
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")  # loaded in this process, by the slow loader above
     monkeypatch.setattr(libraries, "ensure_libraries", lambda: 0.0)
     monkeypatch.setattr(generation, "load", slow_load)
     app = Host(ChatScreen("tiny"))
@@ -107,6 +109,22 @@ async def test_quitting_while_a_model_loads_does_not_wait_for_it(
         await pilot.press("ctrl+q")
     assert not blocked.release.is_set()
     assert blocked.thread is not None and blocked.thread.is_alive() and blocked.thread.daemon
+
+
+async def test_quitting_while_the_model_process_starts_ends_it(tiny_model: str) -> None:
+    """The default chat loads its model in a child process: quitting does not wait for it, and ends it."""
+    screen = ChatScreen(tiny_model)
+    app = Host(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(int(WAIT / 0.02)):
+            if screen._process is not None:
+                break
+            await pilot.pause(0.02)
+        child = screen._process
+        assert child is not None and child._process.poll() is None  # started, not loaded yet
+        await pilot.press("ctrl+q")
+    assert app.return_code == 0 and screen.loaded is None
+    child._process.wait(WAIT)  # ended by the app's exit (the screen's unmount, or the end of its input)
 
 
 class HeldStream:

@@ -25,6 +25,7 @@ from gpt2tui.core import generation
 from gpt2tui.core.data import DataSpec
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, Reply
+from gpt2tui.core.generator import IN_PROCESS_ENV
 from gpt2tui.core.store import ModelStore
 from gpt2tui.core.training import preview
 from gpt2tui.ui.app import GPT2TUIApp
@@ -531,6 +532,7 @@ async def test_palette_models_leaves_a_chat_the_way_escape_does(
     """A clean chat is left; a generating one is not left under the reply; an unsaved one keeps its question."""
     stream = GatedStream()
     monkeypatch.setattr(generation, "stream", stream)
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")  # the fake stream runs in this process, so must the model
     monkeypatch.setattr(chat_module, "STOP_GRACE_SECONDS", 0.0)  # the palette is used right after the reply
     app = make_app()
     notes = record_notes(app)

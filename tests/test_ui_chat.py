@@ -24,6 +24,7 @@ from textual.widgets import Input, Static
 from gpt2tui.core import generation
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
+from gpt2tui.core.generator import IN_PROCESS_ENV, GeneratorProcess
 from gpt2tui.ui.screens import chat as chat_module
 from gpt2tui.ui.screens.chat import ChatScreen
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
@@ -118,8 +119,10 @@ class _FakeReplyStream:
 
 @pytest.fixture
 def fake_stream(monkeypatch: pytest.MonkeyPatch) -> FakeStream:
+    """The fake replaces the core's stream in this process: a model loaded from the store is loaded here too."""
     fake = FakeStream()
     monkeypatch.setattr(generation, "stream", fake)
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")
     return fake
 
 
@@ -300,6 +303,8 @@ async def test_question_still_reaches_the_model_with_max_new_tokens_at_the_conte
 
 
 async def test_loads_model_from_store_in_a_worker(tiny_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With GPT2TUI_CHAT_IN_PROCESS=1 the model is loaded in this process, by a worker thread."""
+    monkeypatch.setenv(IN_PROCESS_ENV, "1")
     gate = threading.Event()
     real_load = generation.load
 
@@ -320,9 +325,35 @@ async def test_loads_model_from_store_in_a_worker(tiny_model: str, monkeypatch: 
         assert screen.status.plain.startswith("tiny · chat mode · top-p T=0.80 p=0.95 max=100")
 
 
-async def test_load_error_is_shown_as_a_message(home: Path) -> None:
+async def test_loads_model_from_store_in_a_child_process_and_ends_it_on_leaving(tiny_model: str) -> None:
+    """The default: the model lives in a child process; a real reply streams from it; leaving ends it."""
+    screen = ChatScreen(tiny_model, GenerationSettings(strategy="greedy", seed=1, max_new_tokens=12))
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert screen.query_one("#prompt", Input).disabled and "loading…" in screen.status.plain
+        await until(pilot, lambda: screen.loaded is not None, timeout=60)
+        child = screen.loaded
+        assert isinstance(child, GeneratorProcess) and child.name == "tiny"
+        assert not screen.query_one("#prompt", Input).disabled
+        await pilot.press("ctrl+t")  # raw: the model continues the text
+        await send(pilot, screen, "The Sun")
+        turn = screen.turns[-1]
+        assert turn.reply is not None and turn.reply.new_tokens > 0 and turn.reply.seed == 1
+        assert reply_text(screen) == f"tiny ▸ {turn.text.lstrip()}"
+        assert "greedy" in screen.transcript.plain.splitlines()[-1]
+        app.pop_screen()
+        await until(pilot, lambda: child._process.poll() is not None, timeout=30)
+
+
+@pytest.mark.parametrize("in_process", [False, True], ids=["child process", "in process"])
+async def test_load_error_is_shown_as_a_message(
+    home: Path, monkeypatch: pytest.MonkeyPatch, in_process: bool
+) -> None:
     from gpt2tui.core.generation import resolve
 
+    if in_process:
+        monkeypatch.setenv(IN_PROCESS_ENV, "1")
     with pytest.raises(UserError) as expected:
         resolve("./missing")
     screen = ChatScreen("./missing")
@@ -776,7 +807,9 @@ async def test_append_cost_does_not_grow_with_transcript_length() -> None:
 async def test_chat_through_the_app_from_the_model_list(
     tiny_model: str, fake_stream: FakeStream, no_grace: None
 ) -> None:
-    """Home → c on the stored model → the chat loads it from the store → a reply → Escape, yes → home."""
+    """Home → c on the stored model → the chat loads it from the store → a reply → Escape, yes → home.
+
+    In this process, with the fake stream (the child process path has its own test above)."""
     from gpt2tui.ui.app import GPT2TUIApp
     from gpt2tui.ui.screens.home import HomeScreen
 

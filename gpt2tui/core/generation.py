@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from gpt2tui.core.sampling import Choice
 
 Strategy = Literal["greedy", "beam", "top-k", "top-p"]
+Mode = Literal["chat", "raw"]
+"""A chat turn's prompt: the model's Q/A template after the conversation so far, or the text as typed."""
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
 POLL_SECONDS = 0.25
 StopText = str | Sequence[str] | None
@@ -210,6 +212,18 @@ class LoadedModel:
         from gpt2tui.core.models import context_length
 
         return context_length(self.model.config)
+
+    def reply(
+        self,
+        mode: Mode,
+        message: str,
+        history: list[tuple[str, str]],
+        settings: GenerationSettings,
+        stop: threading.Event | None = None,
+        batch_seconds: float = 0.0,
+    ) -> ReplyStream:
+        """A chat turn generated in this process (``core.generator`` does the same in a child process)."""
+        return turn_stream(self, mode, message, history, settings, stop, batch_seconds)
 
 
 HUB_CHOICES = "name a stored model ('gpt2tui models list') or a local save_pretrained folder"
@@ -589,6 +603,33 @@ def complete(
 ) -> str:
     """The whole reply at once (training samples, tests)."""
     return "".join(stream(model, tokenizer, prompt, settings, template=template, stop_text=stop_text))
+
+
+def turn_stream(
+    loaded: LoadedModel,
+    mode: Mode,
+    message: str,
+    history: list[tuple[str, str]],
+    settings: GenerationSettings,
+    stop: threading.Event | None = None,
+    batch_seconds: float = 0.0,
+) -> ReplyStream:
+    """One chat turn: in chat mode the conversation in the model's template (its stop text ends the reply),
+    in raw mode the message as typed."""
+    if mode == "chat":
+        prompt = chat_prompt(history, message, loaded, settings.max_new_tokens)
+        stop_text = loaded.stop_text
+    else:
+        prompt, stop_text = message, None
+    return stream(
+        loaded.model,
+        loaded.tokenizer,
+        prompt,
+        settings,
+        stop,
+        stop_text=stop_text,
+        batch_seconds=batch_seconds,
+    )
 
 
 def chat_prompt(

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, TYPE_CHECKING, ClassVar
 
 from textual import events, on
 from textual.app import App, CSSPathType, SystemCommand
@@ -39,8 +39,13 @@ from gpt2tui.ui.messages import (
 )
 from gpt2tui.ui.runs import RunBook, RunWatcher
 from gpt2tui.ui.screens.home import HomeScreen
-from gpt2tui.ui.screens.monitor import MonitorScreen
 from gpt2tui.ui.widgets.key_map import KeyMapDialog, key_map
+
+if TYPE_CHECKING:
+    from gpt2tui.ui.screens.monitor import MonitorScreen
+
+MONITOR_MODULE = "gpt2tui.ui.screens.monitor"
+"""Imported when the first monitor opens, not before the first frame (its widgets cost ~30 ms to import)."""
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +139,28 @@ class GPT2TUIApp(App[None]):
     def run_events_received(self, message: RunEventsReceived) -> None:
         """Keep the history (a monitor opened later draws it at once) and pass the batch to open monitors."""
         self.run_book.add_events(message.run_id, message.events)
-        for screen in self.screen_stack:
-            if isinstance(screen, MonitorScreen) and screen.run_id == message.run_id and screen.is_mounted:
+        for screen in self.monitors():
+            if screen.run_id == message.run_id and screen.is_mounted:
                 screen.add_events(message.events)
 
     @on(RunsChanged)
     def runs_changed(self, message: RunsChanged) -> None:
         self.run_book.set_statuses(message.statuses)
+        monitors = self.monitors()
         for screen in self.screen_stack:
             if not screen.is_mounted:
                 continue  # it reads the run book when it mounts
             if isinstance(screen, HomeScreen):
                 screen.runs_changed(message.statuses)
-            elif isinstance(screen, MonitorScreen):
-                screen.status_changed(message.statuses.get(screen.run_id))
+            elif screen in monitors:
+                screen.status_changed(message.statuses.get(screen.run_id))  # type: ignore[attr-defined]
+
+    def monitors(self) -> list[MonitorScreen]:
+        """The run monitors in the screen stack (none before the monitor module was first imported)."""
+        module = sys.modules.get(MONITOR_MODULE)
+        if module is None:
+            return []
+        return [screen for screen in self.screen_stack if isinstance(screen, module.MonitorScreen)]
 
     def live_runs(self) -> list[str]:
         """Ids of the runs training now, read afresh (the watcher's view may be a second old)."""
@@ -213,6 +226,8 @@ class GPT2TUIApp(App[None]):
 
     def open_run(self, run_id: str) -> None:
         """The monitor of ``run_id`` on top (it shows the run's whole history, whoever started it)."""
+        from gpt2tui.ui.screens.monitor import MonitorScreen
+
         if isinstance(self.screen, MonitorScreen) and self.screen.run_id == run_id:
             return
         self.push_screen(MonitorScreen(run_id))

@@ -3,11 +3,14 @@ screens post for the App to act on (the App is the only place that pushes the ma
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from gpt2tui.core.data import DatasetSummary, DataSpec
-from gpt2tui.core.hub import PushResult
-from gpt2tui.core.runs import RecordedEvent, RunStatus
+if TYPE_CHECKING:  # annotations only: importing the data module is not needed for the first frame
+    from gpt2tui.core.data import DatasetSummary, DataSpec
+    from gpt2tui.core.hub import PushResult
+    from gpt2tui.core.runs import RecordedEvent, RunStatus
 
 # ------------------------------------------------------------------------------------------ runs
 

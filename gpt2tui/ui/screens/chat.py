@@ -1,19 +1,22 @@
 """Chat: talk to a stored model, with tokens streaming in and decoding settings one key away.
 
-The model loads in a daemon thread; each reply is generated in another that iterates
-``core.generation.stream`` and drops chunks into the turn's queue. Daemon threads rather than Textual thread
-workers, because ``asyncio.run`` joins the workers' executor on exit: Ctrl+Q would wait for a model to load
-(or for the background import it waits on). The screen learns the outcome from its own messages
-(``ModelLoaded``, ``ReplyFinished``, ...), never from a worker's state.
+The model is loaded and generates in a child process (``core.generator``): ``generate``'s per-token work is
+mostly Python, and in this process it would wait for the GIL whenever the UI thread draws (through the chat
+screen, replies streamed at 0.7-0.9x raw ``generate``; on a busy machine, worse). Only text crosses the pipe.
+A model injected by a test or a bench, or ``GPT2TUI_CHAT_IN_PROCESS=1``, generates in this process instead.
 
-Streaming shares one interpreter (one GIL) with ``generate``, whose per-token work is mostly Python: every
-millisecond the UI thread spends drawing is a millisecond a token may wait. So the reply's first text is drawn
-the moment it arrives (``ReplyStarted``), and after that a 12 Hz timer drains the queue into the transcript:
-one small append per tick whatever the token rate, never more than the current paragraph re-wrapped (see
-``widgets/transcript.py``), and no layout of the screen. The core hands over text 25 times a second at most
-(``batch_seconds``), so its reading thread does not wake for every token either. The timer runs only while a
-reply does. Escape sets the reply's stop event; the core ends generation at the next token and keeps the
-partial text.
+A daemon thread waits for the load; each reply is read by another that iterates the model's ``reply`` stream
+and drops chunks into the turn's queue. Daemon threads rather than Textual thread workers, because
+``asyncio.run`` joins the workers' executor on exit: Ctrl+Q would wait for a model to load (or for the
+background import it waits on). The screen learns the outcome from its own messages (``ModelLoaded``,
+``ReplyFinished``, ...), never from a worker's state.
+
+The reply's first text is drawn the moment it arrives (``ReplyStarted``); after that a 12 Hz timer drains the
+queue into the transcript: one small append per tick whatever the token rate, never more than the current
+paragraph re-wrapped (see ``widgets/transcript.py``), and no layout of the screen. The generator hands text
+over 25 times a second at most (``batch_seconds``), so the reading threads do not wake for every token. The
+timer runs only while a reply does. Escape sets the reply's stop event; generation ends at the next token and
+keeps the partial text.
 
 Every key is a priority binding (the prompt Input has focus almost always). The footer shows the keys that act
 on the conversation; the decoding keys F2-F9 are listed on the transcript's bottom border instead, so that all
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -40,15 +43,19 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input
+from textual.widgets import Header, Input
 
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.generation import GenerationSettings, LoadedModel, Reply
+from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply
+from gpt2tui.core.generator import GeneratorProcess, in_process_requested
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
+from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
-Mode = Literal["chat", "raw"]
+ChatModel = LoadedModel | GeneratorProcess
+"""What the chat talks to: a model in a child process (the default), or one in this process (injected by
+tests and benches, or with GPT2TUI_CHAT_IN_PROCESS=1)."""
 
 FLUSH_SECONDS = 1 / 12  # how often streamed text reaches the transcript (the first text: at once)
 READ_SECONDS = 1 / 25  # how often the core hands streamed text over (one chunk per batch of tokens)
@@ -73,7 +80,7 @@ NOTE_STYLE = "italic"
 class ModelLoaded(Message):
     """The load worker finished: the model is ready."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: ChatModel) -> None:
         super().__init__()
         self.loaded = loaded
 
@@ -222,7 +229,9 @@ class ChatScreen(Screen[None]):
         self.model_ref = model_ref
         self.settings = (settings or GenerationSettings()).validate()
         self.mode: Mode = mode
-        self.loaded: LoadedModel | None = None
+        self.loaded: ChatModel | None = None
+        self._process: GeneratorProcess | None = None  # the child the model is loaded in, once started
+        self._closed = False  # unmounted: a child started after this is closed at once
         self.turns: list[Turn] = []
         self.active: Turn | None = None  # the turn being generated
         self.saved_path: Path | None = None
@@ -266,19 +275,32 @@ class ChatScreen(Screen[None]):
         else:
             self.status.state = "loading…"
             self.transcript.loading = True
-            start_daemon(self._load_model, name="gpt2tui-chat-load")
+            log_file = getattr(self.app, "log_file", None)
+            start_daemon(self._load_model, log_file, name="gpt2tui-chat-load")
 
     def on_unmount(self) -> None:
+        self._closed = True
         if self.active is not None:
             self.active.stop.set()
+        if self._process is not None:
+            self._process.close()
 
-    def _load_model(self) -> None:
+    def _load_model(self, log_file: Path | None) -> None:
+        """In a daemon thread: load the model in a child process (or here, when asked to)."""
         from gpt2tui.core import generation
         from gpt2tui.ui.libraries import ensure_libraries
 
+        loaded: ChatModel
         try:
-            ensure_libraries()  # never import transformers concurrently with the app's warm-up
-            loaded = generation.load(self.model_ref)
+            if in_process_requested():
+                ensure_libraries()  # never import transformers concurrently with the app's warm-up
+                loaded = generation.load(self.model_ref)
+            else:
+                self._process = GeneratorProcess(self.model_ref, log_file)
+                if self._closed:  # left while the process was starting
+                    self._process.close()
+                    return
+                loaded = self._process.wait_loaded()
         except UserError as err:
             self.post_message(ModelLoadFailed(str(err)))
         except BaseException as err:  # a broken folder, out of memory...: a message, never a crash
@@ -298,7 +320,7 @@ class ChatScreen(Screen[None]):
         self.transcript.write("Press Escape to go back.", style=NOTE_STYLE)
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)
 
-    def _model_ready(self, loaded: LoadedModel) -> None:
+    def _model_ready(self, loaded: ChatModel) -> None:
         self.loaded = loaded
         self.transcript.loading = False
         self.status.model_name = loaded.name
@@ -354,20 +376,11 @@ class ChatScreen(Screen[None]):
         history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
         start_daemon(self._generate, turn, history, self.loaded, name="gpt2tui-chat-reply")
 
-    def _generate(self, turn: Turn, history: list[tuple[str, str]], loaded: LoadedModel) -> None:
-        """Build the prompt for the turn's mode and stream the reply into ``turn.chunks``."""
-        from gpt2tui.core import generation
-
-        settings = turn.settings
+    def _generate(self, turn: Turn, history: list[tuple[str, str]], loaded: ChatModel) -> None:
+        """Stream the turn's reply (its prompt built for its mode) into ``turn.chunks``."""
         try:
-            if turn.mode == "chat":
-                prompt = generation.chat_prompt(history, turn.prompt, loaded, settings.max_new_tokens)
-                stop_text = loaded.stop_text
-            else:
-                prompt, stop_text = turn.prompt, None
-            model, tokenizer = loaded.model, loaded.tokenizer
-            stream = generation.stream(
-                model, tokenizer, prompt, settings, turn.stop, stop_text=stop_text, batch_seconds=READ_SECONDS
+            stream = loaded.reply(
+                turn.mode, turn.prompt, history, turn.settings, turn.stop, batch_seconds=READ_SECONDS
             )
             started = False
             for chunk in stream:

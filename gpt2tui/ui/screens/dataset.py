@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.validation import Integer
 from textual.widget import Widget
-from textual.widgets import DirectoryTree, Footer, Header, Input, Label, OptionList, Select, Static
+from textual.widgets import DirectoryTree, Header, Input, Label, OptionList, Select, Static
 from textual.widgets.directory_tree import DirEntry
 from textual.widgets.option_list import Option
 
@@ -30,6 +30,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.paths import SAMPLE_DIR
 from gpt2tui.ui.messages import DatasetChosen, PreviewFinished
 from gpt2tui.ui.samples import DATA_SUFFIXES, FIRST_SAMPLE, sample_files
+from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.wording import Advice, count_of_rows, in_screen_terms
 
 DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))

@@ -23,7 +23,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from gpt2tui.core.card import EvaluationRecord
 from gpt2tui.core.errors import UserError
@@ -41,6 +41,7 @@ from gpt2tui.ui.widgets.dialogs import (
     PushTarget,
     os_error_sentence,
 )
+from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.wording import Advice, count_of_rows
 
 EMPTY_INTRO = """\
@@ -259,6 +260,7 @@ class HomeScreen(Screen[None]):
         self.push_timer: Timer | None = None  # redraws the elapsed time of a push
         self.push_targets: dict[str, PushTarget] = {}  # per model, the last target asked for (this session)
         self.hub_owner: str | None = None  # the owner of the last repository pushed to (this session)
+        self._shown = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -292,6 +294,9 @@ class HomeScreen(Screen[None]):
         self.runs_changed(book.statuses if book is not None else {})
 
     def on_screen_resume(self) -> None:
+        if not self._shown:  # the first resume follows the mount, which has just filled both tables
+            self._shown = True
+            return
         self.refresh_models()
         book = getattr(self.app, "run_book", None)
         if book is not None:

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static
+from textual.widgets import DataTable, Header, ProgressBar, RichLog, Static
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.events import (
@@ -37,6 +37,7 @@ from gpt2tui.core.events import (
 from gpt2tui.core.runs import RecordedEvent, RunStatus
 from gpt2tui.ui.messages import ChatRequested, MonitorClosed, RunResumed
 from gpt2tui.ui.runs import resume_error, run_folder, stop_error, updated_at
+from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.widgets.loss_plot import LossPlot
 
 LOG_LINES = 2_000

@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.validation import Integer, Number, Validator
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static
 
 from gpt2tui.core.config import MAX_SEED
 from gpt2tui.core.data import DatasetSummary, DataSpec
@@ -20,6 +20,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.models import HUB_EXAMPLES, SCRATCH_SIZES
 from gpt2tui.core.training import TrainConfig
 from gpt2tui.ui.messages import DataRecounted, HubProbed, RunLaunched, RunLaunchFailed
+from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.wording import Advice, count_of_rows, in_screen_terms
 
 SCRATCH_MAX_STEPS = "200"

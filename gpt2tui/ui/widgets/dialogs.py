@@ -14,9 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from gpt2tui.core.errors import UserError
+from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.wording import Advice, in_screen_terms
 
 

@@ -1,0 +1,102 @@
+"""Replies from a model loaded in a child process (``core.generator``): the same text as in-process, stop,
+load errors and a child that dies, each as a sentence. The session's tiny model (conftest) is used; every
+test closes the child it starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpt2tui.core import generation
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.generation import GenerationSettings
+from gpt2tui.core.generator import GeneratorProcess
+
+GREEDY = GenerationSettings(strategy="greedy", seed=1, max_new_tokens=24)
+
+
+@pytest.fixture
+def child(trained_tiny: Path) -> Iterator[GeneratorProcess]:
+    process = GeneratorProcess(str(trained_tiny))
+    try:
+        yield process.wait_loaded()
+    finally:
+        process.close()
+
+
+def ended(process: GeneratorProcess, within: float = 30.0) -> bool:
+    deadline = time.monotonic() + within
+    while process._process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process._process.poll() is not None
+
+
+def test_a_reply_from_the_child_is_the_reply_in_process(child: GeneratorProcess, trained_tiny: Path) -> None:
+    loaded = generation.load(str(trained_tiny))
+    assert (child.name, child.context_length) == (loaded.name, loaded.context_length)
+    history = [("What is Mars?", " A planet.")]
+    for mode in ("chat", "raw"):
+        here = loaded.reply(mode, "Which planet is largest?", history, GREEDY)
+        there = child.reply(mode, "Which planet is largest?", history, GREEDY)
+        assert "".join(there) == "".join(here) == here.reply.text == there.reply.text
+        assert (there.reply.new_tokens, there.reply.prompt_tokens, there.reply.seed) == (
+            here.reply.new_tokens,
+            here.reply.prompt_tokens,
+            1,
+        )
+        assert not there.reply.stopped
+
+
+def test_stop_ends_the_childs_reply_and_the_next_reply_runs(child: GeneratorProcess) -> None:
+    stop = threading.Event()
+    stop.set()  # before the first token: the child stops at its first check
+    settings = GREEDY.replace(max_new_tokens=200)
+    reply = child.reply("raw", "In the beginning", [], settings, stop)
+    text = "".join(reply)
+    assert reply.reply.stopped and reply.reply.new_tokens < 200 and reply.reply.text == text
+    again = child.reply("raw", "In the beginning", [], GREEDY)
+    assert "".join(again) == again.reply.text and not again.reply.stopped
+
+
+def test_invalid_settings_are_refused_in_the_callers_words(child: GeneratorProcess) -> None:
+    with pytest.raises(UserError, match="--top-p must be in"):
+        child.reply("raw", "x", [], GREEDY.replace(top_p=0.0))
+
+
+def test_a_missing_model_is_the_stores_sentence(home: Path) -> None:
+    process = GeneratorProcess("no-such-model")
+    try:
+        with pytest.raises(UserError, match="No stored model named 'no-such-model'"):
+            process.wait_loaded()
+    finally:
+        process.close()
+
+
+def test_a_child_that_dies_fails_the_reply_with_a_sentence(trained_tiny: Path, tmp_path: Path) -> None:
+    process = GeneratorProcess(str(trained_tiny), log_file=tmp_path / "gpt2tui.log").wait_loaded()
+    try:
+        reply = iter(process.reply("raw", "In the beginning", [], GREEDY.replace(max_new_tokens=200)))
+        os.kill(process.pid, signal.SIGKILL)
+        with pytest.raises(UserError, match=r"The model process ended during the reply \(signal 9\); see "):
+            list(reply)
+        with pytest.raises(UserError, match="The model process ended"):
+            list(process.reply("raw", "again", [], GREEDY))
+    finally:
+        process.close()
+
+
+def test_closing_or_leaving_ends_the_child(trained_tiny: Path) -> None:
+    process = GeneratorProcess(str(trained_tiny))
+    process.close()  # even before it has loaded anything
+    assert ended(process)
+    process = GeneratorProcess(str(trained_tiny)).wait_loaded()
+    assert process._process.stdin is not None
+    process._process.stdin.close()  # what the parent's exit does: end of its input
+    assert ended(process)
+    process.close()
