@@ -20,7 +20,9 @@ from textual.dom import DOMNode
 from textual.keys import format_key
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Label, Static
+from textual.widgets import Label, Static
+
+from gpt2tui.ui.widgets.footer import Footer
 
 OWN_PACKAGE = "gpt2tui."
 FOCUS_ACTIONS = ("app.focus_next", "app.focus_previous")
