@@ -70,9 +70,9 @@ def test_invalid_settings_are_refused_in_the_callers_words(child: GeneratorProce
 
 
 def test_a_missing_model_is_the_stores_sentence(home: Path) -> None:
-    process = GeneratorProcess("no-such-model")
+    process = GeneratorProcess("./no-such-model")
     try:
-        with pytest.raises(UserError, match="No stored model named 'no-such-model'"):
+        with pytest.raises(UserError, match="No stored model named '\\./no-such-model'"):
             process.wait_loaded()
     finally:
         process.close()

@@ -151,8 +151,9 @@ def test_bf16_stores_fp32_weights_that_evaluate_and_generate_like_any_model(home
     assert model.forward.__func__ is forward  # no autocast wrapper travels with the stored model
     # The run's own held-out eval (under autocast) matches an fp32 eval of the stored weights closely.
     job = prepare(tiny(name="again"), ModelStore(), None, False)
-    blocks = [row.tolist() for row in job.eval_loader.dataset]
-    assert loss_over(model, eval_loader(blocks)) == pytest.approx(result.eval_loss_after, rel=1e-3)
+    assert loss_over(model, eval_loader(job.eval_loader.dataset)) == pytest.approx(
+        result.eval_loss_after, rel=1e-3
+    )
     ids = tokenizer("What is Mars?", return_tensors="pt").input_ids
     assert model(input_ids=ids).logits.dtype == torch.float32
     settings = GenerationSettings(strategy="greedy", max_new_tokens=8, seed=0)

@@ -158,11 +158,15 @@ async def test_highlighting_previews_where_the_cursor_stops_and_enter_at_once() 
         await pilot.press("home", "down", "down")  # kjv, notes, prompts: moved through quickly
         await wait_for(pilot, lambda: screen.summary is not None, "the preview of the highlighted file")
         await pilot.pause(0.5)
-        assert [Path(p.spec.path).name for p in previews] == ["prompts.jsonl"]
+        names = [Path(p.spec.path).name for p in previews]
+        # The files moved through quickly are never previewed (the first one may be, on a slow machine,
+        # before the keys arrive).
+        assert names[-1] == "prompts.jsonl" and not {"kjv_sample.txt", "notes.jsonl"} & set(names)
+        seen = len(previews)
         assert "prompts.jsonl" in text_of(screen.query_one("#summary", Static))
         assert screen.query_one("#path", Input).value.endswith("prompts.jsonl")
         await pilot.press("up", "enter")  # enter previews at once
-        await wait_for(pilot, lambda: len(previews) == 2, "the preview on enter")
+        await wait_for(pilot, lambda: len(previews) == seen + 1, "the preview on enter")
         assert Path(previews[-1].spec.path).name == "notes.jsonl"
 
 
