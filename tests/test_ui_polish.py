@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.geometry import Region
 from textual.message import Message
 from textual.widget import Widget
@@ -15,6 +16,7 @@ from textual.widgets import DataTable, Input, Label, OptionList, Static
 
 from gpt2tui.core.data import DataSpec
 from gpt2tui.ui.messages import PreviewFinished
+from gpt2tui.ui.screens import dataset as dataset_module
 from gpt2tui.ui.screens.dataset import DataFileTree, DatasetScreen
 from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.setup import SetupScreen
@@ -141,7 +143,12 @@ async def test_a_blank_block_size_is_not_marked_invalid() -> None:
         assert block.has_class("-invalid")
 
 
-async def test_highlighting_previews_where_the_cursor_stops_and_enter_at_once() -> None:
+async def test_highlighting_previews_where_the_cursor_stops_and_enter_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert dataset_module.HIGHLIGHT_DELAY == 0.3
+    # A longer rest than the user's, so that a loaded test machine moves through the list within it.
+    monkeypatch.setattr(dataset_module, "HIGHLIGHT_DELAY", 2.0)
     previews: list[PreviewFinished] = []
 
     def record(message: Message) -> None:  # called at each node the message reaches: kept once

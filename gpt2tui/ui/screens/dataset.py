@@ -258,10 +258,14 @@ class DatasetScreen(Screen[None]):
         )
 
     def preview_highlighted(self, path: Path, source: Widget) -> None:
-        """Only while the list still has focus: a user who has moved on (to type a path) keeps the path box."""
+        """Only while the list still has focus (a user who has moved on to type a path keeps the path box), and
+        only a file not already previewed."""
         self.highlight_timer = None
-        if source.has_focus:
-            self.choose(path)
+        if not source.has_focus:
+            return
+        if self.spec is not None and self.spec.path == self.display_path(path):
+            return  # already shown or being read (chosen with enter meanwhile), with any columns chosen for it
+        self.choose(path)
 
     def cancel_highlight_preview(self) -> None:
         if self.highlight_timer is not None:
