@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -36,11 +37,17 @@ def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(device, "usable_cores", lambda: 2)
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [97.0, 3.0])
+    def sample(*idle_nice: tuple[float, float]) -> None:
+        times = [SimpleNamespace(idle=idle, iowait=0.0, nice=nice) for idle, nice in idle_nice]
+        monkeypatch.setattr(psutil, "cpu_times_percent", lambda interval, percpu: times)
+
+    sample((3.0, 0.0), (97.0, 0.0))
     plan = device.plan_threads()
     assert (plan.threads, plan.busy, plan.describe()) == (1, 1, "1 of 2 cores, 1 busy (free cores)")
-    monkeypatch.setattr(psutil, "cpu_percent", lambda interval, percpu: [99.0, 99.0])
+    sample((1.0, 0.0), (1.0, 0.0))
     assert device.plan_threads().threads == 1  # never fewer than one
+    sample((2.0, 97.0), (99.0, 0.0))  # a niced job yields its core: it is not taken away from the run
+    assert device.plan_threads().threads == 2
 
 
 def test_the_plan_reaches_openmp_before_torch_loads() -> None:

@@ -59,15 +59,20 @@ def usable_cores() -> int:
 
 
 def busy_cores(cores: int, seconds: float = SAMPLE_SECONDS) -> int:
-    """Cores of this process's affinity set that others keep busier than :data:`BUSY_PERCENT`."""
+    """Cores of this process's affinity set that others keep busier than :data:`BUSY_PERCENT`.
+
+    Time spent in niced processes does not count: a ``nice`` job (a background build, a batch job) yields its
+    core to a normal-priority run almost entirely, so computing around it would only halve the run's speed.
+    """
     import psutil
 
     try:
         allowed = sorted(os.sched_getaffinity(0))
     except AttributeError:
         allowed = list(range(cores))
-    percents = psutil.cpu_percent(interval=seconds, percpu=True)
-    return sum(1 for cpu in allowed if cpu < len(percents) and percents[cpu] > BUSY_PERCENT)
+    times = psutil.cpu_times_percent(interval=seconds, percpu=True)
+    busy = [100.0 - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "nice", 0.0) for t in times]
+    return sum(1 for cpu in allowed if cpu < len(busy) and busy[cpu] > BUSY_PERCENT)
 
 
 def plan_threads(requested: int | None = None) -> ThreadPlan:
