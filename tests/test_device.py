@@ -37,6 +37,7 @@ def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(device, "usable_cores", lambda: 2)
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
     def sample(*idle_nice: tuple[float, float]) -> None:
         times = [SimpleNamespace(idle=idle, iowait=0.0, nice=nice) for idle, nice in idle_nice]
         monkeypatch.setattr(psutil, "cpu_times_percent", lambda interval, percpu: times)
