@@ -21,14 +21,19 @@ reference run just before it, which cancels load that changes more slowly than a
   more flushes per 1,000 tokens at the end of a long reply. Token counts are mapped to character offsets of
   the (deterministic, greedy) reference text. Generating threads are not the UI thread, so this is what
   drawing the reply costs.
+* UI cost at a constant token rate (``paced``): the same reply's token texts replayed into the chat screen at
+  the rate of the reference run just before it, from a stand-in model, so the generator does not slow down as
+  the context grows. With a real model the flush timer (fixed rate) runs more often per 1,000 tokens at the
+  end of a long reply only because the model is slower there; at a constant rate, UI CPU per 1,000 tokens
+  is what the transcript's length costs. (Its tokens/s is the replay's own rate, so it is not reported.)
 
 Every case computes with the same torch thread count: by default the one ``gpt2tui generate`` would choose
 now (the cores no other process keeps busy, ``core.device``), or ``--threads N``; the child is given it
 through ``OMP_NUM_THREADS``. The load average is printed before and after: on a shared machine, compare runs
 only at similar load.
 
-Run: ``python bench/stream_chat.py`` (``--tokens 1000 4000 --repeats 3 --paths child in-process`` by
-default; ``--help``).
+Run: ``python bench/stream_chat.py`` (``--tokens 1000 4000 --repeats 3 --paths child in-process paced``
+by default; ``--help``).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ sys.path.insert(0, str(ROOT))  # measure the checkout this script is in, not ano
 CORPUS = ROOT / "sample_data" / "kjv_sample.txt"
 PROMPT = "In the beginning God created the heaven and the earth. And the earth was"
 SIZE = (120, 40)
-PATHS = ("child", "in-process")
+PATHS = ("child", "in-process", "paced")
 
 
 def build(max_tokens: int) -> Any:
@@ -136,6 +141,42 @@ def save(loaded: Any, folder: Path, max_tokens: int) -> Path:
     config.save_pretrained(folder)
     config.min_new_tokens = None
     return folder
+
+
+def paced(loaded: Any, pieces: list[str], rate: float) -> Any:
+    """A stand-in for ``loaded`` whose replies are ``pieces`` (one per token), one every ``1 / rate`` seconds."""
+    from gpt2tui.core.generation import LoadedModel, Reply
+
+    class PacedStream:
+        def __init__(self, stop: threading.Event | None) -> None:
+            self.stop = stop or threading.Event()
+            self.reply = Reply()
+
+        def __iter__(self) -> Any:
+            started = time.perf_counter()
+            for index, piece in enumerate(pieces):
+                delay = started + (index + 1) / rate - time.perf_counter()
+                if self.stop.wait(max(0.0, delay)):
+                    break
+                self.reply.text += piece
+                self.reply.new_tokens += 1
+                yield piece
+            self.reply.seconds = time.perf_counter() - started
+
+    class PacedModel(LoadedModel):
+        def reply(self, *_: Any, stop: threading.Event | None = None, **__: Any) -> Any:
+            return PacedStream(stop)
+
+    return PacedModel(loaded.name, loaded.path, loaded.model, loaded.tokenizer, loaded.metadata)
+
+
+def token_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
+    """The text each token adds to the decoded reply, read from an 8-token window (linear, not quadratic)."""
+    pieces = []
+    for end in range(1, len(ids) + 1):
+        window = ids[max(0, end - 8) : end]
+        pieces.append(tokenizer.decode(window)[len(tokenizer.decode(window[:-1])) :])
+    return pieces
 
 
 def child_cpu(pid: int) -> float:
@@ -275,10 +316,14 @@ def main() -> None:
     print(f"model: small shape, {params / 1e6:.1f} M parameters, n_positions {loaded.context_length}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = save(loaded, Path(tmp) / "bench-model", max(args.tokens))
-        folders = {"child": folder, "in-process": None}
-        warm = [len(loaded.tokenizer.decode(reference(loaded, 8)[1]))]  # warm-up (first calls allocate)
+        folders = {"child": folder, "in-process": None, "paced": None}
+        _, warm_ids, _ = reference(loaded, 8)  # warm-up (first calls allocate)
+        warm = [len(loaded.tokenizer.decode(warm_ids))]
         for path in args.paths:
-            through_chat(loaded, 8, warm, folders[path])
+            model = (
+                paced(loaded, token_pieces(loaded.tokenizer, warm_ids), 100.0) if path == "paced" else loaded
+            )
+            through_chat(model, 8, warm, folders[path])
         first_ref: list[float] = []
         first_ours: dict[str, list[float]] = {path: [] for path in args.paths}
         for tokens in args.tokens:
@@ -300,7 +345,10 @@ def main() -> None:
                     offsets = [
                         len(loaded.tokenizer.decode(ids[:cut], skip_special_tokens=True)) for cut in cuts
                     ]
-                    marks = through_chat(loaded, tokens, offsets, folders[path])
+                    model = loaded
+                    if path == "paced":  # this reply's tokens at the reference's average rate
+                        model = paced(loaded, token_pieces(loaded.tokenizer, ids), ref_rates[-1])
+                    marks = through_chat(model, tokens, offsets, folders[path])
                     row = ours[path]
                     rate = tokens / (marks["done"] - marks["start"])
                     row["rate"].append(rate)
@@ -331,11 +379,14 @@ def main() -> None:
             for path, row in ours.items():
                 med = statistics.median
                 rate = med(row["rate"])
-                print(
-                    f"  ours, {path:10s}          {rate:8.1f} tok/s   ratio {rate / ref:.3f}x   "
-                    f"paired {med(row['paired']):.3f}x (runs {', '.join(f'{r:.0f}' for r in row['rate'])}; "
-                    f"ratios {', '.join(f'{r:.2f}' for r in row['paired'])})"
-                )
+                if path == "paced":
+                    print(f"  ours, {path:10s}          replayed at the reference's rate ({rate:.1f} tok/s)")
+                else:
+                    print(
+                        f"  ours, {path:10s}          {rate:8.1f} tok/s   ratio {rate / ref:.3f}x   "
+                        f"paired {med(row['paired']):.3f}x (runs {', '.join(f'{r:.0f}' for r in row['rate'])}; "
+                        f"ratios {', '.join(f'{r:.2f}' for r in row['paired'])})"
+                    )
                 print(
                     f"      process CPU {med(row['cpu']):6.2f} s (child included); UI thread CPU ms per 1,000 "
                     f"tokens: first {med(row['ui_first']) * 1000:6.1f}, last {med(row['ui_last']) * 1000:6.1f} "
@@ -346,6 +397,8 @@ def main() -> None:
         ref_first = statistics.median(first_ref)
         print(f"\nfirst character: reference (prefill + first token) {ref_first * 1000:6.1f} ms")
         for path, values in first_ours.items():
+            if path == "paced":
+                continue
             ours_first = statistics.median(values)
             print(
                 f"  ours, {path:10s} (first visible character in the transcript) {ours_first * 1000:6.1f} ms   "

@@ -47,8 +47,21 @@ def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) ->
     assert (plan.threads, plan.busy, plan.describe()) == (1, 1, "1 of 2 cores, 1 busy (free cores)")
     sample((1.0, 0.0), (1.0, 0.0))
     assert device.plan_threads().threads == 1  # never fewer than one
-    sample((2.0, 97.0), (99.0, 0.0))  # a niced job yields its core: it is not taken away from the run
-    assert device.plan_threads().threads == 2
+    sample((2.0, 97.0), (99.0, 0.0))  # a niced job
+    monkeypatch.setattr(device, "autogroup_enabled", lambda: False)
+    assert device.plan_threads().threads == 2  # yields its core: it is not taken away from the run
+    monkeypatch.setattr(device, "autogroup_enabled", lambda: True)
+    assert device.plan_threads().threads == 1  # in another session's group it keeps its share
+
+
+def test_autogroup_is_read_from_the_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    switch = tmp_path / "sched_autogroup_enabled"
+    monkeypatch.setattr(device, "AUTOGROUP", switch)
+    assert device.autogroup_enabled() is False  # no such switch: nice ranks every task
+    switch.write_text("1\n")
+    assert device.autogroup_enabled() is True
+    switch.write_text("0\n")
+    assert device.autogroup_enabled() is False
 
 
 def test_the_plan_reaches_openmp_before_torch_loads() -> None:

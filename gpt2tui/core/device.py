@@ -61,8 +61,10 @@ def usable_cores() -> int:
 def busy_cores(cores: int, seconds: float = SAMPLE_SECONDS) -> int:
     """Cores of this process's affinity set that others keep busier than :data:`BUSY_PERCENT`.
 
-    Time spent in niced processes does not count: a ``nice`` job (a background build, a batch job) yields its
-    core to a normal-priority run almost entirely, so computing around it would only halve the run's speed.
+    Time in niced processes counts only where the scheduler groups tasks by session (Linux's autogroup, on by
+    default in most distributions): there a ``nice`` job started from another terminal still takes its share.
+    With autogroup off, a niced job yields its core to a normal-priority run almost entirely, so computing
+    around it would only halve the run's speed.
     """
     import psutil
 
@@ -71,8 +73,20 @@ def busy_cores(cores: int, seconds: float = SAMPLE_SECONDS) -> int:
     except AttributeError:
         allowed = list(range(cores))
     times = psutil.cpu_times_percent(interval=seconds, percpu=True)
-    busy = [100.0 - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "nice", 0.0) for t in times]
+    yielding = 0.0 if autogroup_enabled() else 1.0
+    busy = [100.0 - t.idle - getattr(t, "iowait", 0.0) - yielding * getattr(t, "nice", 0.0) for t in times]
     return sum(1 for cpu in allowed if cpu < len(busy) and busy[cpu] > BUSY_PERCENT)
+
+
+AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+def autogroup_enabled() -> bool:
+    """Whether nice values only rank tasks within a session (Linux autogroup; elsewhere, or absent: no)."""
+    try:
+        return AUTOGROUP.read_text().strip() != "0"
+    except OSError:
+        return False
 
 
 def plan_threads(requested: int | None = None) -> ThreadPlan:
