@@ -42,6 +42,7 @@ from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import KEEPS_RUNNING, MonitorScreen
 from gpt2tui.ui.screens.setup import SetupScreen
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
+from gpt2tui.ui.widgets.loss_plot import LossPlot
 from tests.conftest import QA_CSV
 from tests.test_ui_app import SIZE, SMALL, make_app, open_setup, record_notes, text_of, visible_text, wait_for
 
@@ -196,12 +197,21 @@ async def test_monitor_rebuilds_a_finished_run_from_its_folder(home: Path) -> No
         log = "\n".join(line.text for line in monitor.query_one("#log", RichLog).lines)
         assert "step     6/6  loss 2.2000" in log
         assert "eval at step 4: loss 2.7000, perplexity 14.00" in log
-        assert len(monitor.query_one("#plot").points) == 6
+        plot = monitor.query_one("#plot", LossPlot)
+        assert len(plot.points) == 6
+        assert plot.evals == evals  # held-out losses drawn with the training loss
+        assert "● held-out last 2.9000 · lowest 2.5000" in plot.legend().plain
         notice = monitor.query_one("#notice", Static)
         assert notice.display
         assert text_of(notice) == "Overfitting since step 2: held-out loss rose at the last two evaluations."
         assert "Saved as hand (6 steps" in text_of(monitor.query_one("#outcome", Static))
-        assert text_of(monitor.query_one("#sample", Static)) == "after step 6:\nsample 6"
+        samples = [text_of(sample) for sample in monitor.query(".sample").results(Static)]
+        assert samples == [  # every evaluation's sample, oldest first, not only the newest
+            "before training:\nbefore",
+            "after step 2:\nsample 2",
+            "after step 4:\nsample 4",
+            "after step 6:\nsample 6",
+        ]
         assert "from the prompt:\nQuestion: Why?" in text_of(monitor.query_one("#sample-prompt", Static))
         assert monitor.check_action("chat", ()) and not monitor.check_action("stop", ())
         await pilot.press("escape")

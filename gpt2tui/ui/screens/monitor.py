@@ -125,11 +125,10 @@ class MonitorScreen(Screen[None]):
                 id="log", max_lines=LOG_LINES, wrap=True, markup=False
             )  # long lines wrap, never cut
             with VerticalScroll(id="sample-box") as sample_box:
-                sample_box.border_title = "sample per eval"
+                sample_box.border_title = "samples per eval"
                 prompt = self.sample_prompt
                 heading = f"from the prompt:\n{prompt}" if prompt else "no sample prompt"
                 yield Static(Text(heading), classes="section", id="sample-prompt")
-                yield Static("", id="sample")
         yield Static("", id="outcome")
         yield Footer()
 
@@ -141,6 +140,7 @@ class MonitorScreen(Screen[None]):
         # takes room from them, until the user scrolls up (back at the bottom, following resumes).
         self.query_one("#evals", DataTable).anchor()
         self.query_one("#log", RichLog).anchor()
+        self.query_one("#sample-box", VerticalScroll).anchor()
         book = getattr(self.app, "run_book", None)
         if book is not None:
             self.add_events(book.events(self.run_id))
@@ -227,6 +227,7 @@ class MonitorScreen(Screen[None]):
         )
         self.query_one("#progress", ProgressBar).update(total=event.total_steps, progress=event.resumed_from)
         self.total_steps = event.total_steps
+        self.query_one(LossPlot).set_total(event.total_steps)
         self.step_text = f"step {event.resumed_from}/{event.total_steps} · " + (
             f"resumed from step {event.resumed_from}" if event.resumed_from else "training …"
         )
@@ -253,7 +254,9 @@ class MonitorScreen(Screen[None]):
                 f"step {step.step:>5}/{step.total_steps}  loss {step.loss:.4f}  lr {step.learning_rate:.1e}"
                 f"  {format_duration(step.elapsed_seconds)}"
             )
-        self.query_one(LossPlot).add(*(step.loss for step in steps))
+        plot = self.query_one(LossPlot)
+        plot.set_total(event.total_steps)
+        plot.add(*(step.loss for step in steps), steps=[step.step for step in steps])
 
     def eval_progress(self, event: EvalProgress) -> None:
         """An evaluation is under way: say how far it is, in place of the step line, until it ends."""
@@ -274,10 +277,17 @@ class MonitorScreen(Screen[None]):
         self.query_one("#log", RichLog).write(
             f"eval at step {event.step}: loss {event.loss:.4f}, perplexity {event.perplexity:,.2f}"
         )
+        self.query_one(LossPlot).add_eval(event.step, event.loss)
         if event.sample is not None:
-            label = "before training" if event.step == 0 else f"after step {event.step}"
-            self.query_one("#sample", Static).update(f"[dim]{label}:[/dim]\n{escape(event.sample)}")
+            self.add_sample(event)
         self.show_eval_health()
+
+    def add_sample(self, event: EvalFinished) -> None:
+        """Each evaluation's sample under the earlier ones (the box scrolls), so the run's progress in words
+        can be read back, not only the newest sample."""
+        label = "before training" if event.step == 0 else f"after step {event.step}"
+        box = self.query_one("#sample-box", VerticalScroll)
+        box.mount(Static(Text.assemble((f"{label}:", "dim"), "\n", event.sample or ""), classes="sample"))
 
     def best_eval(self) -> tuple[int, float] | None:
         """The step and loss of the lowest held-out loss so far (the run's own record when it gives one)."""
