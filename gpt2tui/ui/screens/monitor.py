@@ -121,9 +121,9 @@ class MonitorScreen(Screen[None]):
             evals.add_column(Text("perplexity", justify="right"), key="perplexity")
             yield evals
         with Horizontal(id="bottom"):
-            yield RichLog(
-                id="log", max_lines=LOG_LINES, wrap=True, markup=False
-            )  # long lines wrap, never cut
+            # Long lines wrap at the log's width, never cut: RichLog's default min_width (78) wrapped them at 78
+            # columns and then cropped them to the narrower panel, dropping the words in between.
+            yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, min_width=20)
             with VerticalScroll(id="sample-box") as sample_box:
                 sample_box.border_title = "samples per eval"
                 prompt = self.sample_prompt

@@ -8,6 +8,8 @@ plotting widget's braille or dot markers give 4 and bring a dependency (plotext)
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
@@ -26,7 +28,7 @@ class LossPlot(Widget):
     :data:`MAX_POINTS`); ``evals`` the ``(step, loss)`` of each held-out evaluation.
     """
 
-    COMPONENT_CLASSES = {"loss-plot--train", "loss-plot--eval", "loss-plot--axis"}
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"loss-plot--train", "loss-plot--eval", "loss-plot--axis"}
     DEFAULT_CSS = """
     LossPlot {
         height: 8;
@@ -80,24 +82,31 @@ class LossPlot(Widget):
             self.total_steps = total_steps
             self.refresh()
 
-    def legend(self) -> Text:
-        """The first line: the newest and lowest training loss, and the newest held-out loss."""
-        text = Text()
-        if self.points:
-            text.append("▆ training", self.get_component_rich_style("loss-plot--train"))
-            text.append(f" last {self.points[-1]:.4f} · lowest {self.lowest:.4f}")
-        else:
-            text.append(WAITING, self.get_component_rich_style("loss-plot--axis"))
-        if self.evals:
-            best = min(loss for _, loss in self.evals)
-            text.append("   ")
-            text.append(f"{EVAL_MARK} held-out", self.get_component_rich_style("loss-plot--eval"))
-            text.append(f" last {self.evals[-1][1]:.4f} · lowest {best:.4f}")
+    def legend(self, width: int = 1_000) -> Text:
+        """The first line: the newest training and held-out losses, with the lowest of each when they fit."""
+        train = self.get_component_rich_style("loss-plot--train")
+        held_out = self.get_component_rich_style("loss-plot--eval")
+        if not self.points and not self.evals:
+            return Text(WAITING, self.get_component_rich_style("loss-plot--axis"))
+        best = min((loss for _, loss in self.evals), default=None)
+        for full in (True, False):
+            text = Text()
+            if self.points:
+                text.append("▆ training" if full else "▆ train", train)
+                text.append(f" last {self.points[-1]:.4f}" if full else f" {self.points[-1]:.4f}")
+                text.append(f" · lowest {self.lowest:.4f}" if full else "")
+            if self.evals:
+                text.append("   " if self.points else "")
+                text.append(f"{EVAL_MARK} held-out", held_out)
+                text.append(f" last {self.evals[-1][1]:.4f}" if full else f" {self.evals[-1][1]:.4f}")
+                text.append(f" · lowest {best:.4f}" if full else "")
+            if text.cell_len <= width:
+                break
         return text
 
     def render(self) -> Text:
         width, height = self.content_size
-        legend = self.legend()
+        legend = self.legend(width)
         legend.truncate(width)
         if height < 3 or width < 16 or not (self.points or self.evals):
             return legend
@@ -129,6 +138,10 @@ class LossPlot(Widget):
         for step, loss in zip(self.point_steps, self.points, strict=True):
             sums.setdefault(column(step), []).append(loss)
         bars = {c: level(sum(group) / len(group)) for c, group in sums.items()}
+        if bars:  # a column between two logged steps keeps the earlier loss: no gaps when points are few
+            carried = bars[min(bars)]
+            for c in range(min(bars), max(bars) + 1):
+                carried = bars.setdefault(c, carried)
         marks: dict[tuple[int, int], bool] = {}
         for step, loss in self.evals:
             marks[(column(step), rows - 1 - (level(loss) - 1) // 8)] = True
