@@ -266,7 +266,7 @@ class ScriptedStream:
 # ------------------------------------------------------------------------------------------ waiting
 
 
-async def wait_until(pilot: Pilot[Any], condition: Any, what: str, timeout: float = 30.0) -> None:
+async def wait_until(pilot: Pilot[Any], condition: Any, what: str, timeout: float = 90.0) -> None:
     """Let the app run until ``condition()`` holds (workers and the run watcher are threads)."""
     deadline = time.monotonic() + timeout
     while not condition():

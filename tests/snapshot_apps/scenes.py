@@ -87,6 +87,13 @@ async def at_home(pilot: Pilot[Any]) -> None:
     await pilot.pause(0.3)  # the run watcher's first poll
 
 
+async def key_map(pilot: Pilot[Any]) -> None:
+    """F1 over the home screen: the key map of its lists."""
+    await at_home(pilot)
+    await pilot.press("f1")
+    await pilot.pause(0.2)
+
+
 async def dataset_preview(pilot: Pilot[Any]) -> None:
     """n, then enter on the highlighted qa.csv: the core's summary of it."""
     app = app_of(pilot)
@@ -164,6 +171,7 @@ LIVE_EVENTS = len(run_events(until=120))
 SCENES = [
     Scene("home-first-start", empty, at_home),
     Scene("home", one_model, at_home),
+    Scene("key-map", one_model, key_map),
     Scene("dataset", empty, dataset_preview),
     Scene("dataset-error", empty, dataset_error),
     Scene("setup", empty, setup),
