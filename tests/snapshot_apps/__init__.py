@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = Path(__file__).resolve().parent / "files"
 """What the dataset picker browses: a folder of the repository, so the tree is the same in every clone."""
 QA_CSV = ROOT / "sample_data" / "qa.csv"
+KJV_TXT = ROOT / "sample_data" / "kjv_sample.txt"
 ODD_CSV = "tests/snapshot_apps/files/odd.csv"
 """A CSV the core refuses (no text or question/answer columns), typed as a path relative to the repository."""
 
