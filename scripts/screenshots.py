@@ -44,6 +44,7 @@ async def shoot(scene: Scene, size: tuple[int, int], name: str) -> Path:
 async def main() -> None:
     os.environ["TZ"] = "UTC"
     os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # never the network
+    os.environ.pop("NO_COLOR", None)  # the pictures are in colour whatever this shell says
     time.tzset()
     os.chdir(ROOT)
     OUT.mkdir(parents=True, exist_ok=True)

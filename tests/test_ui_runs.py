@@ -201,6 +201,8 @@ async def test_monitor_rebuilds_a_finished_run_from_its_folder(home: Path) -> No
         assert len(plot.points) == 6
         assert plot.evals == evals  # held-out losses drawn with the training loss
         assert "● held-out last 2.9000 · lowest 2.5000" in plot.legend().plain
+        await pilot.pause()
+        assert visible_text(app, plot).count("●") == 1 + len(evals)  # the legend's, then one per evaluation
         notice = monitor.query_one("#notice", Static)
         assert notice.display
         assert text_of(notice) == "Overfitting since step 2: held-out loss rose at the last two evaluations."

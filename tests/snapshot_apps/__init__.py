@@ -65,8 +65,10 @@ REPLY = (
 
 
 def fix_environment(home: Path, monkeypatch: Any) -> None:
-    """UTC dates, the repository as working directory, ``home`` as GPT2TUI_HOME (never shown on screen)."""
+    """UTC dates, the repository as working directory, ``home`` as GPT2TUI_HOME (never shown on screen), and
+    colour whatever the machine's NO_COLOR says (the app reads it when it starts)."""
     monkeypatch.setenv("GPT2TUI_HOME", str(home))
+    monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.chdir(ROOT)
