@@ -140,7 +140,6 @@ class MonitorScreen(Screen[None]):
         # takes room from them, until the user scrolls up (back at the bottom, following resumes).
         self.query_one("#evals", DataTable).anchor()
         self.query_one("#log", RichLog).anchor()
-        self.query_one("#sample-box", VerticalScroll).anchor()
         book = getattr(self.app, "run_book", None)
         if book is not None:
             self.add_events(book.events(self.run_id))
@@ -287,7 +286,10 @@ class MonitorScreen(Screen[None]):
         can be read back, not only the newest sample."""
         label = "before training" if event.step == 0 else f"after step {event.step}"
         box = self.query_one("#sample-box", VerticalScroll)
+        following = box.scroll_y >= box.max_scroll_y  # not scrolled up by the user: keep the newest in view
         box.mount(Static(Text.assemble((f"{label}:", "dim"), "\n", event.sample or ""), classes="sample"))
+        if following:  # not anchor(): that would also push a short history to the bottom of the box
+            box.call_after_refresh(box.scroll_end, animate=False)
 
     def best_eval(self) -> tuple[int, float] | None:
         """The step and loss of the lowest held-out loss so far (the run's own record when it gives one)."""

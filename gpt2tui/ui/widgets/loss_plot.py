@@ -8,6 +8,7 @@ plotting widget's braille or dot markers give 4 and bring a dependency (plotext)
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import ClassVar
 
 from rich.style import Style
@@ -89,17 +90,20 @@ class LossPlot(Widget):
         if not self.points and not self.evals:
             return Text(WAITING, self.get_component_rich_style("loss-plot--axis"))
         best = min((loss for _, loss in self.evals), default=None)
-        for full in (True, False):
+        forms = (  # (training label, held-out label, newest and lowest as text): the widest that fits
+            ("▆ training", f"{EVAL_MARK} held-out", "last {:.4f} · lowest {:.4f}"),
+            ("▆ training", f"{EVAL_MARK} held-out", "{:.4f} (lowest {:.4f})"),
+            ("▆ train", f"{EVAL_MARK} held-out", "{:.4f}"),
+        )
+        for train_label, eval_label, figures in forms:
             text = Text()
             if self.points:
-                text.append("▆ training" if full else "▆ train", train)
-                text.append(f" last {self.points[-1]:.4f}" if full else f" {self.points[-1]:.4f}")
-                text.append(f" · lowest {self.lowest:.4f}" if full else "")
+                text.append(train_label, train)
+                text.append(" " + figures.format(self.points[-1], self.lowest))
             if self.evals:
                 text.append("   " if self.points else "")
-                text.append(f"{EVAL_MARK} held-out", held_out)
-                text.append(f" last {self.evals[-1][1]:.4f}" if full else f" {self.evals[-1][1]:.4f}")
-                text.append(f" · lowest {best:.4f}" if full else "")
+                text.append(eval_label, held_out)
+                text.append(" " + figures.format(self.evals[-1][1], best))
             if text.cell_len <= width:
                 break
         return text
@@ -138,10 +142,10 @@ class LossPlot(Widget):
         for step, loss in zip(self.point_steps, self.points, strict=True):
             sums.setdefault(column(step), []).append(loss)
         bars = {c: level(sum(group) / len(group)) for c, group in sums.items()}
-        if bars:  # a column between two logged steps keeps the earlier loss: no gaps when points are few
-            carried = bars[min(bars)]
-            for c in range(min(bars), max(bars) + 1):
-                carried = bars.setdefault(c, carried)
+        known = sorted(bars)
+        for left, right in pairwise(known):  # between two logged steps: a straight line
+            for c in range(left + 1, right):
+                bars[c] = round(bars[left] + (bars[right] - bars[left]) * (c - left) / (right - left))
         marks: dict[tuple[int, int], bool] = {}
         for step, loss in self.evals:
             marks[(column(step), rows - 1 - (level(loss) - 1) // 8)] = True
