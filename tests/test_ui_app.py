@@ -391,9 +391,8 @@ async def test_setup_refusal_is_visible_at_80x24() -> None:
         assert visible_text(app, error).strip() == "Seed: Must be a valid integer."
         assert app.focused is seed
         await wait_for(pilot, lambda: "x" in visible_text(app, seed), "the refused field on screen")
-        assert (
-            len(visible_text(app, seed).splitlines()) == seed.outer_size.height
-        )  # the whole field, not a sliver
+        rows = visible_text(app, seed).splitlines()
+        assert len(rows) == seed.outer_size.height  # the whole field, not a sliver
 
 
 async def test_setup_says_when_the_hub_is_unreachable(home: Path) -> None:
