@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.snapshot_apps import CONSOLE_WIDTH  # noqa: E402
 from tests.snapshot_apps.scenes import SCENES, Scene, make_app  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -45,6 +46,7 @@ async def main() -> None:
     os.environ["TZ"] = "UTC"
     os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # never the network
     os.environ.pop("NO_COLOR", None)  # the pictures are in colour whatever this shell says
+    os.environ["COLUMNS"] = str(CONSOLE_WIDTH)  # log lines wrap at their panel, not at this terminal
     time.tzset()
     os.chdir(ROOT)
     OUT.mkdir(parents=True, exist_ok=True)

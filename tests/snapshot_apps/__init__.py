@@ -41,6 +41,8 @@ KJV_TXT = ROOT / "sample_data" / "kjv_sample.txt"
 ODD_CSV = "tests/snapshot_apps/files/odd.csv"
 """A CSV the core refuses (no text or question/answer columns), typed as a path relative to the repository."""
 
+CONSOLE_WIDTH = 200
+"""Wider than any picture, so a log line is wrapped by its panel's width alone."""
 MODEL = "qa-tiny"
 FINISHED_RUN = "20261120-101500-ab12"
 LIVE_RUN = "20261120-113000-cd34"
@@ -65,10 +67,13 @@ REPLY = (
 
 
 def fix_environment(home: Path, monkeypatch: Any) -> None:
-    """UTC dates, the repository as working directory, ``home`` as GPT2TUI_HOME (never shown on screen), and
-    colour whatever the machine's NO_COLOR says (the app reads it when it starts)."""
+    """UTC dates, the repository as working directory, ``home`` as GPT2TUI_HOME (never shown on screen),
+    colour whatever the machine's NO_COLOR says, and one console width: a RichLog measures what it writes
+    against the app's console, whose width comes from COLUMNS or the terminal pytest runs in."""
     monkeypatch.setenv("GPT2TUI_HOME", str(home))
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("COLUMNS", str(CONSOLE_WIDTH))
+    monkeypatch.setenv("LINES", "50")
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.chdir(ROOT)
