@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from textual.app import SystemCommand
 from textual.pilot import Pilot
-from textual.widget import Widget
 from textual.widgets import DataTable, Input, OptionList, Select, Static
 
 from gpt2tui.core import generation
@@ -35,6 +34,7 @@ from gpt2tui.ui.screens.dataset import COLUMNS_HINT, DatasetScreen
 from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.setup import SetupScreen
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog, NameDialog
+from tests.screen_text import visible_text
 
 ROOT = Path(__file__).resolve().parent.parent
 QA_CSV = ROOT / "sample_data" / "qa.csv"
@@ -76,17 +76,6 @@ def record_notes(app: GPT2TUIApp) -> list[str]:
 
     app.notify = notify  # type: ignore[method-assign]
     return notes
-
-
-def visible_text(app: GPT2TUIApp, widget: Widget) -> str:
-    """What the terminal shows of ``widget``: the rendered screen rows, cut to the widget's unclipped part.
-
-    Textual has no public API for the composed screen; the compositor's strips are what a terminal receives.
-    A widget scrolled or pushed out of view gives an empty string.
-    """
-    region = app.screen.find_widget(widget).visible_region
-    rows = app.screen._compositor.render_strips()
-    return "\n".join(rows[y].crop(region.x, region.right).text for y in range(region.y, region.bottom))
 
 
 def command(app: GPT2TUIApp, title: str) -> SystemCommand | None:
@@ -402,7 +391,8 @@ async def test_setup_refusal_is_visible_at_80x24() -> None:
         assert visible_text(app, error).strip() == "Seed: Must be a valid integer."
         assert app.focused is seed
         await wait_for(pilot, lambda: "x" in visible_text(app, seed), "the refused field on screen")
-        assert app.screen.find_widget(seed).visible_region == seed.region  # the whole field, not a sliver
+        rows = visible_text(app, seed).splitlines()
+        assert len(rows) == seed.outer_size.height  # the whole field, not a sliver
 
 
 async def test_setup_says_when_the_hub_is_unreachable(home: Path) -> None:

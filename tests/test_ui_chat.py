@@ -30,6 +30,7 @@ from gpt2tui.ui.screens.chat import ChatScreen
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
+from tests.screen_text import screen_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (120, 40)
@@ -179,8 +180,8 @@ def reply_text(screen: ChatScreen) -> str:
 
 
 def screen_lines(app: App[Any]) -> list[str]:
-    """The terminal as the user sees it, one string per row (Textual's compositor; no public API for it)."""
-    return [strip.text for strip in app.screen._compositor.render_strips()]
+    """The terminal as the user sees it, one string per row (``tests/screen_text.py``: public API only)."""
+    return screen_rows(app)
 
 
 def spy_model_input(

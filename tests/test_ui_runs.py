@@ -42,6 +42,7 @@ from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.monitor import KEEPS_RUNNING, MonitorScreen
 from gpt2tui.ui.screens.setup import SetupScreen
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
+from gpt2tui.ui.widgets.loss_plot import LossPlot
 from tests.conftest import QA_CSV
 from tests.test_ui_app import SIZE, SMALL, make_app, open_setup, record_notes, text_of, visible_text, wait_for
 
@@ -196,12 +197,23 @@ async def test_monitor_rebuilds_a_finished_run_from_its_folder(home: Path) -> No
         log = "\n".join(line.text for line in monitor.query_one("#log", RichLog).lines)
         assert "step     6/6  loss 2.2000" in log
         assert "eval at step 4: loss 2.7000, perplexity 14.00" in log
-        assert len(monitor.query_one("#plot").points) == 6
+        plot = monitor.query_one("#plot", LossPlot)
+        assert len(plot.points) == 6
+        assert plot.evals == evals  # held-out losses drawn with the training loss
+        assert "● held-out last 2.9000 · lowest 2.5000" in plot.legend().plain
+        await pilot.pause()
+        assert visible_text(app, plot).count("●") == 1 + len(evals)  # the legend's, then one per evaluation
         notice = monitor.query_one("#notice", Static)
         assert notice.display
         assert text_of(notice) == "Overfitting since step 2: held-out loss rose at the last two evaluations."
         assert "Saved as hand (6 steps" in text_of(monitor.query_one("#outcome", Static))
-        assert text_of(monitor.query_one("#sample", Static)) == "after step 6:\nsample 6"
+        samples = [text_of(sample) for sample in monitor.query(".sample").results(Static)]
+        assert samples == [  # every evaluation's sample, oldest first, not only the newest
+            "before training:\nbefore",
+            "after step 2:\nsample 2",
+            "after step 4:\nsample 4",
+            "after step 6:\nsample 6",
+        ]
         assert "from the prompt:\nQuestion: Why?" in text_of(monitor.query_one("#sample-prompt", Static))
         assert monitor.check_action("chat", ()) and not monitor.check_action("stop", ())
         await pilot.press("escape")
@@ -341,7 +353,12 @@ async def test_finished_monitor_shows_progress_newest_eval_and_last_log_line(
             return [row for row in rows if row and not row.startswith("╰")][-1]
 
         await wait_for(pilot, lambda: last_row(evals).startswith("20 "), "the step-20 evaluation in view")
-        await wait_for(pilot, lambda: last_row(log).startswith("saved hand at /m"), "the last log line")
+        await wait_for(pilot, lambda: "tok/s)" in last_row(log), "the last log line")
+        shown = " ".join(row.strip(" │▁▂▃▄▅▆▇█") for row in visible_text(app, log).splitlines())
+        # wrapped whole at the panel's width (it was wrapped at 78 columns and cropped, losing words)
+        assert "saved hand at /m: perplexity 148.00 -> 20.00 in 0:00:02 (9,000 tok/s)" in " ".join(
+            shown.split()
+        )
         shown = visible_text(app, progress)
         assert "step 20/20" in shown and "ETA" in shown and "tok/s" in shown
         assert "step    20/20  loss" in visible_text(app, log)

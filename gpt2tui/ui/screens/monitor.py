@@ -121,15 +121,14 @@ class MonitorScreen(Screen[None]):
             evals.add_column(Text("perplexity", justify="right"), key="perplexity")
             yield evals
         with Horizontal(id="bottom"):
-            yield RichLog(
-                id="log", max_lines=LOG_LINES, wrap=True, markup=False
-            )  # long lines wrap, never cut
+            # Long lines wrap at the log's width, never cut: RichLog's default min_width (78) wrapped them at 78
+            # columns and then cropped them to the narrower panel, dropping the words in between.
+            yield RichLog(id="log", max_lines=LOG_LINES, wrap=True, markup=False, min_width=20)
             with VerticalScroll(id="sample-box") as sample_box:
-                sample_box.border_title = "sample per eval"
+                sample_box.border_title = "samples per eval"
                 prompt = self.sample_prompt
                 heading = f"from the prompt:\n{prompt}" if prompt else "no sample prompt"
                 yield Static(Text(heading), classes="section", id="sample-prompt")
-                yield Static("", id="sample")
         yield Static("", id="outcome")
         yield Footer()
 
@@ -227,6 +226,7 @@ class MonitorScreen(Screen[None]):
         )
         self.query_one("#progress", ProgressBar).update(total=event.total_steps, progress=event.resumed_from)
         self.total_steps = event.total_steps
+        self.query_one(LossPlot).set_total(event.total_steps)
         self.step_text = f"step {event.resumed_from}/{event.total_steps} · " + (
             f"resumed from step {event.resumed_from}" if event.resumed_from else "training …"
         )
@@ -253,7 +253,9 @@ class MonitorScreen(Screen[None]):
                 f"step {step.step:>5}/{step.total_steps}  loss {step.loss:.4f}  lr {step.learning_rate:.1e}"
                 f"  {format_duration(step.elapsed_seconds)}"
             )
-        self.query_one(LossPlot).add(*(step.loss for step in steps))
+        plot = self.query_one(LossPlot)
+        plot.set_total(event.total_steps)
+        plot.add(*(step.loss for step in steps), steps=[step.step for step in steps])
 
     def eval_progress(self, event: EvalProgress) -> None:
         """An evaluation is under way: say how far it is, in place of the step line, until it ends."""
@@ -274,10 +276,20 @@ class MonitorScreen(Screen[None]):
         self.query_one("#log", RichLog).write(
             f"eval at step {event.step}: loss {event.loss:.4f}, perplexity {event.perplexity:,.2f}"
         )
+        self.query_one(LossPlot).add_eval(event.step, event.loss)
         if event.sample is not None:
-            label = "before training" if event.step == 0 else f"after step {event.step}"
-            self.query_one("#sample", Static).update(f"[dim]{label}:[/dim]\n{escape(event.sample)}")
+            self.add_sample(event)
         self.show_eval_health()
+
+    def add_sample(self, event: EvalFinished) -> None:
+        """Each evaluation's sample under the earlier ones (the box scrolls), so the run's progress in words
+        can be read back, not only the newest sample."""
+        label = "before training" if event.step == 0 else f"after step {event.step}"
+        box = self.query_one("#sample-box", VerticalScroll)
+        following = box.scroll_y >= box.max_scroll_y  # not scrolled up by the user: keep the newest in view
+        box.mount(Static(Text.assemble((f"{label}:", "dim"), "\n", event.sample or ""), classes="sample"))
+        if following:  # not anchor(): that would also push a short history to the bottom of the box
+            box.call_after_refresh(box.scroll_end, animate=False)
 
     def best_eval(self) -> tuple[int, float] | None:
         """The step and loss of the lowest held-out loss so far (the run's own record when it gives one)."""
