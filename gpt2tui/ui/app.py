@@ -39,7 +39,6 @@ from gpt2tui.ui.messages import (
 )
 from gpt2tui.ui.runs import RunBook, RunWatcher
 from gpt2tui.ui.screens.home import HomeScreen
-from gpt2tui.ui.widgets.key_map import KeyMapDialog, key_map
 
 if TYPE_CHECKING:
     from gpt2tui.ui.screens.monitor import MonitorScreen
@@ -183,6 +182,8 @@ class GPT2TUIApp(App[None]):
 
     def action_show_keys(self) -> None:
         """The key map of the screen in front (read from its bindings now); over the key map, close it."""
+        from gpt2tui.ui.widgets.key_map import KeyMapDialog, key_map  # here: not needed for the first frame
+
         if isinstance(self.screen, KeyMapDialog):
             self.screen.dismiss(None)
             return

@@ -27,7 +27,6 @@ from textual.widgets import DataTable, Header, Static
 
 from gpt2tui.core.card import EvaluationRecord
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.hub import validate_repo_id
 from gpt2tui.core.runs import RunStatus
 from gpt2tui.core.store import ModelInfo, ModelStore
 from gpt2tui.ui.expectations import expectations, stopped_note
@@ -461,6 +460,8 @@ class HomeScreen(Screen[None]):
             if target is not None:
                 self.push_targets[name] = target
                 self.start_push(name, target)
+
+        from gpt2tui.core.hub import validate_repo_id  # here: not needed for the first frame
 
         self.app.push_screen(
             PushDialog(name, initial, validate_repo_id, private=last.private if last else True), answered
