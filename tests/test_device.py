@@ -38,16 +38,23 @@ def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(device, "usable_cores", lambda: 2)
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
 
-    def sample(*idle_nice: tuple[float, float]) -> None:
-        times = [SimpleNamespace(idle=idle, iowait=0.0, nice=nice) for idle, nice in idle_nice]
+    def sample(*user_nice: tuple[float, float]) -> None:
+        times = [
+            SimpleNamespace(
+                user=user, nice=nice, system=1.0, idle=0.0, iowait=3.0, irq=0.0, softirq=1.0, steal=4.0
+            )
+            for user, nice in user_nice
+        ]
         monkeypatch.setattr(psutil, "cpu_times_percent", lambda interval, percpu: times)
 
-    sample((3.0, 0.0), (97.0, 0.0))
+    sample((90.0, 0.0), (3.0, 0.0))
     plan = device.plan_threads()
     assert (plan.threads, plan.busy, plan.describe()) == (1, 1, "1 of 2 cores, 1 busy (free cores)")
-    sample((1.0, 0.0), (1.0, 0.0))
+    sample((94.0, 0.0), (94.0, 0.0))
     assert device.plan_threads().threads == 1  # never fewer than one
-    sample((2.0, 97.0), (99.0, 0.0))  # a niced job
+    sample((21.0, 0.0), (3.0, 0.0))  # a VM's sample whose fields add up to 30%: idle, not 70% busy
+    assert device.plan_threads().threads == 2
+    sample((0.0, 97.0), (3.0, 0.0))  # a niced job
     monkeypatch.setattr(device, "autogroup_enabled", lambda: False)
     assert device.plan_threads().threads == 2  # yields its core: it is not taken away from the run
     monkeypatch.setattr(device, "autogroup_enabled", lambda: True)

@@ -73,11 +73,15 @@ def busy_cores(cores: int, seconds: float = SAMPLE_SECONDS) -> int:
     except AttributeError:
         allowed = list(range(cores))
     times = psutil.cpu_times_percent(interval=seconds, percpu=True)
-    yielding = 0.0 if autogroup_enabled() else 1.0
-    busy = [100.0 - t.idle - getattr(t, "iowait", 0.0) - yielding * getattr(t, "nice", 0.0) for t in times]
+    counted = BUSY_FIELDS + (("nice",) if autogroup_enabled() else ())
+    # Summed, not ``100 - idle``: in some VMs the fields of a sample add up to far less than 100 (an idle core
+    # read as 74% busy).
+    busy = [sum(getattr(t, name, 0.0) for name in counted) for t in times]
     return sum(1 for cpu in allowed if cpu < len(busy) and busy[cpu] > BUSY_PERCENT)
 
 
+BUSY_FIELDS = ("user", "system", "irq", "softirq", "steal")
+"""CPU time that another task (or the hypervisor) takes from a core; Linux counts guest time inside user."""
 AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 
