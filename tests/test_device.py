@@ -54,6 +54,8 @@ def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) ->
     assert device.plan_threads().threads == 1  # never fewer than one
     sample((21.0, 0.0), (3.0, 0.0))  # a VM's sample whose fields add up to 30%: idle, not 70% busy
     assert device.plan_threads().threads == 2
+    sample((19.0, 0.0), (70.0, 0.0))  # one process moved between the cores during the sample
+    assert device.plan_threads().busy == 1
     sample((0.0, 97.0), (3.0, 0.0))  # a niced job
     monkeypatch.setattr(device, "autogroup_enabled", lambda: False)
     assert device.plan_threads().threads == 2  # yields its core: it is not taken away from the run
