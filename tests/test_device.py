@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import namedtuple
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -38,21 +38,26 @@ def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(device, "usable_cores", lambda: 2)
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
 
+    monkeypatch.setattr(device.time, "sleep", lambda seconds: None)
+    fields = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
+    Times = namedtuple("Times", fields)  # psutil's own shape
+    zero = Times(*[0.0] * len(fields))
+
     def sample(*user_nice: tuple[float, float]) -> None:
-        times = [
-            SimpleNamespace(
-                user=user, nice=nice, system=1.0, idle=0.0, iowait=3.0, irq=0.0, softirq=1.0, steal=4.0
-            )
+        """Counter readings 1 s apart in which each core spent ``user`` and ``nice`` percent."""
+        after = [
+            Times(user / 100, nice / 100, 0.01, (94 - user - nice) / 100, 0, 0, 0.01, 0.04, user / 200, 0)
             for user, nice in user_nice
         ]
-        monkeypatch.setattr(psutil, "cpu_times_percent", lambda interval, percpu: times)
+        readings = iter([[zero] * len(after), after] * 10)
+        monkeypatch.setattr(psutil, "cpu_times", lambda percpu: next(readings))
 
     sample((90.0, 0.0), (3.0, 0.0))
     plan = device.plan_threads()
     assert (plan.threads, plan.busy, plan.describe()) == (1, 1, "1 of 2 cores, 1 busy (free cores)")
     sample((94.0, 0.0), (94.0, 0.0))
     assert device.plan_threads().threads == 1  # never fewer than one
-    sample((21.0, 0.0), (3.0, 0.0))  # a VM's sample whose fields add up to 30%: idle, not 70% busy
+    sample((21.0, 0.0), (3.0, 0.0))
     assert device.plan_threads().threads == 2
     sample((19.0, 0.0), (70.0, 0.0))  # one process moved between the cores during the sample
     assert device.plan_threads().busy == 1

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BUSY_PERCENT = 50.0
 """A core busier than this (over the sampling window) is counted as taken by another process."""
@@ -72,11 +73,12 @@ def busy_cores(cores: int, seconds: float = SAMPLE_SECONDS) -> int:
         allowed = sorted(os.sched_getaffinity(0))
     except AttributeError:
         allowed = list(range(cores))
-    times = psutil.cpu_times_percent(interval=seconds, percpu=True)
     counted = BUSY_FIELDS + (("nice",) if autogroup_enabled() else ())
-    # Summed, not ``100 - idle``: in some VMs the fields of a sample add up to far less than 100 (an idle core
-    # read as 74% busy).
-    busy = [sum(getattr(t, name, 0.0) for name in counted) for t in times]
+    before = psutil.cpu_times(percpu=True)
+    time.sleep(seconds)
+    # From the counters themselves: psutil's cpu_times_percent gave raw tick counts in this VM (30 for a fully
+    # busy core over 0.3 s), which read every core as idle.
+    busy = [percent_busy(a, b, counted) for a, b in zip(before, psutil.cpu_times(percpu=True), strict=False)]
     # Summed over the cores, not counted per core: the scheduler moves a busy process between cores within
     # the sample (measured: one spinning process read as 25% of one core and 76% of the other).
     total = sum(busy[cpu] for cpu in allowed if cpu < len(busy))
@@ -85,6 +87,16 @@ def busy_cores(cores: int, seconds: float = SAMPLE_SECONDS) -> int:
 
 BUSY_FIELDS = ("user", "system", "irq", "softirq", "steal")
 """CPU time that another task (or the hypervisor) takes from a core; Linux counts guest time inside user."""
+
+
+def percent_busy(before: Any, after: Any, counted: tuple[str, ...]) -> float:
+    """How busy one core was between two readings of its time counters, in percent of the time between them."""
+    fields = [name for name in after._fields if name not in ("guest", "guest_nice")]  # inside user and nice
+    total = sum(getattr(after, name) - getattr(before, name) for name in fields)
+    busy = sum(getattr(after, name, 0.0) - getattr(before, name, 0.0) for name in counted)
+    return 100.0 * busy / total if total > 0 else 0.0
+
+
 AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 
