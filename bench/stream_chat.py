@@ -211,24 +211,21 @@ def through_chat(
     from gpt2tui.core.generation import GenerationSettings
     from gpt2tui.ui.screens import chat as chat_module
     from gpt2tui.ui.screens.chat import ChatScreen
+    from gpt2tui.ui.widgets.chat_pane import ChatPane
 
     marks: dict[str, Any] = {"ui_cpu": [], "flushes": [], "first": None, "done": None, "child_cpu": 0.0}
     flushes = 0
     total_chars = offsets[-1]
 
-    class Measured(ChatScreen):
-        """The chat screen, timing the moments text reaches its transcript (in the UI thread)."""
+    class MeasuredPane(ChatPane):
+        """The chat pane, timing the moments text reaches its transcript (in the UI thread)."""
 
-        CSS_PATH = str(
-            Path(chat_module.__file__).with_name("chat.tcss")
-        )  # relative paths follow the subclass
-
-        def _start_reply(self, turn: Any) -> None:
+        def _start_reply(self, turn: Any, settings: Any) -> None:
             marks["start"] = time.perf_counter()
             marks["start_cpu"] = time.thread_time()
-            if self._process is not None:
-                marks["child_start_cpu"] = child_cpu(self._process.pid)
-            super()._start_reply(turn)
+            if self.process is not None:
+                marks["child_start_cpu"] = child_cpu(self.process.pid)
+            super()._start_reply(turn, settings)
 
         def _flush(self) -> None:
             nonlocal flushes
@@ -247,8 +244,14 @@ def through_chat(
                 marks["flushes"].append(flushes)
             if marks["done"] is None and shown >= total_chars:
                 marks["done"] = now
-                if self._process is not None:
-                    marks["child_cpu"] = child_cpu(self._process.pid) - marks["child_start_cpu"]
+                if self.process is not None:
+                    marks["child_cpu"] = child_cpu(self.process.pid) - marks["child_start_cpu"]
+
+    class Measured(ChatScreen):
+        CSS_PATH = str(
+            Path(chat_module.__file__).with_name("chat.tcss")
+        )  # relative paths follow the subclass
+        pane_class = MeasuredPane
 
     settings = GenerationSettings(strategy="greedy", max_new_tokens=tokens)
     if folder is None:

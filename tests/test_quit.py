@@ -117,10 +117,10 @@ async def test_quitting_while_the_model_process_starts_ends_it(tiny_model: str) 
     app = Host(screen)
     async with app.run_test(size=SIZE) as pilot:
         for _ in range(int(WAIT / 0.02)):
-            if screen._process is not None:
+            if screen.pane.process is not None:
                 break
             await pilot.pause(0.02)
-        child = screen._process
+        child = screen.pane.process
         assert child is not None and child._process.poll() is None  # started, not loaded yet
         await pilot.press("ctrl+q")
     assert app.return_code == 0 and screen.loaded is None

@@ -1,22 +1,8 @@
 """Chat: talk to a stored model, with tokens streaming in and decoding settings one key away.
 
-The model is loaded and generates in a child process (``core.generator``): ``generate``'s per-token work is
-mostly Python, and in this process it would wait for the GIL whenever the UI thread draws (through the chat
-screen, replies streamed at 0.7-0.9x raw ``generate``; on a busy machine, worse). Only text crosses the pipe.
-A model injected by a test or a bench, or ``GPT2TUI_CHAT_IN_PROCESS=1``, generates in this process instead.
-
-A daemon thread waits for the load; each reply is read by another that iterates the model's ``reply`` stream
-and drops chunks into the turn's queue. Daemon threads rather than Textual thread workers, because
-``asyncio.run`` joins the workers' executor on exit: Ctrl+Q would wait for a model to load (or for the
-background import it waits on). The screen learns the outcome from its own messages (``ModelLoaded``,
-``ReplyFinished``, ...), never from a worker's state.
-
-The reply's first text is drawn the moment it arrives (``ReplyStarted``); after that a 12 Hz timer drains the
-queue into the transcript: one small append per tick whatever the token rate, never more than the current
-paragraph re-wrapped (see ``widgets/transcript.py``), and no layout of the screen. The generator hands text
-over 25 times a second at most (``batch_seconds``), so the reading threads do not wake for every token. The
-timer runs only while a reply does. Escape sets the reply's stop event; generation ends at the next token and
-keeps the partial text.
+The screen owns the prompt, the mode, the decoding settings and the keys; the conversation with the model
+(its loading, its turns, the streaming into its transcript) lives in a ``ChatPane`` (``widgets/chat_pane.py``),
+so that two panes side by side are a layout change.
 
 Every key is a priority binding (the prompt Input has focus almost always). The footer shows the keys that act
 on the conversation; the decoding keys F2-F9 are listed on the transcript's bottom border instead, so that all
@@ -26,122 +12,34 @@ of them are visible at 80 columns, and the command palette offers every one.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.message import Message
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Header, Input
 
-from gpt2tui.core.errors import UserError
-from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply
-from gpt2tui.core.generator import GeneratorProcess, in_process_requested
+from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode
+from gpt2tui.ui.widgets.chat_pane import ChatModel, ChatPane, Turn
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
 from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
-ChatModel = LoadedModel | GeneratorProcess
-"""What the chat talks to: a model in a child process (the default), or one in this process (injected by
-tests and benches, or with GPT2TUI_CHAT_IN_PROCESS=1)."""
-
-FLUSH_SECONDS = 1 / 12  # how often streamed text reaches the transcript (the first text: at once)
-READ_SECONDS = 1 / 25  # how often the core hands streamed text over (one chunk per batch of tokens)
 TEMPERATURE_STEP = 0.1
 TEMPERATURE_RANGE = (0.1, 2.0)
 STOP_GRACE_SECONDS = 0.5  # an Escape this soon after a reply ended was meant to stop it: it does not leave
-SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 BUSY = "A reply is still being generated; press Escape to stop it."
 LEAVE_QUESTION = "The transcript is not saved (ctrl+s saves it). Leave the chat anyway?"
 KEY_LEGEND = "F2 greedy F3 beam F4 top-k F5 top-p · F6/F7 temp · F8/F9 max tokens"
 SCROLL_LEGEND = "PgUp/PgDn scroll"
-
-PROMPT_STYLE = "bold"
-REPLY_PREFIX_STYLE = "bold green"
-THINKING_STYLE = "italic dim"
-META_STYLE = "dim"
-STOPPED_STYLE = "bold yellow"
-ERROR_STYLE = "bold red"
-NOTE_STYLE = "italic"
-
-
-class ModelLoaded(Message):
-    """The load worker finished: the model is ready."""
-
-    def __init__(self, loaded: ChatModel) -> None:
-        super().__init__()
-        self.loaded = loaded
-
-
-class ModelLoadFailed(Message):
-    """The load worker failed; ``error`` is a sentence for the user."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__()
-        self.error = error
-
-
-class ReplyStarted(Message):
-    """The reply's first chunk is queued: shown at once, not at the next flush tick (up to 83 ms later)."""
-
-    def __init__(self, turn: Turn) -> None:
-        super().__init__()
-        self.turn = turn
-
-
-class ReplyFinished(Message):
-    """A reply's stream ended (fully or stopped); its chunks are already in the turn's queue."""
-
-    def __init__(self, turn: Turn, reply: Reply) -> None:
-        super().__init__()
-        self.turn = turn
-        self.reply = reply
-
-
-class ReplyFailed(Message):
-    """Generating a reply raised; ``error`` is a sentence for the user."""
-
-    def __init__(self, turn: Turn, error: str) -> None:
-        super().__init__()
-        self.turn = turn
-        self.error = error
-
-
-@dataclass(eq=False)
-class Turn:
-    """One prompt and its reply, as shown in the transcript and saved as Markdown."""
-
-    prompt: str
-    mode: Mode
-    prompt_entry: int  # transcript entry of the prompt
-    reply_entry: int = -1  # transcript entry of the reply; regenerate truncates from here
-    settings: GenerationSettings = field(default_factory=GenerationSettings)
-    text: str = ""  # what has been shown so far
-    reply: Reply | None = None
-    error: str | None = None
-    waiting: bool = True  # no chunk shown yet: the 'thinking…' indicator is up
-    started: float = field(default_factory=time.monotonic)
-    stop: threading.Event = field(default_factory=threading.Event)
-    chunks: deque[str] = field(default_factory=deque)  # filled by the worker, drained by the flush timer
-
-
-def start_daemon(target: Callable[..., None], *args: object, name: str) -> threading.Thread:
-    """Run ``target(*args)`` in a daemon thread: the app may exit without waiting for it."""
-    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 class ChatCommands(Provider):
@@ -180,6 +78,8 @@ class ChatScreen(Screen[None]):
     CSS_PATH = "chat.tcss"
     COMMANDS: ClassVar[set[type[Provider]]] = {ChatCommands}
     AUTO_FOCUS = "#prompt"
+    pane_class: ClassVar[type[ChatPane]] = ChatPane
+    """What a pane is (a bench measures streaming with a subclass)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # The decoding keys are listed on the transcript's border (KEY_LEGEND), not in the footer.
@@ -229,34 +129,41 @@ class ChatScreen(Screen[None]):
         self.model_ref = model_ref
         self.settings = (settings or GenerationSettings()).validate()
         self.mode: Mode = mode
-        self.loaded: ChatModel | None = None
-        self._process: GeneratorProcess | None = None  # the child the model is loaded in, once started
-        self._closed = False  # unmounted: a child started after this is closed at once
-        self.turns: list[Turn] = []
-        self.active: Turn | None = None  # the turn being generated
         self.saved_path: Path | None = None
-        self._injected = loaded
+        self.pane = self.pane_class(model_ref, loaded=loaded)
+        """The first (or only) pane: the model the chat was opened with."""
+        self.panes: list[ChatPane] = [self.pane]
         self._dirty = False  # transcript changed since the last save
-        self._finished_at = 0.0  # time.monotonic() when the last reply ended (finished, stopped or failed)
-        self._frame = 0
-        self._flush_timer: Timer | None = None
 
     # ---- layout and start-up ---------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield StatusLine(id="status")
-        yield Transcript(id="transcript")
+        with Horizontal(id="panes"):
+            yield from self.panes
         yield Input(placeholder="Loading the model…", id="prompt", disabled=True)
         yield Footer(compact=True)
 
     @property
     def transcript(self) -> Transcript:
-        return self.query_one(Transcript)
+        return self.pane.transcript
 
     @property
     def status(self) -> StatusLine:
-        return self.query_one(StatusLine)
+        return self.pane.status
+
+    @property
+    def turns(self) -> list[Turn]:
+        return self.pane.turns
+
+    @property
+    def active(self) -> Turn | None:
+        """The turn being generated in any pane (None when every pane is idle)."""
+        return next((pane.active for pane in self.panes if pane.active is not None), None)
+
+    @property
+    def loaded(self) -> ChatModel | None:
+        return self.pane.loaded
 
     @property
     def prompt_input(self) -> Input:
@@ -265,227 +172,52 @@ class ChatScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = "gpt2tui"
         self.sub_title = f"chat with {self.model_ref}"
-        self.status.model_name = self.model_ref
-        self.transcript.border_title = SCROLL_LEGEND
-        self.transcript.border_subtitle = KEY_LEGEND
+        for pane in self.panes:
+            pane.transcript.border_title = SCROLL_LEGEND
+            pane.transcript.border_subtitle = KEY_LEGEND
         self._show_settings()
-        self._flush_timer = self.set_interval(FLUSH_SECONDS, self._flush, name="chat-flush", pause=True)
-        if self._injected is not None:
-            self._model_ready(self._injected)
-        else:
-            self.status.state = "loading…"
-            self.transcript.loading = True
-            log_file = getattr(self.app, "log_file", None)
-            start_daemon(self._load_model, log_file, name="gpt2tui-chat-load")
+        self._show_mode()
 
-    def on_unmount(self) -> None:
-        self._closed = True
-        if self.active is not None:
-            self.active.stop.set()
-        if self._process is not None:
-            self._process.close()
-
-    def _load_model(self, log_file: Path | None) -> None:
-        """In a daemon thread: load the model in a child process (or here, when asked to)."""
-        from gpt2tui.core import generation
-        from gpt2tui.ui.libraries import ensure_libraries
-
-        loaded: ChatModel
-        try:
-            if in_process_requested():
-                ensure_libraries()  # never import transformers concurrently with the app's warm-up
-                loaded = generation.load(self.model_ref)
-            else:
-                self._process = GeneratorProcess(self.model_ref, log_file)
-                if self._closed:  # left while the process was starting
-                    self._process.close()
-                    return
-                loaded = self._process.wait_loaded()
-        except UserError as err:
-            self.post_message(ModelLoadFailed(str(err)))
-        except BaseException as err:  # a broken folder, out of memory...: a message, never a crash
-            error = f"Could not load '{self.model_ref}': {type(err).__name__}: {err}"
-            self.post_message(ModelLoadFailed(error))
-        else:
-            self.post_message(ModelLoaded(loaded))
-
-    def on_model_loaded(self, message: ModelLoaded) -> None:
-        self._model_ready(message.loaded)
-
-    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
-        self.transcript.loading = False
-        self.status.state = "not loaded"
-        prefix = Text("Cannot chat: ", style=ERROR_STYLE)
-        self.transcript.write(message.error, style=ERROR_STYLE, prefix=prefix)
-        self.transcript.write("Press Escape to go back.", style=NOTE_STYLE)
+    def on_chat_pane_load_failed(self, message: ChatPane.LoadFailed) -> None:
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)
 
-    def _model_ready(self, loaded: ChatModel) -> None:
-        self.loaded = loaded
-        self.transcript.loading = False
-        self.status.model_name = loaded.name
-        self.status.state = ""
-        self.sub_title = f"chat with {loaded.name}"
+    def on_chat_pane_ready(self, message: ChatPane.Ready) -> None:
+        loaded = message.pane.loaded
+        assert loaded is not None
+        if message.pane is self.pane:
+            self.sub_title = f"chat with {loaded.name}"
         if self.settings.max_new_tokens > loaded.context_length:
             self.settings = self.settings.replace(max_new_tokens=loaded.context_length)
             self._show_settings()
-        prompt = self.prompt_input
-        prompt.disabled = False
-        self._show_mode()
-        prompt.focus()
+        if all(pane.loaded is not None for pane in self.panes):
+            prompt = self.prompt_input
+            prompt.disabled = False
+            self._show_mode()
+            prompt.focus()
 
-    # ---- sending and generating ------------------------------------------------------------------
+    def on_chat_pane_reply_ended(self, message: ChatPane.ReplyEnded) -> None:
+        """The transcript has the whole reply now: unsaved again, even if ctrl+s saved it while streaming."""
+        self._dirty = True
+        if message.turn.error:
+            self.notify(message.turn.error, title="Generation failed", severity="error", timeout=8)
+
+    # ---- sending ---------------------------------------------------------------------------------
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         message = event.value.strip()
         if not message:
             return
-        if self.loaded is None:
+        if any(pane.loaded is None for pane in self.panes):
             self.notify("The model is not loaded yet.", severity="warning")
             return
         if self.active is not None:
             self.notify(BUSY, severity="warning")
             return
         self.prompt_input.value = ""
-        transcript = self.transcript
-        if transcript.entry_count:
-            transcript.write("")
-        turn = Turn(prompt=message, mode=self.mode, prompt_entry=self._write_prompt(message, self.mode))
-        self.turns.append(turn)
-        self._start_reply(turn)
-
-    def _write_prompt(self, message: str, mode: Mode) -> int:
-        """The prompt's transcript entry, labelled with the mode it is sent in."""
-        label = "you ▸ " if mode == "chat" else "raw ▸ "
-        return self.transcript.write(message, prefix=Text(label, style=PROMPT_STYLE + " cyan"))
-
-    def _start_reply(self, turn: Turn) -> None:
-        """Open the reply entry with a 'thinking…' indicator; generate with the current settings."""
-        assert self.loaded is not None
-        turn.settings = self.settings
-        prefix = Text(f"{self.loaded.name} ▸ ", style=REPLY_PREFIX_STYLE)
-        turn.reply_entry = self.transcript.open(prefix, THINKING_STYLE)
-        self._show_thinking(turn)
-        self.active = turn
         self._dirty = True
-        self.status.state = "generating…"
-        if self._flush_timer is not None:
-            self._flush_timer.reset()  # runs from now; paused again when the reply ends
-        earlier = self.turns[: self.turns.index(turn)]
-        history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
-        start_daemon(self._generate, turn, history, self.loaded, name="gpt2tui-chat-reply")
-
-    def _generate(self, turn: Turn, history: list[tuple[str, str]], loaded: ChatModel) -> None:
-        """Stream the turn's reply (its prompt built for its mode) into ``turn.chunks``."""
-        try:
-            stream = loaded.reply(
-                turn.mode, turn.prompt, history, turn.settings, turn.stop, batch_seconds=READ_SECONDS
-            )
-            started = False
-            for chunk in stream:
-                turn.chunks.append(chunk)
-                if not started:
-                    started = True
-                    self.post_message(ReplyStarted(turn))
-        except UserError as err:
-            self.post_message(ReplyFailed(turn, str(err)))
-        except BaseException as err:  # out of memory, a broken model...: a message, never a crash
-            self.post_message(ReplyFailed(turn, f"{type(err).__name__}: {err}"))
-        else:
-            self.post_message(ReplyFinished(turn, stream.reply))
-
-    def _flush(self) -> None:
-        """Move the chunks streamed since the last tick into the transcript (one append per tick)."""
-        turn = self.active
-        if turn is None:
-            return
-        if not turn.chunks:
-            if turn.waiting:
-                self._show_thinking(turn)
-            return
-        pieces: list[str] = []
-        while turn.chunks:
-            pieces.append(turn.chunks.popleft())
-        text = "".join(pieces)
-        turn.text += text
-        if turn.waiting:
-            text = text.lstrip()  # the prefix already ends with a space
-            if not text:
-                return
-            turn.waiting = False
-            self.transcript.reset_open(style="")
-        self.transcript.append(text)
-
-    def _pause_flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.pause()
-
-    def on_reply_started(self, message: ReplyStarted) -> None:
-        if message.turn is self.active:
-            self._flush()
-
-    def _show_thinking(self, turn: Turn) -> None:
-        """The pending reply's indicator; beam search says why nothing streams."""
-        self._frame = (self._frame + 1) % len(SPINNER)
-        seconds = time.monotonic() - turn.started
-        beam = turn.settings.strategy == "beam"
-        why = " (beam search shows the whole reply when it is done)" if beam else ""
-        self.transcript.reset_open()
-        self.transcript.append(f"{SPINNER[self._frame]} thinking… {seconds:.1f}s{why}")
-
-    def on_reply_finished(self, message: ReplyFinished) -> None:
-        turn, reply = message.turn, message.reply
-        if turn is not self.active:
-            return  # cleared or replaced meanwhile
-        self._flush()
-        if turn.waiting:  # beam search, or nothing generated
-            turn.waiting = False
-            self.transcript.reset_open(style="")
-            if not (turn.text or reply.text).strip():
-                self.transcript.append("(no text)", style=META_STYLE)
-        turn.reply = reply
-        turn.text = reply.text or turn.text
-        if reply.stopped:
-            self.transcript.append(" [stopped]", style=STOPPED_STYLE)
-        self.transcript.close()
-        self.transcript.write(self._reply_details(turn), style=META_STYLE, prefix="  ")
-        self._reply_ended()
-        self.status.tokens_per_second = reply.tokens_per_second
-        self.status.state = "stopped" if reply.stopped else ""
-
-    def on_reply_failed(self, message: ReplyFailed) -> None:
-        turn = message.turn
-        if turn is not self.active:
-            return
-        self._flush()
-        if turn.waiting:
-            turn.waiting = False
-            self.transcript.reset_open(style="")
-        turn.error = message.error
-        self.transcript.append(" [failed]", style=ERROR_STYLE)
-        self.transcript.close()
-        prefix = Text("  Generation failed: ", style=ERROR_STYLE)
-        self.transcript.write(message.error, style=ERROR_STYLE, prefix=prefix)
-        self._reply_ended()
-        self.status.state = "failed"
-        self.notify(message.error, title="Generation failed", severity="error", timeout=8)
-
-    def _reply_ended(self) -> None:
-        """The transcript has the whole reply now: unsaved again, even if ctrl+s saved it while streaming."""
-        self.active = None
-        self._pause_flush()
-        self._dirty = True
-        self._finished_at = time.monotonic()
-
-    @staticmethod
-    def _reply_details(turn: Turn) -> str:
-        reply = turn.reply
-        assert reply is not None
-        return (
-            f"{turn.settings.describe()} · seed {reply.seed} · {reply.new_tokens} tokens · "
-            f"{reply.tokens_per_second:.1f} tok/s"
-        )
+        for pane in self.panes:
+            pane.send(message, self.mode, self.settings)
 
     # ---- actions ---------------------------------------------------------------------------------
 
@@ -494,10 +226,12 @@ class ChatScreen(Screen[None]):
         self._show_settings()
 
     def _show_settings(self) -> None:
-        self.status.settings = self.settings
+        for pane in self.panes:
+            pane.status.settings = self.settings
 
     def _show_mode(self) -> None:
-        self.status.mode = self.mode
+        for pane in self.panes:
+            pane.status.mode = self.mode
         if self.loaded is not None:
             name = self.loaded.name
             self.prompt_input.placeholder = (
@@ -534,11 +268,10 @@ class ChatScreen(Screen[None]):
 
         An Escape that arrives just after a reply ended was meant to stop that reply, so it does nothing.
         """
-        if self.active is not None:
-            self.active.stop.set()
-            self.status.state = "stopping…"
+        stopped = [pane.stop() for pane in self.panes]
+        if any(stopped):
             return
-        if time.monotonic() - self._finished_at < STOP_GRACE_SECONDS:
+        if time.monotonic() - max(pane.finished_at for pane in self.panes) < STOP_GRACE_SECONDS:
             return
         if self.maximized is not None:  # Escape's usual meaning, which this priority binding hides
             self.minimize()
@@ -556,16 +289,17 @@ class ChatScreen(Screen[None]):
             self.app.pop_screen()
 
     def action_scroll_transcript(self, where: str) -> None:
-        """Page up / page down / start / end of the transcript, whatever has focus."""
-        transcript = self.transcript
-        if where == "page_up":
-            transcript.scroll_page_up(animate=False)
-        elif where == "page_down":
-            transcript.scroll_page_down(animate=False)
-        elif where == "home":
-            transcript.scroll_home(animate=False, x_axis=False)
-        else:
-            transcript.scroll_end(animate=False, x_axis=False)
+        """Page up / page down / start / end of the transcripts, whatever has focus."""
+        for pane in self.panes:
+            transcript = pane.transcript
+            if where == "page_up":
+                transcript.scroll_page_up(animate=False)
+            elif where == "page_down":
+                transcript.scroll_page_down(animate=False)
+            elif where == "home":
+                transcript.scroll_home(animate=False, x_axis=False)
+            else:
+                transcript.scroll_end(animate=False, x_axis=False)
 
     def action_regenerate(self) -> None:
         """Replace the last reply, generated in the current mode with the current settings (not the old ones)."""
@@ -575,22 +309,14 @@ class ChatScreen(Screen[None]):
         if self.loaded is None or not self.turns:
             self.notify("Nothing to regenerate yet.", severity="warning")
             return
-        turn = self.turns[-1]
-        self.transcript.truncate(turn.prompt_entry)  # the prompt too: its label says the mode
-        fresh = Turn(
-            prompt=turn.prompt, mode=self.mode, prompt_entry=self._write_prompt(turn.prompt, self.mode)
-        )
-        self.turns[-1] = fresh
-        self._start_reply(fresh)
+        self._dirty = True
+        for pane in self.panes:
+            if pane.turns:
+                pane.regenerate(self.mode, self.settings)
 
     def action_clear(self) -> None:
-        if self.active is not None:
-            self.active.stop.set()
-            self.active = None
-            self._pause_flush()
-        self.turns.clear()
-        self.transcript.clear()
-        self.status.state = ""
+        for pane in self.panes:
+            pane.clear()
         self._dirty = False
         self.notify("Transcript cleared; the conversation starts afresh.")
 

@@ -1,0 +1,435 @@
+"""One side of a chat: a model, its status line, its transcript and its turns, streaming on its own.
+
+The chat screen holds one pane, or two side by side (two models answering the same prompt); the prompt, the
+decoding settings and the keys belong to the screen, everything about one model's conversation to its pane.
+
+The model is loaded and generates in a child process (``core.generator``): ``generate``'s per-token work is
+mostly Python, and in this process it would wait for the GIL whenever the UI thread draws (through the chat
+screen, replies streamed at 0.7-0.9x raw ``generate``; on a busy machine, worse). Only text crosses the pipe.
+A model injected by a test or a bench, or ``GPT2TUI_CHAT_IN_PROCESS=1``, generates in this process instead.
+
+A daemon thread waits for the load; each reply is read by another that iterates the model's ``reply`` stream
+and drops chunks into the turn's queue. Daemon threads rather than Textual thread workers, because
+``asyncio.run`` joins the workers' executor on exit: Ctrl+Q would wait for a model to load (or for the
+background import it waits on). The pane learns the outcome from its own messages (``ModelLoaded``,
+``ReplyFinished``, ...), never from a worker's state, and tells the screen with its public ones
+(:class:`ChatPane.Ready`, :class:`ChatPane.ReplyEnded`, ...).
+
+The reply's first text is drawn the moment it arrives (``ReplyStarted``); after that a 12 Hz timer drains the
+queue into the transcript: one small append per tick whatever the token rate, never more than the current
+line re-wrapped (see ``widgets/transcript.py``), and no layout of the screen. The generator hands text over 25
+times a second at most (``batch_seconds``), so the reading threads do not wake for every token. The timer
+runs only while a reply does. :meth:`ChatPane.stop` sets the reply's stop event; generation ends at the next
+token and keeps the partial text.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.timer import Timer
+
+from gpt2tui.core.errors import UserError
+from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply
+from gpt2tui.core.generator import GeneratorProcess, in_process_requested
+from gpt2tui.ui.widgets.status_line import StatusLine
+from gpt2tui.ui.widgets.transcript import Transcript
+
+ChatModel = LoadedModel | GeneratorProcess
+"""What a pane talks to: a model in a child process (the default), or one in this process (injected by
+tests and benches, or with GPT2TUI_CHAT_IN_PROCESS=1)."""
+
+FLUSH_SECONDS = 1 / 12  # how often streamed text reaches the transcript (the first text: at once)
+READ_SECONDS = 1 / 25  # how often the core hands streamed text over (one chunk per batch of tokens)
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+PROMPT_STYLE = "bold"
+REPLY_PREFIX_STYLE = "bold green"
+THINKING_STYLE = "italic dim"
+META_STYLE = "dim"
+STOPPED_STYLE = "bold yellow"
+ERROR_STYLE = "bold red"
+NOTE_STYLE = "italic"
+
+
+@dataclass(eq=False)
+class Turn:
+    """One prompt and its reply, as shown in the transcript and saved as Markdown."""
+
+    prompt: str
+    mode: Mode
+    prompt_entry: int  # transcript entry of the prompt
+    reply_entry: int = -1  # transcript entry of the reply; regenerate truncates from here
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    text: str = ""  # what has been shown so far
+    reply: Reply | None = None
+    error: str | None = None
+    waiting: bool = True  # no chunk shown yet: the 'thinking…' indicator is up
+    started: float = field(default_factory=time.monotonic)
+    stop: threading.Event = field(default_factory=threading.Event)
+    chunks: deque[str] = field(default_factory=deque)  # filled by the worker, drained by the flush timer
+
+
+def start_daemon(target: Callable[..., None], *args: object, name: str) -> threading.Thread:
+    """Run ``target(*args)`` in a daemon thread: the app may exit without waiting for it."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+class ModelLoaded(Message):
+    """The load thread finished: the model is ready."""
+
+    def __init__(self, loaded: ChatModel) -> None:
+        super().__init__()
+        self.loaded = loaded
+
+
+class ModelLoadFailed(Message):
+    """The load thread failed; ``error`` is a sentence for the user."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ReplyStarted(Message):
+    """The reply's first chunk is queued: shown at once, not at the next flush tick (up to 83 ms later)."""
+
+    def __init__(self, turn: Turn) -> None:
+        super().__init__()
+        self.turn = turn
+
+
+class ReplyFinished(Message):
+    """A reply's stream ended (fully or stopped); its chunks are already in the turn's queue."""
+
+    def __init__(self, turn: Turn, reply: Reply) -> None:
+        super().__init__()
+        self.turn = turn
+        self.reply = reply
+
+
+class ReplyFailed(Message):
+    """Generating a reply raised; ``error`` is a sentence for the user."""
+
+    def __init__(self, turn: Turn, error: str) -> None:
+        super().__init__()
+        self.turn = turn
+        self.error = error
+
+
+class ChatPane(Vertical):
+    """A status line over a transcript, for one model; :meth:`send` streams a reply into it."""
+
+    DEFAULT_CSS = """
+    ChatPane {
+        height: 1fr;
+        width: 1fr;
+    }
+    """
+
+    class Ready(Message):
+        """The pane's model loaded: it can take prompts."""
+
+        def __init__(self, pane: ChatPane) -> None:
+            super().__init__()
+            self.pane = pane
+
+    class LoadFailed(Message):
+        """The pane's model could not be loaded (the sentence is already in its transcript)."""
+
+        def __init__(self, pane: ChatPane, error: str) -> None:
+            super().__init__()
+            self.pane = pane
+            self.error = error
+
+    class ReplyEnded(Message):
+        """A reply finished, was stopped or failed; ``turn.error`` says which failed."""
+
+        def __init__(self, pane: ChatPane, turn: Turn) -> None:
+            super().__init__()
+            self.pane = pane
+            self.turn = turn
+
+    def __init__(
+        self,
+        model_ref: str,
+        *,
+        loaded: LoadedModel | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.model_ref = model_ref
+        self.loaded: ChatModel | None = None
+        self.process: GeneratorProcess | None = None  # the child the model is loaded in, once started
+        self._closed = False  # unmounted: a child started after this is closed at once
+        self.turns: list[Turn] = []
+        self.active: Turn | None = None  # the turn being generated
+        self.finished_at = 0.0  # time.monotonic() when the last reply ended (finished, stopped or failed)
+        self._injected = loaded
+        self._frame = 0
+        self._flush_timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine()
+        yield Transcript()
+
+    @property
+    def transcript(self) -> Transcript:
+        return self.query_one(Transcript)
+
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    @property
+    def model_label(self) -> str:
+        return self.loaded.name if self.loaded is not None else self.model_ref
+
+    # ---- loading ---------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.status.model_name = self.model_ref
+        self._flush_timer = self.set_interval(FLUSH_SECONDS, self._flush, name="chat-flush", pause=True)
+        if self._injected is not None:
+            self._model_ready(self._injected)
+        else:
+            self.status.state = "loading…"
+            self.transcript.loading = True
+            log_file = getattr(self.app, "log_file", None)
+            start_daemon(self._load_model, log_file, name="gpt2tui-chat-load")
+
+    def on_unmount(self) -> None:
+        self._closed = True
+        if self.active is not None:
+            self.active.stop.set()
+        if self.process is not None:
+            self.process.close()
+
+    def _load_model(self, log_file: Path | None) -> None:
+        """In a daemon thread: load the model in a child process (or here, when asked to)."""
+        from gpt2tui.core import generation
+        from gpt2tui.ui.libraries import ensure_libraries
+
+        loaded: ChatModel
+        try:
+            if in_process_requested():
+                ensure_libraries()  # never import transformers concurrently with the app's warm-up
+                loaded = generation.load(self.model_ref)
+            else:
+                self.process = GeneratorProcess(self.model_ref, log_file)
+                if self._closed:  # left while the process was starting
+                    self.process.close()
+                    return
+                loaded = self.process.wait_loaded()
+        except UserError as err:
+            self.post_message(ModelLoadFailed(str(err)))
+        except BaseException as err:  # a broken folder, out of memory...: a message, never a crash
+            error = f"Could not load '{self.model_ref}': {type(err).__name__}: {err}"
+            self.post_message(ModelLoadFailed(error))
+        else:
+            self.post_message(ModelLoaded(loaded))
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        message.stop()
+        self._model_ready(message.loaded)
+
+    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        message.stop()
+        self.transcript.loading = False
+        self.status.state = "not loaded"
+        prefix = Text("Cannot chat: ", style=ERROR_STYLE)
+        self.transcript.write(message.error, style=ERROR_STYLE, prefix=prefix)
+        self.transcript.write("Press Escape to go back.", style=NOTE_STYLE)
+        self.post_message(self.LoadFailed(self, message.error))
+
+    def _model_ready(self, loaded: ChatModel) -> None:
+        self.loaded = loaded
+        self.transcript.loading = False
+        self.status.model_name = loaded.name
+        self.status.state = ""
+        self.post_message(self.Ready(self))
+
+    # ---- sending and generating ------------------------------------------------------------------
+
+    def send(self, prompt: str, mode: Mode, settings: GenerationSettings) -> Turn:
+        """Write the prompt and stream a reply to it (the model must be loaded and idle)."""
+        transcript = self.transcript
+        if transcript.entry_count:
+            transcript.write("")
+        turn = Turn(prompt=prompt, mode=mode, prompt_entry=self._write_prompt(prompt, mode))
+        self.turns.append(turn)
+        self._start_reply(turn, settings)
+        return turn
+
+    def regenerate(self, mode: Mode, settings: GenerationSettings) -> Turn:
+        """Replace the last turn's reply (its prompt is written again: its label says the mode)."""
+        turn = self.turns[-1]
+        self.transcript.truncate(turn.prompt_entry)
+        fresh = Turn(prompt=turn.prompt, mode=mode, prompt_entry=self._write_prompt(turn.prompt, mode))
+        self.turns[-1] = fresh
+        self._start_reply(fresh, settings)
+        return fresh
+
+    def stop(self) -> bool:
+        """Stop the reply being generated; False when none is."""
+        if self.active is None:
+            return False
+        self.active.stop.set()
+        self.status.state = "stopping…"
+        return True
+
+    def clear(self) -> None:
+        """Forget the conversation (a reply being generated is stopped and dropped)."""
+        if self.active is not None:
+            self.active.stop.set()
+            self.active = None
+            self._pause_flush()
+        self.turns.clear()
+        self.transcript.clear()
+        self.status.state = ""
+
+    def _write_prompt(self, message: str, mode: Mode) -> int:
+        """The prompt's transcript entry, labelled with the mode it is sent in."""
+        label = "you ▸ " if mode == "chat" else "raw ▸ "
+        return self.transcript.write(message, prefix=Text(label, style=PROMPT_STYLE + " cyan"))
+
+    def _start_reply(self, turn: Turn, settings: GenerationSettings) -> None:
+        """Open the reply entry with a 'thinking…' indicator; generate with ``settings``."""
+        assert self.loaded is not None
+        turn.settings = settings
+        prefix = Text(f"{self.loaded.name} ▸ ", style=REPLY_PREFIX_STYLE)
+        turn.reply_entry = self.transcript.open(prefix, THINKING_STYLE)
+        self._show_thinking(turn)
+        self.active = turn
+        self.status.state = "generating…"
+        if self._flush_timer is not None:
+            self._flush_timer.reset()  # runs from now; paused again when the reply ends
+        earlier = self.turns[: self.turns.index(turn)]
+        history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
+        start_daemon(self._generate, turn, history, self.loaded, name="gpt2tui-chat-reply")
+
+    def _generate(self, turn: Turn, history: list[tuple[str, str]], loaded: ChatModel) -> None:
+        """Stream the turn's reply (its prompt built for its mode) into ``turn.chunks``."""
+        try:
+            stream = loaded.reply(
+                turn.mode, turn.prompt, history, turn.settings, turn.stop, batch_seconds=READ_SECONDS
+            )
+            started = False
+            for chunk in stream:
+                turn.chunks.append(chunk)
+                if not started:
+                    started = True
+                    self.post_message(ReplyStarted(turn))
+        except UserError as err:
+            self.post_message(ReplyFailed(turn, str(err)))
+        except BaseException as err:  # out of memory, a broken model...: a message, never a crash
+            self.post_message(ReplyFailed(turn, f"{type(err).__name__}: {err}"))
+        else:
+            self.post_message(ReplyFinished(turn, stream.reply))
+
+    def _flush(self) -> None:
+        """Move the chunks streamed since the last tick into the transcript (one append per tick)."""
+        turn = self.active
+        if turn is None:
+            return
+        if not turn.chunks:
+            if turn.waiting:
+                self._show_thinking(turn)
+            return
+        pieces: list[str] = []
+        while turn.chunks:
+            pieces.append(turn.chunks.popleft())
+        text = "".join(pieces)
+        turn.text += text
+        if turn.waiting:
+            text = text.lstrip()  # the prefix already ends with a space
+            if not text:
+                return
+            turn.waiting = False
+            self.transcript.reset_open(style="")
+        self.transcript.append(text)
+
+    def _pause_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.pause()
+
+    def on_reply_started(self, message: ReplyStarted) -> None:
+        message.stop()
+        if message.turn is self.active:
+            self._flush()
+
+    def _show_thinking(self, turn: Turn) -> None:
+        """The pending reply's indicator; beam search says why nothing streams."""
+        self._frame = (self._frame + 1) % len(SPINNER)
+        seconds = time.monotonic() - turn.started
+        beam = turn.settings.strategy == "beam"
+        why = " (beam search shows the whole reply when it is done)" if beam else ""
+        self.transcript.reset_open()
+        self.transcript.append(f"{SPINNER[self._frame]} thinking… {seconds:.1f}s{why}")
+
+    def on_reply_finished(self, message: ReplyFinished) -> None:
+        message.stop()
+        turn, reply = message.turn, message.reply
+        if turn is not self.active:
+            return  # cleared or replaced meanwhile
+        self._flush()
+        if turn.waiting:  # beam search, or nothing generated
+            turn.waiting = False
+            self.transcript.reset_open(style="")
+            if not (turn.text or reply.text).strip():
+                self.transcript.append("(no text)", style=META_STYLE)
+        turn.reply = reply
+        turn.text = reply.text or turn.text
+        if reply.stopped:
+            self.transcript.append(" [stopped]", style=STOPPED_STYLE)
+        self.transcript.close()
+        self.transcript.write(reply_details(turn), style=META_STYLE, prefix="  ")
+        self.status.tokens_per_second = reply.tokens_per_second
+        self.status.state = "stopped" if reply.stopped else ""
+        self._reply_ended(turn)
+
+    def on_reply_failed(self, message: ReplyFailed) -> None:
+        message.stop()
+        turn = message.turn
+        if turn is not self.active:
+            return
+        self._flush()
+        if turn.waiting:
+            turn.waiting = False
+            self.transcript.reset_open(style="")
+        turn.error = message.error
+        self.transcript.append(" [failed]", style=ERROR_STYLE)
+        self.transcript.close()
+        prefix = Text("  Generation failed: ", style=ERROR_STYLE)
+        self.transcript.write(message.error, style=ERROR_STYLE, prefix=prefix)
+        self.status.state = "failed"
+        self._reply_ended(turn)
+
+    def _reply_ended(self, turn: Turn) -> None:
+        self.active = None
+        self._pause_flush()
+        self.finished_at = time.monotonic()
+        self.post_message(self.ReplyEnded(self, turn))
+
+
+def reply_details(turn: Turn) -> str:
+    """The line under a reply: its settings, seed, length and speed."""
+    reply = turn.reply
+    assert reply is not None
+    return (
+        f"{turn.settings.describe()} · seed {reply.seed} · {reply.new_tokens} tokens · "
+        f"{reply.tokens_per_second:.1f} tok/s"
+    )
