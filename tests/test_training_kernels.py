@@ -65,7 +65,9 @@ def test_defaults_train_and_improve(home: Path) -> None:
     assert result.perplexity_after < result.perplexity_before
 
 
-def test_freed_memory_is_kept_for_the_next_step() -> None:
+def test_freed_memory_is_kept_for_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc's mallopt: Linux only")
     assert device.keep_freed_memory() is True
+    monkeypatch.setenv(device.MALLOC_ENV, "default")  # the off switch leaves the allocator alone
+    assert device.keep_freed_memory() is False

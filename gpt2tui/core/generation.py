@@ -252,8 +252,15 @@ def resolve(ref: str) -> ModelInfo:
 
 
 def load_resolved(info: ModelInfo) -> LoadedModel:
-    """Load what :func:`resolve` found: a folder directly, a Hub id through the Hugging Face cache."""
+    """Load what :func:`resolve` found: a folder directly, a Hub id through the Hugging Face cache.
+
+    The process then keeps freed memory for reuse (``core.device.keep_freed_memory``): a growing key/value
+    cache otherwise costs fresh pages at every token.
+    """
+    from gpt2tui.core.device import keep_freed_memory
     from gpt2tui.core.models import load_model
+
+    keep_freed_memory()
 
     if isinstance(info, HubModel):
         from gpt2tui.core.models import load_hub, prepare_for_inference
