@@ -48,6 +48,7 @@ QUEUED_PLACEHOLDER = "queued: sent when the model is ready"
 QUEUE_DROPPED = "The queued prompt was not sent: the model did not load."
 KEY_LEGEND = "F2 greedy F3 beam F4 top-k F5 top-p · F6/F7 temp · F8/F9 max tokens"
 SCROLL_LEGEND = "PgUp/PgDn scroll"
+TOASTS_TOP = 2  # rows above the toasts (chat.tcss puts them at the top): the header and the status line
 
 
 class ChatCommands(Provider):
@@ -196,6 +197,13 @@ class ChatScreen(Screen[None]):
             pane.transcript.border_subtitle = KEY_LEGEND
         self._show_settings()
         self._show_mode()
+        self.screen_layout_refresh_signal.subscribe(self, self._keep_toasts_above_the_prompt)
+
+    def _keep_toasts_above_the_prompt(self, _screen: Screen[object]) -> None:
+        """The toasts stop where the prompt box starts, however tall it has grown (the rest scroll in later)."""
+        room = max(1, self.prompt_input.region.y - TOASTS_TOP)
+        for rack in self.query("ToastRack"):
+            rack.styles.max_height = room
 
     def on_chat_pane_load_failed(self, message: ChatPane.LoadFailed) -> None:
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)
