@@ -87,7 +87,7 @@ class GPT2TUIApp(App[None]):
     # screen's styles are the app's.
     CSS_PATH: ClassVar[CSSPathType | None] = ["app.tcss", "screens/home.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (asking first if a chat is unsaved)"),
         # F1 is never text, so it works in a field and over dialogs too (a modal screen hides the App's other
         # keys): the footer shows it. ? is the key users of other TUIs try first; in a field it is text.
         Binding("f1", "show_keys", "Keys", key_display="F1", priority=True, tooltip="Show this key map"),

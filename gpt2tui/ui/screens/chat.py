@@ -108,7 +108,7 @@ class ChatScreen(Screen[None]):
             "Regenerate the last reply (with the current mode and decoding settings)",
         ),
         _key("ctrl+t", "toggle_mode", "chat/raw", "Toggle chat / raw completion"),
-        _key("ctrl+l", "clear", "clear", "Clear the transcript"),
+        _key("ctrl+l", "clear", "clear", "Clear the transcript (asking if unsaved)"),
         _key("ctrl+s", "save", "save", "Save the transcript as Markdown"),
         # Scrolling, while typing in the prompt (SCROLL_LEGEND on the transcript's border).
         _key("pageup", "scroll_transcript('page_up')", "page up", "Scroll the transcript up", show=False),

@@ -12,13 +12,34 @@ sent, oldest first.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual import events
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
 
 class PromptInput(TextArea):
     """A soft-wrapped, growing text box whose Enter posts :class:`PromptInput.Submitted` instead of a newline."""
+
+    KEY_MAP_PLACE = "prompt box"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # Enter and ctrl+j are handled in _on_key, before TextArea's own handling inserts a newline: these
+        # entries put them in the key map (F1), with the history keys that replace TextArea's up and down.
+        Binding("enter", "submit", "send", tooltip="Send the prompt", show=False),
+        Binding("ctrl+j", "newline", "new line", tooltip="Start a new line in the prompt", show=False),
+        Binding(
+            "up",
+            "cursor_up",
+            "previous prompt",
+            tooltip="The previous prompt (on the first line)",
+            show=False,
+        ),
+        Binding(
+            "down", "cursor_down", "next prompt", tooltip="The next prompt (on the last line)", show=False
+        ),
+    ]
 
     class Submitted(Message):
         """Enter was pressed: ``value`` is the box's text (the box keeps it until :meth:`accept`)."""
@@ -79,11 +100,17 @@ class PromptInput(TextArea):
             event.stop()
             event.prevent_default()
             if event.key == "enter":
-                self.post_message(self.Submitted(self, self.text))
+                self.action_submit()
             else:
-                self.replace("\n", *self.selection, maintain_selection_offset=False)
+                self.action_newline()
             return
         await super()._on_key(event)
+
+    def action_submit(self) -> None:
+        self.post_message(self.Submitted(self, self.text))
+
+    def action_newline(self) -> None:
+        self.replace("\n", *self.selection, maintain_selection_offset=False)
 
     def action_cursor_up(self, select: bool = False) -> None:
         """On the first line: the previous prompt of the history; elsewhere the cursor moves up."""
