@@ -110,6 +110,7 @@ async def test_a_load_failure_drops_the_queued_prompt_with_a_sentence(
         assert lines[-1] == "The queued prompt was not sent: the model did not load."
         assert lines[0] == "Cannot chat: No model named 'ghost' is stored."
         assert prompt_of(screen).disabled and fake_stream.calls == [] and screen.queued == []
+        assert prompt_of(screen).placeholder == "The model did not load (Escape goes back)"
 
 
 # ---- multi-line prompts ------------------------------------------------------------------------------

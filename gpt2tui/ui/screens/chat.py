@@ -46,6 +46,7 @@ CLEAR_QUESTION = "The transcript is not saved (ctrl+s saves it). Clear it anyway
 LOADING_PLACEHOLDER = "Loading the model… Enter queues your prompt until it is ready"
 QUEUED_PLACEHOLDER = "queued: sent when the model is ready"
 QUEUE_DROPPED = "The queued prompt was not sent: the model did not load."
+NOT_LOADED_PLACEHOLDER = "The model did not load (Escape goes back)"
 KEY_LEGEND = "F2 greedy F3 beam F4 top-k F5 top-p · F6/F7 temp · F8/F9 max tokens"
 SCROLL_LEGEND = "PgUp/PgDn scroll"
 TOASTS_TOP = 2  # rows above the toasts (chat.tcss puts them at the top): the header and the status line
@@ -208,6 +209,7 @@ class ChatScreen(Screen[None]):
     def on_chat_pane_load_failed(self, message: ChatPane.LoadFailed) -> None:
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)
         self.prompt_input.disabled = True
+        self.prompt_input.placeholder = NOT_LOADED_PLACEHOLDER
         if self.queued:
             self.queued.clear()
             message.pane.transcript.write(QUEUE_DROPPED, style=NOTE_STYLE)
