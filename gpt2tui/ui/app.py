@@ -57,6 +57,10 @@ RUN_ENDED = "Run {run} has {state}."
 
 log = logging.getLogger(__name__)
 
+LOG_NAME = "gpt2tui.log"
+WARM_UP_DELAY = 0.5
+"""Seconds between the first frame and the warm-up import, so the import never delays that frame."""
+
 
 @dataclass(frozen=True)
 class ShownToast:
@@ -67,11 +71,6 @@ class ShownToast:
     severity: SeverityLevel
     markup: bool
     until: float  # time.monotonic() when its timeout ends
-
-
-LOG_NAME = "gpt2tui.log"
-WARM_UP_DELAY = 0.5
-"""Seconds between the first frame and the warm-up import, so the import never delays that frame."""
 
 
 class GPT2TUIApp(App[None]):
@@ -204,8 +203,10 @@ class GPT2TUIApp(App[None]):
         markup: bool = True,
     ) -> None:
         """Textual's toast, remembered so that one that went stale can be withdrawn (thread-safe, as Textual's)."""
+        now = time.monotonic()
         seconds = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
-        self.toasts.append(ShownToast(message, title, severity, markup, time.monotonic() + seconds))
+        shown = [toast for toast in self.toasts if toast.until > now]  # the expired ones are forgotten
+        self.toasts = [*shown, ShownToast(message, title, severity, markup, now + seconds)]
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def withdraw_toasts(self, stale: Callable[[ShownToast], bool]) -> bool:
@@ -264,8 +265,8 @@ class GPT2TUIApp(App[None]):
         )
         self.push_screen(dialog, self._quit_if_confirmed)
 
-    def _quit_if_confirmed(self, quit: bool | None) -> None:
-        if quit:
+    def _quit_if_confirmed(self, confirmed: bool | None) -> None:
+        if confirmed:
             self.quit_now()
 
     def quit_now(self) -> None:
