@@ -206,12 +206,13 @@ def through_chat(
     is injected into the screen and generates in this process.
     """
     from textual.app import App, ComposeResult
-    from textual.widgets import Input, Static
+    from textual.widgets import Static
 
     from gpt2tui.core.generation import GenerationSettings
     from gpt2tui.ui.screens import chat as chat_module
     from gpt2tui.ui.screens.chat import ChatScreen
     from gpt2tui.ui.widgets.chat_pane import ChatPane
+    from gpt2tui.ui.widgets.prompt_input import PromptInput
 
     marks: dict[str, Any] = {"ui_cpu": [], "flushes": [], "first": None, "done": None, "child_cpu": 0.0}
     flushes = 0
@@ -275,7 +276,7 @@ def through_chat(
                 screen.transcript.write("an earlier prompt", prefix="you ▸ ")
                 screen.transcript.write(EARLIER, prefix="bench ▸ ")
             await pilot.pause()
-            screen.query_one("#prompt", Input).value = PROMPT
+            screen.query_one("#prompt", PromptInput).value = PROMPT
             await pilot.press("enter")
             while marks["done"] is None or screen.active is not None:
                 await asyncio.sleep(0.05)

@@ -172,3 +172,17 @@ def test_a_large_max_new_tokens_never_crowds_out_the_question(loaded: generation
     long = stream(loaded.model, loaded.tokenizer, "word " * 1000, GREEDY.replace(max_new_tokens=ctx))
     list(long)
     assert long.reply.prompt_tokens == ctx // 2  # a long prompt keeps half the context
+
+
+def test_the_reply_says_how_many_prompt_tokens_were_cut_to_fit(loaded: generation.LoadedModel) -> None:
+    """The chat shows a note when the core cut the prompt: the count travels on the Reply."""
+    ctx = loaded.context_length
+    long_prompt = "the Sun and the Moon " * 400
+    total = len(loaded.tokenizer(long_prompt, add_special_tokens=False)["input_ids"])
+    s = stream(loaded.model, loaded.tokenizer, long_prompt, GREEDY)
+    list(s)
+    assert s.reply.prompt_tokens == ctx - 30
+    assert s.reply.prompt_trimmed == total - (ctx - 30) > 0
+    short = stream(loaded.model, loaded.tokenizer, "the Sun", GREEDY)
+    list(short)
+    assert short.reply.prompt_trimmed == 0

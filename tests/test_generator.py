@@ -100,3 +100,15 @@ def test_closing_or_leaving_ends_the_child(trained_tiny: Path) -> None:
     process._process.stdin.close()  # what the parent's exit does: end of its input
     assert ended(process)
     process.close()
+
+
+def test_how_much_of_the_prompt_was_cut_crosses_the_pipe(child: GeneratorProcess, trained_tiny: Path) -> None:
+    loaded = generation.load(str(trained_tiny))
+    long_prompt = "the Sun and the Moon " * 400
+    here = loaded.reply("raw", long_prompt, [], GREEDY)
+    there = child.reply("raw", long_prompt, [], GREEDY)
+    assert "".join(there) == "".join(here)
+    assert there.reply.prompt_trimmed == here.reply.prompt_trimmed > 0
+    assert (
+        there.reply.prompt_tokens == here.reply.prompt_tokens == child.context_length - GREEDY.max_new_tokens
+    )

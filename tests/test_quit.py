@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from textual.app import App, ComposeResult
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from gpt2tui.core import generation
 from gpt2tui.core.generation import GenerationSettings, Reply
@@ -24,6 +24,7 @@ from gpt2tui.ui import app as app_module
 from gpt2tui.ui import libraries
 from gpt2tui.ui.app import GPT2TUIApp
 from gpt2tui.ui.screens.chat import ChatScreen
+from gpt2tui.ui.widgets.prompt_input import PromptInput
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (120, 40)
@@ -167,7 +168,7 @@ async def test_quitting_while_a_reply_streams_stops_it_and_does_not_wait(
     app = Host(screen)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        screen.query_one("#prompt", Input).value = "hello"
+        screen.query_one("#prompt", PromptInput).value = "hello"
         await pilot.press("enter")
         await wait_until(pilot, blocked.entered)
         await pilot.press("ctrl+q")

@@ -34,6 +34,7 @@ from gpt2tui.ui.screens.dataset import COLUMNS_HINT, DatasetScreen
 from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.setup import SetupScreen
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog, NameDialog
+from gpt2tui.ui.widgets.prompt_input import PromptInput
 from tests.screen_text import visible_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -541,7 +542,7 @@ async def test_palette_models_leaves_a_chat_the_way_escape_does(
         chat = app.screen
         assert isinstance(chat, ChatScreen)
         await wait_for(pilot, lambda: chat.loaded is not None, "the model to load again")
-        chat.query_one("#prompt", Input).value = "What is the largest planet?"
+        chat.query_one("#prompt", PromptInput).value = "What is the largest planet?"
         await pilot.press("enter")
         await wait_for(pilot, lambda: chat.active is not None, "the reply to start")
         await models.callback()

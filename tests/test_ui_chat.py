@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from gpt2tui.core import generation
 from gpt2tui.core.errors import UserError
@@ -28,6 +28,7 @@ from gpt2tui.core.generator import IN_PROCESS_ENV, GeneratorProcess
 from gpt2tui.ui.screens import chat as chat_module
 from gpt2tui.ui.screens.chat import ChatScreen
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
+from gpt2tui.ui.widgets.prompt_input import PromptInput
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 from tests.screen_text import screen_rows
@@ -168,7 +169,7 @@ async def until(pilot: Any, condition: Any, timeout: float = 10.0, *, settle: bo
 
 async def send(pilot: Any, screen: ChatScreen, text: str) -> None:
     """Type a prompt, press Enter and wait for the whole reply."""
-    prompt = screen.query_one("#prompt", Input)
+    prompt = screen.query_one("#prompt", PromptInput)
     prompt.value = text
     await pilot.press("enter")
     await until(pilot, lambda: screen.active is None and bool(screen.turns) and screen.turns[-1].text != "")
@@ -263,7 +264,7 @@ async def test_escape_stops_a_long_real_reply(tiny: LoadedModel, monkeypatch: py
         await pilot.press("f9", "f9")
         requested = screen.settings.max_new_tokens
         assert requested == tiny.context_length
-        screen.query_one("#prompt", Input).value = "Once upon a time"
+        screen.query_one("#prompt", PromptInput).value = "Once upon a time"
         # simulate_key, not pilot.press: press waits for the process to go idle, i.e. for the reply to end
         app.simulate_key("enter")
         await until(pilot, lambda: screen.active is not None, settle=False)  # the reply has started
@@ -296,7 +297,7 @@ async def test_question_still_reaches_the_model_with_max_new_tokens_at_the_conte
         await pilot.press("f9", "f9", "f9", "f9", "f9")
         assert screen.settings.max_new_tokens == tiny.context_length
         question = "What is the largest planet?"
-        screen.query_one("#prompt", Input).value = question
+        screen.query_one("#prompt", PromptInput).value = question
         await pilot.press("enter")
         await until(pilot, lambda: screen.active is None and len(screen.turns) == 2, timeout=30)
         assert question in prompts[-1]
@@ -317,12 +318,13 @@ async def test_loads_model_from_store_in_a_worker(tiny_model: str, monkeypatch: 
     screen = ChatScreen(tiny_model)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert screen.query_one("#prompt", Input).disabled  # until loaded
+        prompt = screen.query_one("#prompt", PromptInput)
+        assert not prompt.disabled and prompt.placeholder == chat_module.LOADING_PLACEHOLDER  # takes typing
         assert screen.transcript.loading and "loading…" in screen.status.plain
         gate.set()
         await until(pilot, lambda: screen.loaded is not None, timeout=30)
         assert not screen.transcript.loading
-        assert not screen.query_one("#prompt", Input).disabled
+        assert not prompt.disabled and str(prompt.placeholder).startswith("Ask tiny (Enter sends")
         assert screen.status.plain.startswith("tiny · chat mode · top-p T=0.80 p=0.95 max=100")
 
 
@@ -332,11 +334,10 @@ async def test_loads_model_from_store_in_a_child_process_and_ends_it_on_leaving(
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert screen.query_one("#prompt", Input).disabled and "loading…" in screen.status.plain
+        assert "loading…" in screen.status.plain
         await until(pilot, lambda: screen.loaded is not None, timeout=60)
         child = screen.loaded
         assert isinstance(child, GeneratorProcess) and child.name == "tiny"
-        assert not screen.query_one("#prompt", Input).disabled
         await pilot.press("ctrl+t")  # raw: the model continues the text
         await send(pilot, screen, "The Sun")
         turn = screen.turns[-1]
@@ -363,7 +364,7 @@ async def test_load_error_is_shown_as_a_message(
         await until(pilot, lambda: "Cannot chat" in screen.transcript.plain, timeout=60)
         assert str(expected.value) in screen.transcript.plain
         assert ("error", str(expected.value)) in app.notes
-        assert screen.query_one("#prompt", Input).disabled
+        assert screen.query_one("#prompt", PromptInput).disabled
         assert app.screen is screen
 
 
@@ -417,7 +418,7 @@ async def test_temperature_and_max_tokens_are_bounded(tiny: LoadedModel) -> None
 async def test_keys_reach_the_screen_while_typing_in_the_prompt(tiny: LoadedModel) -> None:
     screen = ChatScreen("tiny", loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
-        prompt = screen.query_one("#prompt", Input)
+        prompt = screen.query_one("#prompt", PromptInput)
         assert prompt.has_focus
         await pilot.press("h", "i", "f2", "ctrl+t", "f9")
         assert prompt.value == "hi"
@@ -448,7 +449,7 @@ async def test_escape_stops_a_long_generation_and_keeps_the_partial_text(
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=5000), loaded=tiny)
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
-        prompt = screen.query_one("#prompt", Input)
+        prompt = screen.query_one("#prompt", PromptInput)
         prompt.value = "tell me everything"
         await pilot.press("enter")
         await until(pilot, lambda: screen.turns[-1].text.count(" ") >= 5)
@@ -502,14 +503,32 @@ async def test_regenerate_uses_the_current_mode(tiny: LoadedModel, fake_stream: 
         assert screen.transcript.plain.count("you ▸ Once upon a time") == 1
 
 
-async def test_ctrl_l_clears_transcript_and_history(tiny: LoadedModel, fake_stream: FakeStream) -> None:
+async def test_ctrl_l_clears_transcript_and_history_asking_first_when_unsaved(
+    tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=3), loaded=tiny)
-    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
         await send(pilot, screen, "first")
         await pilot.press("ctrl+l")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog) and dialog.question == chat_module.CLEAR_QUESTION
+        assert dialog.question == "The transcript is not saved (ctrl+s saves it). Clear it anyway?"
+        await pilot.press("n")  # keep it
+        await until(pilot, lambda: app.screen is screen)
+        assert len(screen.turns) == 1 and "you ▸ first" in screen.transcript.plain
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(pilot, lambda: app.screen is screen)
         assert screen.transcript.entry_count == 0 and screen.turns == []
+        assert ("information", "Transcript cleared; the conversation starts afresh.") in app.notes
         await send(pilot, screen, "again")
         assert fake_stream.calls[-1].prompt == generation.chat_prompt([], "again", tiny, 3)
+        await pilot.press("ctrl+s", "ctrl+l")  # saved: nothing to lose, so no question
+        await until(pilot, lambda: screen.turns == [])
+        assert app.screen is screen
 
 
 async def test_ctrl_s_saves_markdown_with_model_strategy_parameters_and_seed(
@@ -601,7 +620,7 @@ async def test_a_reply_finishing_after_ctrl_s_makes_the_transcript_unsaved_again
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=30), loaded=tiny)
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
-        screen.query_one("#prompt", Input).value = "long answer please"
+        screen.query_one("#prompt", PromptInput).value = "long answer please"
         await pilot.press("enter")
         await until(pilot, lambda: screen.turns[-1].text.count(" ") >= 3)
         await pilot.press("ctrl+s")  # saves the partial reply
@@ -623,7 +642,7 @@ async def test_page_keys_scroll_the_transcript_while_the_prompt_has_focus(tiny: 
         for number in range(200):
             transcript.write(f"earlier line {number}")
         await pilot.pause()
-        prompt = screen.query_one("#prompt", Input)
+        prompt = screen.query_one("#prompt", PromptInput)
         await pilot.press("h", "i")
         bottom = transcript.max_scroll_y
         assert prompt.has_focus and bottom > 0 and transcript.scroll_y == bottom
@@ -648,7 +667,7 @@ async def test_beam_shows_a_working_indicator_then_the_whole_reply(
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=4), loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
         await pilot.press("f3")
-        screen.query_one("#prompt", Input).value = "think hard"
+        screen.query_one("#prompt", PromptInput).value = "think hard"
         await pilot.press("enter")
         await pilot.pause(0.2)
         pending = reply_text(screen)
@@ -663,7 +682,7 @@ async def test_real_beam_search_reply(tiny: LoadedModel) -> None:
     settings = GenerationSettings(strategy="beam", seed=3, max_new_tokens=12)
     screen = ChatScreen("tiny", settings, loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
-        screen.query_one("#prompt", Input).value = "hello"
+        screen.query_one("#prompt", PromptInput).value = "hello"
         await pilot.press("enter")
         await until(pilot, lambda: screen.active is None)
         prompt = generation.chat_prompt([], "hello", tiny, 12)
@@ -711,7 +730,7 @@ async def test_generation_error_is_a_message_not_a_crash(
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
-        screen.query_one("#prompt", Input).value = "boom"
+        screen.query_one("#prompt", PromptInput).value = "boom"
         await pilot.press("enter")
         await until(pilot, lambda: screen.active is None)
         assert f"Generation failed: {shown}" in screen.transcript.plain
@@ -733,7 +752,7 @@ async def test_status_line_shows_strategy_and_speed_at_80_columns(
     async with app.run_test(size=SMALLEST) as pilot:
         await send(pilot, screen, "hi")
         fake_stream.gate = threading.Event()
-        screen.query_one("#prompt", Input).value = "again"
+        screen.query_one("#prompt", PromptInput).value = "again"
         await pilot.press("enter")
         await pilot.pause()
         speed = f"{screen.status.tokens_per_second:.1f} tok/s"

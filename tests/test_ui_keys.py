@@ -46,7 +46,7 @@ async def test_question_mark_shows_the_home_keys_and_the_app_keys_and_escape_clo
         assert ("c", "Chat with the highlighted model (or enter)") in keys["In the models list"]
         assert ("p", "Push the highlighted model to the Hugging Face Hub") in keys["In the models list"]
         everywhere = keys["Everywhere"]
-        assert ("ctrl+q", "Quit") in everywhere
+        assert ("ctrl+q", "Quit (asking first if a chat is unsaved)") in everywhere
         assert ("F1 / ?", "Show this key map") in everywhere
         assert ("q", "Quit (when no text field has focus)") in everywhere
         assert "In the runs list" not in keys  # no runs: the list is hidden, and so are its keys

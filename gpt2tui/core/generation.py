@@ -181,6 +181,8 @@ class Reply:
     stopped: bool = False  # ended by the stop event (partial text)
     seed: int = 0
     prompt_tokens: int = 0
+    prompt_trimmed: int = 0
+    """Tokens cut from the start of the prompt so that it and the reply fit the context (0: none were)."""
     tokens: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     """(token id, log-probability) of each generated token, from the generation itself (not for beam)."""
 
@@ -454,7 +456,9 @@ class ReplyStream:
 
         ctx = context_length(self.model.config)
         ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"]
-        ids = ids[-prompt_budget(ctx, self.settings.max_new_tokens) :] or [self.tokenizer.eos_token_id]
+        kept = ids[-prompt_budget(ctx, self.settings.max_new_tokens) :]
+        self.reply.prompt_trimmed = len(ids) - len(kept)
+        ids = kept or [self.tokenizer.eos_token_id]
         max_new = max(1, min(self.settings.max_new_tokens, ctx - len(ids)))
         device = next(self.model.parameters()).device
         return torch.tensor([ids], device=device), max_new

@@ -16,7 +16,9 @@ the original stdout).
 Protocol, one JSON object per line. To the child: ``{"op": "reply", "id", "mode", "message", "history",
 "settings"}`` and ``{"op": "stop", "id"}``. From the child: ``{"event": "loaded", "name", "context_length"}``
 or ``{"event": "load_failed", "error"}``; then for each reply, ``{"id", "event": "chunk", "text"}`` lines
-and one ``{"id", "event": "finished", "reply"}`` or ``{"id", "event": "failed", "error"}``.
+and one ``{"id", "event": "finished", "reply"}`` or ``{"id", "event": "failed", "error"}``; ``reply`` is the
+:class:`~gpt2tui.core.generation.Reply` as a dict (its seed, token counts, and how many prompt tokens were cut
+to fit the context), so a field added there crosses the pipe with no change here.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, ClassVar
@@ -23,6 +25,7 @@ from typing import IO, TYPE_CHECKING, ClassVar
 from textual import events, on
 from textual.app import App, CSSPathType, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from gpt2tui.core.quiet import quiet_environment, route_library_logs
@@ -41,16 +44,33 @@ from gpt2tui.ui.runs import RunBook, RunWatcher
 from gpt2tui.ui.screens.home import HomeScreen
 
 if TYPE_CHECKING:
+    from gpt2tui.ui.screens.chat import ChatScreen
     from gpt2tui.ui.screens.monitor import MonitorScreen
 
 MONITOR_MODULE = "gpt2tui.ui.screens.monitor"
 """Imported when the first monitor opens, not before the first frame (its widgets cost ~30 ms to import)."""
+CHAT_MODULE = "gpt2tui.ui.screens.chat"
+"""Imported when the first chat opens; until then no chat can be unsaved, and Ctrl+Q quits without importing it."""
+QUIT_QUESTION = "The chat with {models} is not saved (ctrl+s in the chat saves it). Quit anyway?"
+QUIT_DIALOG_ID = "quit-question"
+RUN_ENDED = "Run {run} has {state}."
 
 log = logging.getLogger(__name__)
 
 LOG_NAME = "gpt2tui.log"
 WARM_UP_DELAY = 0.5
 """Seconds between the first frame and the warm-up import, so the import never delays that frame."""
+
+
+@dataclass(frozen=True)
+class ShownToast:
+    """A toast as it was asked for, and when it goes away: what :meth:`GPT2TUIApp.withdraw_toasts` re-posts."""
+
+    message: str
+    title: str
+    severity: SeverityLevel
+    markup: bool
+    until: float  # time.monotonic() when its timeout ends
 
 
 class GPT2TUIApp(App[None]):
@@ -66,7 +86,7 @@ class GPT2TUIApp(App[None]):
     # screen's styles are the app's.
     CSS_PATH: ClassVar[CSSPathType | None] = ["app.tcss", "screens/home.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (asking first if a chat is unsaved)"),
         # F1 is never text, so it works in a field and over dialogs too (a modal screen hides the App's other
         # keys): the footer shows it. ? is the key users of other TUIs try first; in a field it is text.
         Binding("f1", "show_keys", "Keys", key_display="F1", priority=True, tooltip="Show this key map"),
@@ -91,6 +111,8 @@ class GPT2TUIApp(App[None]):
         self.run_book = RunBook()
         self.run_watcher = RunWatcher(self)
         self.quit_note: str | None = None  # printed after exit: the runs that go on training
+        self.prompt_history: list[str] = []  # every chat's prompts this session, oldest first (↑ in a chat)
+        self.toasts: list[ShownToast] = []  # the toasts asked for, pruned when one is withdrawn
 
     def get_default_screen(self) -> Screen[None]:
         return HomeScreen()
@@ -144,7 +166,12 @@ class GPT2TUIApp(App[None]):
 
     @on(RunsChanged)
     def runs_changed(self, message: RunsChanged) -> None:
+        previous = self.run_book.statuses
         self.run_book.set_statuses(message.statuses)
+        for run_id, status in message.statuses.items():
+            old = previous.get(run_id)
+            if old is not None and old.live and not status.live:
+                self.run_ended(run_id, status.state)
         monitors = self.monitors()
         for screen in self.screen_stack:
             if not screen.is_mounted:
@@ -161,14 +188,89 @@ class GPT2TUIApp(App[None]):
             return []
         return [screen for screen in self.screen_stack if isinstance(screen, module.MonitorScreen)]
 
+    def run_ended(self, run_id: str, state: str) -> None:
+        """A toast still up about the run ("keeps training", "stopping") is stale now: replaced by its end."""
+        if self.withdraw_toasts(lambda toast: run_id in toast.message):
+            self.notify(RUN_ENDED.format(run=run_id, state=state), markup=False)
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Textual's toast, remembered so that one that went stale can be withdrawn (thread-safe, as Textual's)."""
+        now = time.monotonic()
+        seconds = self.NOTIFICATION_TIMEOUT if timeout is None else timeout
+        shown = [toast for toast in self.toasts if toast.until > now]  # the expired ones are forgotten
+        self.toasts = [*shown, ShownToast(message, title, severity, markup, now + seconds)]
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def withdraw_toasts(self, stale: Callable[[ShownToast], bool]) -> bool:
+        """Take down the toasts on screen for which ``stale`` holds; False when none was up.
+
+        Textual can only clear every toast, so the others are shown again for the rest of their time.
+        """
+        now = time.monotonic()
+        shown = [toast for toast in self.toasts if toast.until > now]
+        keep = [toast for toast in shown if not stale(toast)]
+        if len(keep) == len(shown):
+            self.toasts = shown
+            return False
+        self.clear_notifications()
+        self.toasts = []
+        for toast in keep:
+            self.notify(
+                toast.message,
+                title=toast.title,
+                severity=toast.severity,
+                timeout=toast.until - now,
+                markup=toast.markup,
+            )
+        return True
+
+    def clear_notifications(self) -> None:
+        super().clear_notifications()
+        self.toasts = []
+
     def live_runs(self) -> list[str]:
         """Ids of the runs training now, read afresh (the watcher's view may be a second old)."""
         from gpt2tui.core.runs import list_runs
 
         return [run.id for run in list_runs(self.run_watcher.root) if run.status().live]
 
+    def unsaved_chats(self) -> list[ChatScreen]:
+        """The chat screens in the stack whose transcript is not saved (none before a chat was first opened)."""
+        module = sys.modules.get(CHAT_MODULE)
+        if module is None:
+            return []
+        return [s for s in self.screen_stack if isinstance(s, module.ChatScreen) and s.unsaved]
+
     async def action_quit(self) -> None:
-        """Quit at once: runs are their own processes and go on; the message after exit says how to see them."""
+        """Quit at once, unless a chat's transcript is not saved: then ask first (its question is only up once)."""
+        if self.screen.id == QUIT_DIALOG_ID:
+            return
+        unsaved = self.unsaved_chats()
+        if not unsaved:
+            self.quit_now()
+            return
+        from gpt2tui.ui.widgets.dialogs import ConfirmDialog
+
+        models = " and ".join(dict.fromkeys(chat.model_label for chat in unsaved))
+        dialog = ConfirmDialog(
+            QUIT_QUESTION.format(models=models), yes_label="Quit", no_label="Stay", id=QUIT_DIALOG_ID
+        )
+        self.push_screen(dialog, self._quit_if_confirmed)
+
+    def _quit_if_confirmed(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self.quit_now()
+
+    def quit_now(self) -> None:
+        """Quit: runs are their own processes and go on; the message after exit says how to see them."""
         live = self.live_runs()
         if live:
             runs = ", ".join(live)

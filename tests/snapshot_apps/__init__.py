@@ -19,7 +19,7 @@ from typing import Any
 
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, TextArea
 
 from gpt2tui.core.card import DatasetRecord, FormattingRecord, ModelMetadata
 from gpt2tui.core.events import (
@@ -297,3 +297,6 @@ def steady(app: App[Any]) -> None:
     for field in app.screen.query(Input):
         field.cursor_blink = False
         field.cursor_position = len(field.value)
+    for area in app.screen.query(TextArea):
+        area.cursor_blink = False
+        area.move_cursor(area.document.end)

@@ -16,6 +16,7 @@ from textual.widgets import Input
 
 from gpt2tui.core.generation import GenerationSettings
 from gpt2tui.ui.app import GPT2TUIApp
+from gpt2tui.ui.widgets.prompt_input import PromptInput
 from tests.snapshot_apps import (
     FILES,
     FINISHED_RUN,
@@ -150,8 +151,8 @@ def chat(pause_after: int | None, stop: bool) -> Drive:
         screen = ChatScreen(MODEL, settings, loaded=model)  # type: ignore[arg-type]
         await app.push_screen(screen)
         steady(app)
-        prompt = screen.query_one("#prompt", Input)
-        await wait_until(pilot, lambda: not prompt.disabled, "the model")
+        prompt = screen.query_one("#prompt", PromptInput)
+        await wait_until(pilot, lambda: screen.loaded is not None, "the model")
         prompt.value = "What is the largest planet?"
         await pilot.press("enter")
         await wait_until(pilot, model.streamed.is_set, "the reply's first words")

@@ -4,9 +4,12 @@ The screen owns the prompt, the mode, the decoding settings and the keys; the co
 (its loading, its turns, the streaming into its transcript) lives in a ``ChatPane`` (``widgets/chat_pane.py``),
 so that two panes side by side are a layout change.
 
-Every key is a priority binding (the prompt Input has focus almost always). The footer shows the keys that act
+Every key is a priority binding (the prompt box has focus almost always). The footer shows the keys that act
 on the conversation; the decoding keys F2-F9 are listed on the transcript's bottom border instead, so that all
 of them are visible at 80 columns, and the command palette offers every one.
+
+The prompt box takes typing from the start: Enter while a model still loads queues the prompt, and it is sent
+once every pane's model is ready (a load failure drops it, with a sentence).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Header, Input
+from textual.widgets import Header
 
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode
-from gpt2tui.ui.widgets.chat_pane import ChatModel, ChatPane, Turn
+from gpt2tui.ui.widgets.chat_pane import NOTE_STYLE, ChatModel, ChatPane, Turn
 from gpt2tui.ui.widgets.dialogs import ConfirmDialog
 from gpt2tui.ui.widgets.footer import Footer
+from gpt2tui.ui.widgets.prompt_input import PromptInput
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
@@ -38,8 +42,14 @@ TEMPERATURE_RANGE = (0.1, 2.0)
 STOP_GRACE_SECONDS = 0.5  # an Escape this soon after a reply ended was meant to stop it: it does not leave
 BUSY = "A reply is still being generated; press Escape to stop it."
 LEAVE_QUESTION = "The transcript is not saved (ctrl+s saves it). Leave the chat anyway?"
+CLEAR_QUESTION = "The transcript is not saved (ctrl+s saves it). Clear it anyway?"
+LOADING_PLACEHOLDER = "Loading the model… Enter queues your prompt until it is ready"
+QUEUED_PLACEHOLDER = "queued: sent when the model is ready"
+QUEUE_DROPPED = "The queued prompt was not sent: the model did not load."
+NOT_LOADED_PLACEHOLDER = "The model did not load (Escape goes back)"
 KEY_LEGEND = "F2 greedy F3 beam F4 top-k F5 top-p · F6/F7 temp · F8/F9 max tokens"
 SCROLL_LEGEND = "PgUp/PgDn scroll"
+TOASTS_TOP = 2  # rows above the toasts (chat.tcss puts them at the top): the header and the status line
 
 
 class ChatCommands(Provider):
@@ -68,7 +78,7 @@ class ChatCommands(Provider):
 
 
 def _key(key: str, action: str, label: str, tooltip: str, *, show: bool = True) -> Binding:
-    """A chat key: priority, because the prompt Input has focus almost always and must not swallow it."""
+    """A chat key: priority, because the prompt box has focus almost always and must not swallow it."""
     return Binding(key, action, label, tooltip=tooltip, show=show, priority=True)
 
 
@@ -99,7 +109,7 @@ class ChatScreen(Screen[None]):
             "Regenerate the last reply (with the current mode and decoding settings)",
         ),
         _key("ctrl+t", "toggle_mode", "chat/raw", "Toggle chat / raw completion"),
-        _key("ctrl+l", "clear", "clear", "Clear the transcript"),
+        _key("ctrl+l", "clear", "clear", "Clear the transcript (asking if unsaved)"),
         _key("ctrl+s", "save", "save", "Save the transcript as Markdown"),
         # Scrolling, while typing in the prompt (SCROLL_LEGEND on the transcript's border).
         _key("pageup", "scroll_transcript('page_up')", "page up", "Scroll the transcript up", show=False),
@@ -134,6 +144,7 @@ class ChatScreen(Screen[None]):
         """The first (or only) pane: the model the chat was opened with."""
         self.panes: list[ChatPane] = [self.pane]
         self._dirty = False  # transcript changed since the last save
+        self.queued: list[str] = []  # prompts entered while a model loads, sent in order once all are ready
 
     # ---- layout and start-up ---------------------------------------------------------------------
 
@@ -141,7 +152,7 @@ class ChatScreen(Screen[None]):
         yield Header()
         with Horizontal(id="panes"):
             yield from self.panes
-        yield Input(placeholder="Loading the model…", id="prompt", disabled=True)
+        yield PromptInput(self._prompt_history(), placeholder=LOADING_PLACEHOLDER, id="prompt")
         yield Footer(compact=True)
 
     @property
@@ -166,8 +177,18 @@ class ChatScreen(Screen[None]):
         return self.pane.loaded
 
     @property
-    def prompt_input(self) -> Input:
-        return self.query_one("#prompt", Input)
+    def prompt_input(self) -> PromptInput:
+        return self.query_one("#prompt", PromptInput)
+
+    @property
+    def unsaved(self) -> bool:
+        """The transcript changed since it was last saved (or cleared): leaving, clearing or quitting asks."""
+        return self._dirty
+
+    def _prompt_history(self) -> list[str]:
+        """The app's prompt history, shared by every chat of the session (a bare test app: this chat's own)."""
+        history = getattr(self.app, "prompt_history", None)
+        return history if isinstance(history, list) else []
 
     def on_mount(self) -> None:
         self.title = "gpt2tui"
@@ -177,9 +198,21 @@ class ChatScreen(Screen[None]):
             pane.transcript.border_subtitle = KEY_LEGEND
         self._show_settings()
         self._show_mode()
+        self.screen_layout_refresh_signal.subscribe(self, self._keep_toasts_above_the_prompt)
+
+    def _keep_toasts_above_the_prompt(self, _screen: Screen[object]) -> None:
+        """The toasts stop where the prompt box starts, however tall it has grown (the rest scroll in later)."""
+        room = max(1, self.prompt_input.region.y - TOASTS_TOP)
+        for rack in self.query("ToastRack"):
+            rack.styles.max_height = room
 
     def on_chat_pane_load_failed(self, message: ChatPane.LoadFailed) -> None:
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)
+        self.prompt_input.disabled = True
+        self.prompt_input.placeholder = NOT_LOADED_PLACEHOLDER
+        if self.queued:
+            self.queued.clear()
+            message.pane.transcript.write(QUEUE_DROPPED, style=NOTE_STYLE)
 
     def on_chat_pane_ready(self, message: ChatPane.Ready) -> None:
         loaded = message.pane.loaded
@@ -190,34 +223,52 @@ class ChatScreen(Screen[None]):
             self.settings = self.settings.replace(max_new_tokens=loaded.context_length)
             self._show_settings()
         if all(pane.loaded is not None for pane in self.panes):
-            prompt = self.prompt_input
-            prompt.disabled = False
             self._show_mode()
-            prompt.focus()
+            self.prompt_input.focus()
+            self._send_queued()
 
     def on_chat_pane_reply_ended(self, message: ChatPane.ReplyEnded) -> None:
         """The transcript has the whole reply now: unsaved again, even if ctrl+s saved it while streaming."""
         self._dirty = True
         if message.turn.error:
             self.notify(message.turn.error, title="Generation failed", severity="error", timeout=8)
+        self._send_queued()
 
     # ---- sending ---------------------------------------------------------------------------------
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    def on_prompt_input_submitted(self, event: PromptInput.Submitted) -> None:
         event.stop()
         message = event.value.strip()
         if not message:
             return
         if any(pane.loaded is None for pane in self.panes):
-            self.notify("The model is not loaded yet.", severity="warning")
+            self._queue(message)
             return
         if self.active is not None:
             self.notify(BUSY, severity="warning")
             return
-        self.prompt_input.value = ""
+        self.prompt_input.accept()
+        self._send(message)
+
+    def _send(self, message: str) -> None:
         self._dirty = True
         for pane in self.panes:
             pane.send(message, self.mode, self.settings)
+
+    def _queue(self, message: str) -> None:
+        """Enter while a model loads: the prompt waits (said in the box and the loading panes' status)."""
+        self.queued.append(message)
+        self.prompt_input.accept()
+        self.prompt_input.placeholder = QUEUED_PLACEHOLDER
+        count = len(self.queued)
+        for pane in self.panes:
+            if pane.loaded is None:
+                pane.status.state = f"loading… ({count} prompt{'s' if count > 1 else ''} queued)"
+
+    def _send_queued(self) -> None:
+        """The next queued prompt, once every model is loaded and idle (the rest after its reply)."""
+        if self.queued and self.active is None and all(pane.loaded is not None for pane in self.panes):
+            self._send(self.queued.pop(0))
 
     # ---- actions ---------------------------------------------------------------------------------
 
@@ -235,9 +286,9 @@ class ChatScreen(Screen[None]):
         if self.loaded is not None:
             name = self.loaded.name
             self.prompt_input.placeholder = (
-                f"Ask {name} (Enter sends; ctrl+t: raw completion)"
+                f"Ask {name} (Enter sends; ctrl+j: new line; ctrl+t: raw completion)"
                 if self.mode == "chat"
-                else f"Text for {name} to continue (Enter sends; ctrl+t: chat)"
+                else f"Text for {name} to continue (Enter sends; ctrl+j: new line; ctrl+t: chat)"
             )
 
     def action_strategy(self, strategy: str) -> None:
@@ -267,7 +318,9 @@ class ChatScreen(Screen[None]):
         """Escape: stop the reply being generated; when idle, go back (asking first if unsaved).
 
         An Escape that arrives just after a reply ended was meant to stop that reply, so it does nothing.
+        Toasts on screen are dismissed too: Escape is the key users press to make things go away.
         """
+        self.app.clear_notifications()
         stopped = [pane.stop() for pane in self.panes]
         if any(stopped):
             return
@@ -315,6 +368,18 @@ class ChatScreen(Screen[None]):
                 pane.regenerate(self.mode, self.settings)
 
     def action_clear(self) -> None:
+        """Clear the transcripts and the conversation, asking first when the transcript is not saved."""
+        if self._dirty:
+            dialog = ConfirmDialog(CLEAR_QUESTION, yes_label="Clear", no_label="Keep")
+            self.app.push_screen(dialog, self._clear_if_confirmed)
+            return
+        self._clear()
+
+    def _clear_if_confirmed(self, clear: bool | None) -> None:
+        if clear and self.is_mounted:
+            self._clear()
+
+    def _clear(self) -> None:
         for pane in self.panes:
             pane.clear()
         self._dirty = False

@@ -51,6 +51,7 @@ tests and benches, or with GPT2TUI_CHAT_IN_PROCESS=1)."""
 FLUSH_SECONDS = 1 / 12  # how often streamed text reaches the transcript (the first text: at once)
 READ_SECONDS = 1 / 25  # how often the core hands streamed text over (one chunk per batch of tokens)
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+TRIMMED_NOTE = "The prompt was cut to its last {kept} tokens to fit the model's context of {context}."
 
 PROMPT_STYLE = "bold"
 REPLY_PREFIX_STYLE = "bold green"
@@ -397,6 +398,9 @@ class ChatPane(Vertical):
             self.transcript.append(" [stopped]", style=STOPPED_STYLE)
         self.transcript.close()
         self.transcript.write(reply_details(turn), style=META_STYLE, prefix="  ")
+        if reply.prompt_trimmed and self.loaded is not None:
+            note = TRIMMED_NOTE.format(kept=reply.prompt_tokens, context=self.loaded.context_length)
+            self.transcript.write(note, style=META_STYLE, prefix="  ")
         self.status.tokens_per_second = reply.tokens_per_second
         self.status.state = "stopped" if reply.stopped else ""
         self._reply_ended(turn)
