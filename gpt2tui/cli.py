@@ -737,7 +737,7 @@ def _generation_line(m: Any) -> str:
 
 
 def cmd_compare_decoding(args: argparse.Namespace) -> int:
-    from gpt2tui.core.compare import decoding_grid
+    from gpt2tui.core.compare import cell_text, decoding_grid
     from gpt2tui.core.device import configure_threads
     from gpt2tui.core.generation import load
 
@@ -747,12 +747,12 @@ def cmd_compare_decoding(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([_clean(c.to_dict()) for c in decoding_grid(loaded, args.prompt, settings)]))
     else:
-        decoding_grid(loaded, args.prompt, settings, on_cell=lambda cell: print(_cell_text(cell), flush=True))
+        decoding_grid(loaded, args.prompt, settings, on_cell=lambda cell: print(cell_text(cell), flush=True))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from gpt2tui.core.compare import compare_models
+    from gpt2tui.core.compare import cell_text, compare_models
     from gpt2tui.core.device import configure_threads
     from gpt2tui.core.generation import load_resolved, resolve
 
@@ -764,21 +764,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps([_clean(c.to_dict()) for c in cells]))
     else:
         for cell in cells:
-            print(_cell_text(cell))
+            print(cell_text(cell))
     return 0
-
-
-def _cell_text(cell: Any) -> str:
-    """A header with the cell's figures, then its reply indented (as many lines as it has)."""
-    logprob = f" · log-prob {cell.mean_token_logprob:.3f}" if cell.mean_token_logprob is not None else ""
-    d2 = f"{cell.distinct_2:.2f}" if cell.distinct_2 is not None else "-"
-    rep = f"{cell.repeated_4gram_rate:.2f}" if cell.repeated_4gram_rate is not None else "-"
-    header = (
-        f"── {cell.label} ({cell.model}) · {cell.settings} · seed {cell.seed} · {cell.new_tokens} tokens · "
-        f"{cell.tokens_per_second:,.0f} tok/s · distinct-2 {d2} · repeated 4-grams {rep}{logprob}"
-    )
-    body = "\n".join(f"   {line}" for line in (cell.text.strip("\n") or "(empty reply)").splitlines())
-    return f"{header}\n{body}\n"
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -112,3 +112,31 @@ def test_how_much_of_the_prompt_was_cut_crosses_the_pipe(child: GeneratorProcess
     assert (
         there.reply.prompt_tokens == here.reply.prompt_tokens == child.context_length - GREEDY.max_new_tokens
     )
+
+
+def test_a_grid_cell_from_the_child_is_compare_decodings_cell(
+    child: GeneratorProcess, trained_tiny: Path
+) -> None:
+    """The TUI's grid generates in the chat's child: the same text and figures as ``compare-decoding``."""
+    from gpt2tui.core.compare import grid_settings, reply_cell
+
+    loaded = generation.load(str(trained_tiny))
+    for label, settings in grid_settings(GenerationSettings(max_new_tokens=8))[:3]:  # greedy, beam, top-k
+        remote = child.cell(label, "Who are you?", settings)
+        text = "".join(remote)
+        here = reply_cell(label, loaded, "Who are you?", settings)
+        assert remote.cell is not None and text == remote.cell.text == here.text
+        timing = {"seconds", "tokens_per_second"}
+        theirs = {k: v for k, v in remote.cell.to_dict().items() if k not in timing}
+        assert theirs == {k: v for k, v in here.to_dict().items() if k not in timing}, label
+
+
+def test_token_texts_and_probabilities_cross_the_pipe(child: GeneratorProcess) -> None:
+    """The chat colours a reply by probability from what the child sends: a text per token, joining to it."""
+    stream = child.reply(
+        "raw", "In the beginning", [], GenerationSettings(strategy="top-p", seed=5, max_new_tokens=12)
+    )
+    text = "".join(stream)
+    reply = stream.reply
+    assert len(reply.pieces) == len(reply.tokens) == reply.new_tokens > 0
+    assert "".join(reply.pieces).startswith(text) and all(lp <= 0 for _, lp in reply.tokens)

@@ -236,3 +236,20 @@ async def test_the_transcript_wraps_a_long_reply_as_a_whole_wrap_would() -> None
         incremental = [strip.text for strip in transcript._strips]
         transcript._rewrap_all()
         assert incremental == [strip.text for strip in transcript._strips]
+
+
+def test_token_pieces_join_to_one_decode_and_split_characters_go_to_the_completing_token(
+    tokenizer: Any,
+) -> None:
+    """Each token's own text, for colouring a reply by probability: nothing lost, nothing half-made."""
+    from gpt2tui.core.generation import token_pieces
+
+    a, b = byte_ids(tokenizer, b"a"), byte_ids(tokenizer, b"b")
+    grin = byte_ids(tokenizer, "😀".encode())  # 4 bytes, 4 tokens
+    ids = a + grin + b
+    assert token_pieces(tokenizer, ids) == ["a", "", "", "", "😀", "b"]
+    text_ids = tokenizer(MULTILINGUAL * 2, add_special_tokens=False)["input_ids"]
+    pieces = token_pieces(tokenizer, text_ids)
+    assert len(pieces) == len(text_ids)
+    assert "".join(pieces) == whole(tokenizer, text_ids)
+    assert token_pieces(tokenizer, []) == []

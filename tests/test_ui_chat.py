@@ -294,7 +294,7 @@ async def test_question_still_reaches_the_model_with_max_new_tokens_at_the_conte
     screen = ChatScreen("tiny", GenerationSettings(strategy="greedy", seed=1, max_new_tokens=8), loaded=tiny)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
         await send(pilot, screen, "Where is Mars?")
-        await pilot.press("f9", "f9", "f9", "f9", "f9")
+        await pilot.press("f9", "f9", "f9", "f9", "f9", "f9")  # 8: 10, 20, 50, 100, 200, the context
         assert screen.settings.max_new_tokens == tiny.context_length
         question = "What is the largest planet?"
         screen.query_one("#prompt", PromptInput).value = question
@@ -482,7 +482,7 @@ async def test_regenerate_replaces_the_last_reply_with_current_settings(
         assert fake_stream.calls[2].prompt == fake_stream.calls[1].prompt  # same prompt, same history
         assert "r2w1" not in screen.transcript.plain
         assert screen.transcript.plain.count("tiny ▸") == 2
-        assert screen.transcript.plain.count("greedy max=3 · seed 1234") == 1
+        assert screen.transcript.plain.count("greedy max=3 · 3 tokens") == 1  # greedy draws nothing: no seed
 
 
 async def test_regenerate_uses_the_current_mode(tiny: LoadedModel, fake_stream: FakeStream) -> None:
@@ -531,7 +531,7 @@ async def test_ctrl_l_clears_transcript_and_history_asking_first_when_unsaved(
         assert app.screen is screen
 
 
-async def test_ctrl_s_saves_markdown_with_model_strategy_parameters_and_seed(
+async def test_ctrl_s_saves_markdown_with_only_the_used_parameters_to_the_same_file(
     tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     from gpt2tui.paths import transcripts_dir
@@ -551,9 +551,17 @@ async def test_ctrl_s_saves_markdown_with_model_strategy_parameters_and_seed(
         text = files[0].read_text(encoding="utf-8")
         assert text.startswith("# Chat with tiny")
         assert "> what is a seed?" in text and "> r1w1 r1w2 r1w3" in text
-        assert "- strategy: top-k" in text and "- parameters: top-k T=0.80 k=50 max=3" in text
-        assert "- strategy: greedy" in text and "- parameters: greedy max=3" in text
-        assert text.count("- seed: 77") == 2
+        sampled, greedy = text.split("<!-- gpt2tui-transcript")[0].split("## 2. Chat")
+        assert (
+            "- strategy: top-k\n- max new tokens: 3\n- temperature: 0.8\n- top-k: 50\n- seed: 77" in sampled
+        )
+        assert "- strategy: greedy\n- max new tokens: 3\n- tokens: 3" in greedy
+        assert "seed" not in greedy and "temperature" not in greedy and "top-k" not in greedy
+        await send(pilot, screen, "once more?")
+        await pilot.press("ctrl+s")
+        assert list(transcripts_dir().glob("*.md")) == files  # the same file, saved again
+        assert ("information", f"Saved again to {files[0]}") in app.notes
+        assert "once more?" in files[0].read_text(encoding="utf-8")
 
 
 async def test_escape_when_idle_asks_before_leaving_an_unsaved_transcript_every_time(
@@ -675,7 +683,9 @@ async def test_beam_shows_a_working_indicator_then_the_whole_reply(
         fake_stream.gate.set()
         await until(pilot, lambda: screen.active is None)
         assert reply_text(screen) == "tiny ▸ r1w1 r1w2 r1w3 r1w4 "
-        assert "beam beams=4 max=4 · seed 1234 · 4 tokens" in screen.transcript.plain
+        assert (
+            "beam beams=4 max=4 · 4 tokens" in screen.transcript.plain
+        )  # beam search draws nothing: no seed
 
 
 async def test_real_beam_search_reply(tiny: LoadedModel) -> None:

@@ -97,7 +97,7 @@ async def test_the_chat_key_map_comes_from_its_bindings(tiny_model: str) -> None
         await pilot.press("f1")
         keys = dict(shown_key_map(app)[f"This screen ({app.screen_stack[-2].sub_title})"])
         assert keys["F2"] == "Greedy decoding"
-        assert keys["F9"] == "Max new tokens up (double)"
+        assert keys["F9"] == "Max new tokens up (… 50, 100, 200 …)"
         assert keys["ctrl+s"] == "Save the transcript as Markdown"
         await pilot.press("escape")
         assert isinstance(app.screen, ChatScreen)  # escape closed the key map, not the chat

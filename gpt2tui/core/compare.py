@@ -58,8 +58,10 @@ def reply_cell(
     settings: GenerationSettings,
     stop: threading.Event | None = None,
     on_text: Callable[[str], None] | None = None,
+    batch_seconds: float = 0.0,
 ) -> Cell:
-    """Generate one reply (streamed to ``on_text`` when given) and measure it."""
+    """Generate one reply (streamed to ``on_text`` when given, in chunks ``batch_seconds`` apart at most
+    often) and measure it."""
     from gpt2tui.core.generation import stream
     from gpt2tui.core.metrics import distinct_n, mean_token_logprob, repeated_ngram_rate
 
@@ -71,6 +73,7 @@ def reply_cell(
         stop,
         template=loaded.template,
         stop_text=loaded.stop_text,
+        batch_seconds=batch_seconds,
     )
     parts = []
     for chunk in reply_stream:
@@ -131,3 +134,24 @@ def compare_models(
     """The same prompt, settings and seed (0 when none is given) for two models, one after the other."""
     fixed = settings.replace(seed=settings.seed if settings.seed is not None else GRID_SEED).validate()
     return [reply_cell(label, loaded, prompt, fixed) for label, loaded in (("A", first), ("B", second))]
+
+
+def cell_text(cell: Cell) -> str:
+    """A header with the cell's figures, then its reply indented (as many lines as it has)."""
+    logprob = f" · log-prob {cell.mean_token_logprob:.3f}" if cell.mean_token_logprob is not None else ""
+    d2 = f"{cell.distinct_2:.2f}" if cell.distinct_2 is not None else "-"
+    rep = f"{cell.repeated_4gram_rate:.2f}" if cell.repeated_4gram_rate is not None else "-"
+    header = (
+        f"── {cell.label} ({cell.model}) · {cell.settings} · seed {cell.seed} · {cell.new_tokens} tokens · "
+        f"{cell.tokens_per_second:,.0f} tok/s · distinct-2 {d2} · repeated 4-grams {rep}{logprob}"
+    )
+    body = "\n".join(f"   {line}" for line in (cell.text.strip("\n") or "(empty reply)").splitlines())
+    return f"{header}\n{body}\n"
+
+
+def grid_markdown(prompt: str, cells: list[Cell]) -> str:
+    """The grid as a Markdown file: the prompt, then each cell as the CLI prints it (a code block)."""
+    quoted = "\n".join(f"> {line}" for line in prompt.splitlines())
+    blocks = "\n".join(cell_text(cell) for cell in cells)
+    model = cells[0].model if cells else ""
+    return f"# Decoding grid: {model}\n\n{quoted}\n\n```text\n{blocks}```\n"

@@ -185,6 +185,8 @@ class Reply:
     """Tokens cut from the start of the prompt so that it and the reply fit the context (0: none were)."""
     tokens: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     """(token id, log-probability) of each generated token, from the generation itself (not for beam)."""
+    pieces: list[str] = dataclasses.field(default_factory=list)
+    """The text each of ``tokens`` added (see :func:`token_pieces`); empty when ``tokens`` is."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -420,6 +422,30 @@ def incremental_streamer() -> type[Any]:
     return IncrementalTextIteratorStreamer
 
 
+def token_pieces(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
+    """The text each token adds to the decoded reply: the pieces join to ``decode(ids)`` exactly.
+
+    Decoded one token at a time by the incremental streamer, so the cost is linear in the reply; a character
+    whose bytes span several tokens belongs to the token that completed it (the others add "").
+    """
+    if not ids:
+        return []
+    import torch
+
+    emitted: list[str] = []
+    streamer = incremental_streamer()(tokenizer, skip_prompt=False, skip_special_tokens=True)
+    streamer.on_finalized_text = lambda text, stream_end=False: emitted.append(text)
+    pieces = []
+    for token in ids:
+        before = len(emitted)
+        streamer.put(torch.tensor([token]))
+        pieces.append("".join(emitted[before:]))
+    before = len(emitted)
+    streamer.end()
+    pieces[-1] += "".join(emitted[before:])
+    return pieces
+
+
 class ReplyStream:
     """Iterate for text chunks as they are generated; ``reply`` holds the totals once iteration ends."""
 
@@ -568,6 +594,7 @@ class ReplyStream:
             self.reply.text = text
             self.reply.new_tokens = int(ids.shape[0])
             self.reply.tokens = chooser.snapshot(self.reply.new_tokens) if chooser is not None else []
+            self.reply.pieces = token_pieces(self.tokenizer, [token for token, _ in self.reply.tokens])
         finally:
             halt.set()
             self.reply.seconds = time.perf_counter() - started

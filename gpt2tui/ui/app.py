@@ -33,6 +33,7 @@ from gpt2tui.paths import logs_dir
 from gpt2tui.ui.messages import (
     ChatRequested,
     DatasetChosen,
+    DecodingGridRequested,
     MonitorClosed,
     NewFinetuneRequested,
     RunEventsReceived,
@@ -357,6 +358,12 @@ class GPT2TUIApp(App[None]):
     @on(ChatRequested)
     def chat_requested(self, message: ChatRequested) -> None:
         self.action_chat_with(message.name)
+
+    @on(DecodingGridRequested)
+    def decoding_grid_requested(self, message: DecodingGridRequested) -> None:
+        from gpt2tui.ui.screens.grid import GridScreen
+
+        self.push_screen(GridScreen(message.model, message.prompt, message.settings, model=message.loaded))
 
     @on(MonitorClosed)
     async def monitor_closed(self, message: MonitorClosed) -> None:

@@ -9,6 +9,8 @@ from textual.message import Message
 
 if TYPE_CHECKING:  # annotations only: importing the data module is not needed for the first frame
     from gpt2tui.core.data import DatasetSummary, DataSpec
+    from gpt2tui.core.generation import GenerationSettings, LoadedModel
+    from gpt2tui.core.generator import GeneratorProcess
     from gpt2tui.core.hub import PushResult
     from gpt2tui.core.runs import RecordedEvent, RunStatus
 
@@ -118,6 +120,25 @@ class ChatRequested(Message):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
+
+
+class DecodingGridRequested(Message):
+    """The user asked for ``prompt`` answered by ``model`` under every decoding strategy (the grid), starting
+    from ``settings`` (their parameters, max tokens and seed); ``loaded`` is the chat's model, idle, for the
+    grid to use rather than load it again."""
+
+    def __init__(
+        self,
+        model: str,
+        prompt: str,
+        settings: GenerationSettings,
+        loaded: LoadedModel | GeneratorProcess | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.prompt = prompt
+        self.settings = settings
+        self.loaded = loaded
 
 
 class PreviewFinished(Message):

@@ -22,6 +22,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
 from gpt2tui.core.card import DatasetRecord, FormattingRecord, ModelMetadata
+from gpt2tui.core.compare import Cell
 from gpt2tui.core.events import (
     CheckpointSaved,
     EvalFinished,
@@ -61,6 +62,17 @@ REPLY = (
     "Jupiter is the largest planet in the solar system, more than twice as massive as all the other "
     "planets combined."
 )
+SECOND_MODEL = "qa-small"
+SECOND_REPLY = "The largest planet is Jupiter, a gas giant."
+GRID_REPLIES = {
+    "greedy": "Jupiter is the largest planet.",
+    "beam": "Jupiter is the largest planet in the solar system.",
+    "top-k": "Jupiter, the gas giant, is largest.",
+    "top-p": "The largest one is Jupiter, by far.",
+    "top-p T=0.5": "Jupiter is the largest planet.",
+    "top-p T=0.8": "Jupiter is the biggest planet of all.",
+    "top-p T=1.2": "Saturn rings large jupiter sun planet of gas.",
+}
 
 
 # ------------------------------------------------------------------------------------------ the fixed world
@@ -226,8 +238,9 @@ class ScriptedModel:
     ``pause_after`` words, it waits for the reply's stop event (Escape): a reply caught mid-stream.
     """
 
-    def __init__(self, name: str = MODEL, pause_after: int | None = None) -> None:
+    def __init__(self, name: str = MODEL, pause_after: int | None = None, text: str = REPLY) -> None:
         self.name = name
+        self.text = text
         self.path = Path(name)
         self.context_length = 256
         self.metadata = ModelMetadata(name=name, base="scratch", base_kind="scratch", scratch_size="tiny")
@@ -245,15 +258,32 @@ class ScriptedModel:
     ) -> ScriptedStream:
         return ScriptedStream(self, stop or threading.Event())
 
+    def cell(
+        self, label: str, prompt: str, settings: GenerationSettings, stop: threading.Event | None = None
+    ) -> ScriptedStream:
+        """A cell of the decoding grid, as a model process streams it (its figures fixed too)."""
+        return ScriptedStream(self, stop or threading.Event(), GRID_REPLIES[label], label, settings)
+
 
 class ScriptedStream:
-    def __init__(self, model: ScriptedModel, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        model: ScriptedModel,
+        stop: threading.Event,
+        text: str | None = None,
+        label: str = "",
+        settings: GenerationSettings | None = None,
+    ) -> None:
         self.model = model
         self.stop = stop
+        self.text = model.text if text is None else text
         self.reply = Reply(seed=1234)
+        self.label = label
+        self.settings = settings
+        self.cell: Cell | None = None
 
     def __iter__(self) -> Iterator[str]:
-        words = REPLY.split(" ")
+        words = self.text.split(" ")
         sent: list[str] = []
         for index, word in enumerate(words):
             if index == self.model.pause_after:
@@ -269,6 +299,23 @@ class ScriptedStream:
         self.reply.new_tokens = len(sent) * 2
         self.reply.seconds = self.reply.new_tokens / 250.0  # 250 tok/s, whatever this machine does
         self.reply.stopped = self.stop.is_set()
+        if self.settings is not None:
+            count = len(sent)
+            self.cell = Cell(
+                label=self.label,
+                model=self.model.name,
+                settings=self.settings.describe(),
+                seed=0,
+                text=self.reply.text,
+                new_tokens=self.reply.new_tokens,
+                seconds=self.reply.seconds,
+                tokens_per_second=250.0,
+                distinct_1=len({w.strip() for w in sent}) / count,
+                distinct_2=1.0,
+                repeated_4gram_rate=0.0,
+                mean_token_logprob=None if self.label == "beam" else -1.25 - 0.1 * len(self.label),
+                stopped=self.reply.stopped,
+            )
 
 
 # ------------------------------------------------------------------------------------------ waiting

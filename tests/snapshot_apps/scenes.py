@@ -23,6 +23,8 @@ from tests.snapshot_apps import (
     LIVE_RUN,
     MODEL,
     ODD_CSV,
+    SECOND_MODEL,
+    SECOND_REPLY,
     ScriptedModel,
     idle,
     live_status,
@@ -166,6 +168,35 @@ def chat(pause_after: int | None, stop: bool) -> Drive:
     return drive
 
 
+async def split_chat(pilot: Pilot[Any]) -> None:
+    """Two scripted models side by side, both having answered the same question."""
+    from gpt2tui.ui.screens.chat import ChatScreen
+
+    app = app_of(pilot)
+    settings = GenerationSettings(strategy="greedy", seed=1234)
+    screen = ChatScreen(MODEL, settings, loaded=ScriptedModel())  # type: ignore[arg-type]
+    await app.push_screen(screen)
+    screen.add_pane(SECOND_MODEL, loaded=ScriptedModel(SECOND_MODEL, text=SECOND_REPLY))  # type: ignore[arg-type]
+    await wait_until(pilot, lambda: all(p.loaded is not None for p in screen.panes), "both models")
+    screen.query_one("#prompt", PromptInput).value = "What is the largest planet?"
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: all(p.turns and p.turns[-1].reply for p in screen.panes), "both replies")
+    steady(app)
+
+
+async def decoding_grid(pilot: Pilot[Any]) -> None:
+    """The grid of a scripted model, every cell done."""
+    from gpt2tui.ui.screens.grid import GridScreen
+
+    app = app_of(pilot)
+    settings = GenerationSettings(max_new_tokens=40)
+    grid = GridScreen(MODEL, "What is the largest planet?", settings, model=ScriptedModel())  # type: ignore[arg-type]
+    await app.push_screen(grid)
+    await wait_until(pilot, lambda: not grid.running and all(s.cell for s in grid.slots), "every cell")
+    await pilot.pause(0.2)  # the last flush
+    steady(app)
+
+
 FINISHED_EVENTS = len(run_events(until=200))
 LIVE_EVENTS = len(run_events(until=120))
 
@@ -180,4 +211,6 @@ SCENES = [
     Scene("monitor-finished", finished_run, open_monitor(FINISHED_RUN, FINISHED_EVENTS)),
     Scene("chat-streaming", empty, chat(pause_after=8, stop=False)),
     Scene("chat-stopped", empty, chat(pause_after=8, stop=True)),
+    Scene("chat-split", empty, split_chat),
+    Scene("grid", empty, decoding_grid),
 ]

@@ -15,6 +15,7 @@ once every pane's model is ready (a load failure drops it, with a sentence).
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -29,9 +30,13 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Header
 
+from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode
-from gpt2tui.ui.widgets.chat_pane import NOTE_STYLE, ChatModel, ChatPane, Turn
-from gpt2tui.ui.widgets.dialogs import ConfirmDialog
+from gpt2tui.core.transcripts import SavedTurn, qa_rows, read_transcript, save_transcript, write_qa_jsonl
+from gpt2tui.core.transcripts import Transcript as SavedTranscript
+from gpt2tui.ui.messages import DecodingGridRequested
+from gpt2tui.ui.widgets.chat_pane import NOTE_STYLE, PROBABILITY_LEGEND, ChatModel, ChatPane, Turn
+from gpt2tui.ui.widgets.dialogs import ConfirmDialog, PickDialog
 from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.widgets.prompt_input import PromptInput
 from gpt2tui.ui.widgets.status_line import StatusLine
@@ -43,13 +48,28 @@ STOP_GRACE_SECONDS = 0.5  # an Escape this soon after a reply ended was meant to
 BUSY = "A reply is still being generated; press Escape to stop it."
 LEAVE_QUESTION = "The transcript is not saved (ctrl+s saves it). Leave the chat anyway?"
 CLEAR_QUESTION = "The transcript is not saved (ctrl+s saves it). Clear it anyway?"
+REPLACE_QUESTION = "The transcript is not saved (ctrl+s saves it). Replace it with the loaded one anyway?"
 LOADING_PLACEHOLDER = "Loading the model… Enter queues your prompt until it is ready"
 QUEUED_PLACEHOLDER = "queued: sent when the model is ready"
 QUEUE_DROPPED = "The queued prompt was not sent: the model did not load."
 NOT_LOADED_PLACEHOLDER = "The model did not load (Escape goes back)"
 KEY_LEGEND = "F2 greedy F3 beam F4 top-k F5 top-p · F6/F7 temp · F8/F9 max tokens"
+SPLIT_KEY_LEGEND = "F2-F5 strategy · F6/F7 temp · F8/F9 max"  # a half-width pane's border
+SECOND_LEGEND = "ctrl+b: back to one model"
+PICK_SECOND = "Chat with a second model side by side (the same prompts, seed and settings):"
+SECOND_FAILED = "The second model did not load, so the chat is back to one model: {error}"
 SCROLL_LEGEND = "PgUp/PgDn scroll"
 TOASTS_TOP = 2  # rows above the toasts (chat.tcss puts them at the top): the header and the status line
+MAX_TOKENS_LADDER = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+"""F8/F9 step along these (the model's context length is the top rung), so every value comes back, 100 too."""
+PALETTE_ONLY = (
+    ("Copy the last reply to the clipboard", "through the terminal (OSC 52), also over SSH", "copy_reply"),
+    ("Undo the last turn", "its prompt goes back into the prompt box", "undo"),
+    ("Export the chat as question/answer training data", "a .jsonl file gpt2tui trains on", "export_qa"),
+    ("Load a saved transcript", "shows it and continues the conversation from it", "load_transcript"),
+)
+"""Chat commands offered in the palette without a key of their own (the prompt box's ctrl keys edit text)."""
+NOTHING_YET = "Nothing to {what} yet."
 
 
 class ChatCommands(Provider):
@@ -63,6 +83,8 @@ class ChatCommands(Provider):
             assert isinstance(binding, Binding)
             key = binding.key_display or binding.key
             yield f"Chat: {binding.tooltip or binding.description}", f"key {key}", binding.action
+        for label, help_text, action in PALETTE_ONLY:
+            yield f"Chat: {label}", help_text, action
 
     async def discover(self) -> Hits:
         for label, help_text, action in self._commands():
@@ -99,8 +121,11 @@ class ChatScreen(Screen[None]):
         _key("f5", "strategy('top-p')", "top-p", "Top-p sampling", show=False),
         _key("f6", "temperature(-1)", "T−", "Temperature down", show=False),
         _key("f7", "temperature(1)", "T+", "Temperature up", show=False),
-        _key("f8", "max_tokens(-1)", "max−", "Max new tokens down (halve)", show=False),
-        _key("f9", "max_tokens(1)", "max+", "Max new tokens up (double)", show=False),
+        _key("f8", "max_tokens(-1)", "max−", "Max new tokens down (… 50, 100, 200 …)", show=False),
+        _key("f9", "max_tokens(1)", "max+", "Max new tokens up (… 50, 100, 200 …)", show=False),
+        _key(
+            "ctrl+o", "settings", "settings", "Decoding settings: every parameter, exact values", show=False
+        ),
         _key("escape", "stop", "stop/back", "Stop the reply (when idle: go back, asking if unsaved)"),
         _key(
             "ctrl+r",
@@ -109,6 +134,21 @@ class ChatScreen(Screen[None]):
             "Regenerate the last reply (with the current mode and decoding settings)",
         ),
         _key("ctrl+t", "toggle_mode", "chat/raw", "Toggle chat / raw completion"),
+        _key(
+            "ctrl+b",
+            "split",
+            "2 models",
+            "Chat with a second model side by side (again: back to one model)",
+            show=False,
+        ),
+        _key(
+            "ctrl+g",
+            "grid",
+            "grid",
+            "Decoding grid: the prompt under every strategy side by side",
+            show=False,
+        ),
+        _key("ctrl+f", "probabilities", "probabilities", "Colour replies by token probability", show=False),
         _key("ctrl+l", "clear", "clear", "Clear the transcript (asking if unsaved)"),
         _key("ctrl+s", "save", "save", "Save the transcript as Markdown"),
         # Scrolling, while typing in the prompt (SCROLL_LEGEND on the transcript's border).
@@ -192,10 +232,8 @@ class ChatScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "gpt2tui"
-        self.sub_title = f"chat with {self.model_ref}"
-        for pane in self.panes:
-            pane.transcript.border_title = SCROLL_LEGEND
-            pane.transcript.border_subtitle = KEY_LEGEND
+        self._show_title()
+        self._show_legends()
         self._show_settings()
         self._show_mode()
         self.screen_layout_refresh_signal.subscribe(self, self._keep_toasts_above_the_prompt)
@@ -207,6 +245,10 @@ class ChatScreen(Screen[None]):
             rack.styles.max_height = room
 
     def on_chat_pane_load_failed(self, message: ChatPane.LoadFailed) -> None:
+        if message.pane is not self.pane:  # the side-by-side model: the chat goes on with the first one
+            self.notify(SECOND_FAILED.format(error=message.error), title="Model not loaded", severity="error")
+            self._remove_pane(message.pane)
+            return
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)
         self.prompt_input.disabled = True
         self.prompt_input.placeholder = NOT_LOADED_PLACEHOLDER
@@ -217,8 +259,7 @@ class ChatScreen(Screen[None]):
     def on_chat_pane_ready(self, message: ChatPane.Ready) -> None:
         loaded = message.pane.loaded
         assert loaded is not None
-        if message.pane is self.pane:
-            self.sub_title = f"chat with {loaded.name}"
+        self._show_title()
         if self.settings.max_new_tokens > loaded.context_length:
             self.settings = self.settings.replace(max_new_tokens=loaded.context_length)
             self._show_settings()
@@ -252,8 +293,16 @@ class ChatScreen(Screen[None]):
 
     def _send(self, message: str) -> None:
         self._dirty = True
+        settings = self._turn_settings()
         for pane in self.panes:
-            pane.send(message, self.mode, self.settings)
+            pane.send(message, self.mode, settings)
+
+    def _turn_settings(self) -> GenerationSettings:
+        """The settings of the next reply; side by side, one seed drawn for both panes when none is set, so
+        the two models' replies differ by the model alone."""
+        if len(self.panes) > 1 and self.settings.seed is None:
+            return self.settings.replace(seed=secrets.randbelow(2**31))
+        return self.settings
 
     def _queue(self, message: str) -> None:
         """Enter while a model loads: the prompt waits (said in the box and the loading panes' status)."""
@@ -270,6 +319,61 @@ class ChatScreen(Screen[None]):
         if self.queued and self.active is None and all(pane.loaded is not None for pane in self.panes):
             self._send(self.queued.pop(0))
 
+    # ---- two models side by side -----------------------------------------------------------------
+
+    def _show_title(self) -> None:
+        names = " vs ".join(pane.model_label for pane in self.panes)
+        self.sub_title = f"chat with {names}"
+
+    def _show_legends(self) -> None:
+        split = len(self.panes) > 1
+        for index, pane in enumerate(self.panes):
+            pane.transcript.border_title = PROBABILITY_LEGEND if pane.probabilities else SCROLL_LEGEND
+            if index == 0:
+                pane.transcript.border_subtitle = SPLIT_KEY_LEGEND if split else KEY_LEGEND
+            else:
+                pane.transcript.border_subtitle = SECOND_LEGEND
+
+    def action_split(self) -> None:
+        """ctrl+b: pick a second model to answer beside the first; with two, back to the first alone."""
+        if self.active is not None:
+            self.notify(BUSY, severity="warning")
+            return
+        if len(self.panes) > 1:
+            self._remove_pane(self.panes[-1])
+            self.notify(f"Back to {self.pane.model_label} alone.")
+            return
+        self.app.push_screen(PickDialog(PICK_SECOND, stored_models(self.pane.model_label)), self._add_pane)
+
+    def _add_pane(self, ref: str | None) -> None:
+        if ref and self.is_mounted and len(self.panes) == 1:
+            self.add_pane(ref)
+
+    def add_pane(self, ref: str, loaded: LoadedModel | None = None) -> ChatPane:
+        """A second pane for the model ``ref`` (loaded in its own child process, unless ``loaded`` is given)."""
+        pane = self.pane_class(ref, loaded=loaded)
+        pane.probabilities = self.pane.probabilities
+        self.panes.append(pane)
+        self.query_one("#panes", Horizontal).mount(pane)
+        self.call_after_refresh(self._split_shown)
+        return pane
+
+    def _split_shown(self) -> None:
+        self._show_legends()
+        self._show_settings()
+        self._show_mode()
+        self._show_title()
+
+    def _remove_pane(self, pane: ChatPane) -> None:
+        if pane is self.pane or pane not in self.panes:
+            return
+        self.panes.remove(pane)
+        pane.remove()
+        self._show_legends()
+        self._show_title()
+        self._show_mode()
+        self._send_queued()
+
     # ---- actions ---------------------------------------------------------------------------------
 
     def _change_settings(self, **changes: object) -> None:
@@ -284,7 +388,7 @@ class ChatScreen(Screen[None]):
         for pane in self.panes:
             pane.status.mode = self.mode
         if self.loaded is not None:
-            name = self.loaded.name
+            name = " and ".join(pane.model_label for pane in self.panes)
             self.prompt_input.placeholder = (
                 f"Ask {name} (Enter sends; ctrl+j: new line; ctrl+t: raw completion)"
                 if self.mode == "chat"
@@ -299,12 +403,74 @@ class ChatScreen(Screen[None]):
         value = round(self.settings.temperature + direction * TEMPERATURE_STEP, 2)
         self._change_settings(temperature=min(high, max(low, value)))
 
+    def _token_limit(self) -> int:
+        """The most new tokens a reply may have: the smallest context of the loaded models."""
+        contexts = [pane.loaded.context_length for pane in self.panes if pane.loaded is not None]
+        return min(contexts) if contexts else 1024
+
     def action_max_tokens(self, direction: int) -> None:
-        """Halve or double, between 1 and the model's context length."""
-        limit = self.loaded.context_length if self.loaded is not None else 1024
-        current = self.settings.max_new_tokens
-        value = current * 2 if direction > 0 else current // 2
-        self._change_settings(max_new_tokens=min(limit, max(1, value)))
+        """The next rung of the ladder up or down, between 1 and the models' context length."""
+        self._change_settings(
+            max_new_tokens=ladder_step(self.settings.max_new_tokens, direction, self._token_limit())
+        )
+
+    def action_settings(self) -> None:
+        """ctrl+o: every decoding parameter in a panel; the next reply uses what it applies."""
+        from gpt2tui.ui.widgets.settings_panel import SettingsPanel
+
+        self.app.push_screen(SettingsPanel(self.settings, self._token_limit()), self._settings_chosen)
+
+    def _settings_chosen(self, settings: GenerationSettings | None) -> None:
+        if settings is not None and settings != self.settings:
+            self.settings = settings
+            self._show_settings()
+            self.notify(
+                f"The next reply: {settings.describe()}"
+                + (f", seed {settings.seed}" if settings.seed is not None else "")
+            )
+
+    def action_grid(self) -> None:
+        """ctrl+g: the prompt in the box (or the last one sent) under every decoding strategy, side by side."""
+        prompt = self.prompt_input.value.strip() or (self.turns[-1].prompt if self.turns else "")
+        if not prompt:
+            self.notify("Type a prompt first: the grid answers it under every strategy.", severity="warning")
+            return
+        if self.active is not None:
+            self.notify(BUSY, severity="warning")
+            return
+        self.post_message(DecodingGridRequested(self.model_label, prompt, self.settings, self.pane.loaded))
+
+    def action_probabilities(self) -> None:
+        """ctrl+f: colour each reply's tokens by their probability as drawn (a legend on the border)."""
+        on = not self.pane.probabilities
+        for pane in self.panes:
+            pane.show_probabilities(on)
+        self._show_legends()
+        if on:
+            self.notify("Replies coloured by each token's probability as drawn; ctrl+f again: plain.")
+
+    def action_copy_reply(self) -> None:
+        replies = [turn.text.strip() for turn in self.turns if turn.text.strip() and turn is not self.active]
+        if not replies:
+            self.notify(NOTHING_YET.format(what="copy"), severity="warning")
+            return
+        self.app.copy_to_clipboard(replies[-1])
+        self.notify(f"Copied the last reply ({len(replies[-1]):,} characters) through the terminal (OSC 52).")
+
+    def action_undo(self) -> None:
+        """Forget the last turn in every pane; its prompt goes back into the box to edit and send again."""
+        if self.active is not None:
+            self.notify(BUSY, severity="warning")
+            return
+        undone = [pane.undo() for pane in self.panes]
+        turn = undone[0]
+        if turn is None:
+            self.notify(NOTHING_YET.format(what="undo"), severity="warning")
+            return
+        self._dirty = True
+        self.prompt_input.load_text(turn.prompt)
+        self.prompt_input.move_cursor(self.prompt_input.document.end)
+        self.notify("The last turn is undone; its prompt is back in the box.")
 
     def action_toggle_mode(self) -> None:
         self.mode = "raw" if self.mode == "chat" else "chat"
@@ -363,9 +529,10 @@ class ChatScreen(Screen[None]):
             self.notify("Nothing to regenerate yet.", severity="warning")
             return
         self._dirty = True
+        settings = self._turn_settings()
         for pane in self.panes:
             if pane.turns:
-                pane.regenerate(self.mode, self.settings)
+                pane.regenerate(self.mode, settings)
 
     def action_clear(self) -> None:
         """Clear the transcripts and the conversation, asking first when the transcript is not saved."""
@@ -386,70 +553,129 @@ class ChatScreen(Screen[None]):
         self.notify("Transcript cleared; the conversation starts afresh.")
 
     def action_save(self) -> None:
+        """ctrl+s: the transcript as Markdown; saving again rewrites the same file (the toast says which)."""
         if not self.turns:
-            self.notify("Nothing to save yet.", severity="warning")
+            self.notify(NOTHING_YET.format(what="save"), severity="warning")
             return
+        from gpt2tui.paths import transcripts_dir
+
+        again = self.saved_path is not None
         try:
-            path = save_transcript(self.model_label, self.turns)
+            path = save_transcript(self.transcript_data(), transcripts_dir(), self.saved_path)
         except OSError as err:
             self.notify(f"Could not save the transcript: {err}", title="Not saved", severity="error")
             return
         self.saved_path = path
         self._dirty = False
-        self.notify(f"Saved {path}", title="Transcript saved")
+        self.notify(f"{'Saved again to' if again else 'Saved'} {path}", title="Transcript saved")
+
+    def transcript_data(self) -> SavedTranscript:
+        """The chat as a transcript: each prompt with every pane's reply (a pane opened later joins late)."""
+        turns = [SavedTurn(turn.prompt, turn.mode) for turn in self.turns]
+        for pane in self.panes:
+            replies = pane.saved_replies()
+            for turn, reply in zip(turns[len(turns) - len(replies) :], replies, strict=False):
+                turn.replies.append(reply)
+        return SavedTranscript(models=[pane.model_label for pane in self.panes], turns=turns)
+
+    def action_export_qa(self) -> None:
+        """The first model's whole chat answers as question/answer JSONL, next to the saved transcripts."""
+        from gpt2tui.paths import transcripts_dir
+
+        stem = (
+            self.saved_path.stem if self.saved_path else f"{self.model_label}-{datetime.now():%Y%m%d-%H%M%S}"
+        )
+        path = transcripts_dir() / f"{re.sub(r'[^A-Za-z0-9._-]', '_', stem)}-qa.jsonl"
+        try:
+            rows = qa_rows(self.transcript_data())
+            write_qa_jsonl(rows, path)
+        except UserError as err:
+            self.notify(str(err), severity="warning")
+            return
+        except OSError as err:
+            self.notify(f"Could not export the chat: {err}", title="Not exported", severity="error")
+            return
+        plural = "s" if len(rows) != 1 else ""
+        self.notify(
+            f"{len(rows)} question/answer row{plural} in {path}; pick it as a dataset to fine-tune on it.",
+            title="Exported",
+        )
+
+    def action_load_transcript(self) -> None:
+        """Pick a saved transcript; it replaces this chat (asking first if unsaved) and the chat goes on."""
+        if self.active is not None:
+            self.notify(BUSY, severity="warning")
+            return
+        saved = saved_transcripts()
+        if not saved:
+            self.notify("No saved transcripts yet (ctrl+s in a chat saves one).", severity="warning")
+            return
+        dialog = PickDialog("Load a saved transcript:", saved, typed="or a transcript file, then Enter")
+        self.app.push_screen(dialog, self._load_chosen)
+
+    def _load_chosen(self, ref: str | None) -> None:
+        if not ref or not self.is_mounted:
+            return
+        from gpt2tui.paths import transcripts_dir
+
+        path = Path(ref).expanduser()
+        path = path if path.is_absolute() or path.exists() else transcripts_dir() / ref
+        try:
+            transcript = read_transcript(path)
+        except UserError as err:
+            self.notify(str(err), title="Not loaded", severity="error")
+            return
+        if self._dirty:
+            dialog = ConfirmDialog(REPLACE_QUESTION, yes_label="Replace", no_label="Keep")
+            self.app.push_screen(dialog, lambda yes: self._show_transcript(transcript, path) if yes else None)
+            return
+        self._show_transcript(transcript, path)
+
+    def _show_transcript(self, transcript: SavedTranscript, path: Path) -> None:
+        if not self.is_mounted or self.active is not None:
+            return
+        taken = [pane.load_turns(transcript.turns, index) for index, pane in enumerate(self.panes)]
+        self.saved_path = path
+        self._dirty = False
+        self.notify(
+            f"Loaded {taken[0]} turn{'s' if taken[0] != 1 else ''} from {path.name}; the chat goes on from there."
+        )
 
     @property
     def model_label(self) -> str:
         return self.loaded.name if self.loaded is not None else self.model_ref
 
 
-def transcript_markdown(model: str, turns: list[Turn], saved: datetime | None = None) -> str:
-    """The conversation as Markdown, with the strategy, parameters and seed of every reply."""
-    saved = saved or datetime.now()
-    lines = [f"# Chat with {model}", "", f"- Model: `{model}`", f"- Saved: {saved:%Y-%m-%d %H:%M:%S}", ""]
-    for number, turn in enumerate(turns, start=1):
-        settings = turn.settings
-        lines += [f"## {number}. {'Chat' if turn.mode == 'chat' else 'Raw completion'}", ""]
-        lines += ["**You:**", "", _quote(turn.prompt), ""]
-        lines += [f"**{model}:**", "", _quote(turn.text.strip() or "(no text)"), ""]
-        details = [
-            f"strategy: {settings.strategy}",
-            f"parameters: {settings.describe()}",
-            f"temperature: {settings.temperature}",
-            f"top-k: {settings.top_k}",
-            f"top-p: {settings.top_p}",
-            f"beams: {settings.num_beams}",
-            f"max new tokens: {settings.max_new_tokens}",
-        ]
-        if turn.reply is not None:
-            details += [
-                f"seed: {turn.reply.seed}",
-                f"tokens: {turn.reply.new_tokens}",
-                f"tokens/s: {turn.reply.tokens_per_second:.1f}",
-            ]
-            if turn.reply.stopped:
-                details.append("stopped by the user (partial reply)")
-        if turn.error:
-            details.append(f"failed: {turn.error}")
-        lines += [f"- {item}" for item in details] + [""]
-    return "\n".join(lines)
+def ladder_step(value: int, direction: int, limit: int) -> int:
+    """The rung of :data:`MAX_TOKENS_LADDER` after ``value`` (or before it), with ``limit`` the top rung."""
+    rungs = [rung for rung in MAX_TOKENS_LADDER if rung < limit] + [limit]
+    if direction > 0:
+        return next((rung for rung in rungs if rung > value), limit)
+    return next((rung for rung in reversed(rungs) if rung < value), 1)
 
 
-def _quote(text: str) -> str:
-    return "\n".join(f"> {line}" if line else ">" for line in text.split("\n"))
-
-
-def save_transcript(model: str, turns: list[Turn]) -> Path:
-    """Write the transcript under ``transcripts_dir()``; the file name has the model and the time."""
+def saved_transcripts() -> list[tuple[str, str]]:
+    """The saved transcripts, newest first, each with its time (the file name is the choice)."""
     from gpt2tui.paths import transcripts_dir
 
-    now = datetime.now()
-    folder = transcripts_dir()
-    stem = f"{re.sub(r'[^A-Za-z0-9._-]', '_', model)}-{now:%Y%m%d-%H%M%S}"
-    path = folder / f"{stem}.md"
-    counter = 1
-    while path.exists():
-        counter += 1
-        path = folder / f"{stem}-{counter}.md"
-    path.write_text(transcript_markdown(model, turns, now), encoding="utf-8")
-    return path
+    try:
+        files = sorted(transcripts_dir().glob("*.md"), key=lambda f: f.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    return [(f.name, f"{datetime.fromtimestamp(f.stat().st_mtime):%Y-%m-%d %H:%M}") for f in files]
+
+
+def stored_models(exclude: str | None = None) -> list[tuple[str, str]]:
+    """The stored models but ``exclude``, newest first, each with a few words on what it is."""
+    from gpt2tui.core.store import ModelStore
+
+    models = []
+    for info in ModelStore().list():
+        if info.name == exclude:
+            continue
+        meta = info.metadata
+        about = f"{meta.scratch_size} scratch" if meta.base_kind == "scratch" else f"from {meta.base or '?'}"
+        if meta.perplexity_after is not None:
+            about += f" · perplexity {meta.perplexity_after:.1f}"
+        models.append((info.name, about))
+    return models

@@ -25,6 +25,7 @@ token and keeps the partial text.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -41,6 +42,7 @@ from textual.timer import Timer
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply
 from gpt2tui.core.generator import GeneratorProcess, in_process_requested
+from gpt2tui.core.transcripts import SAMPLING, SavedReply, SavedTurn
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
@@ -60,6 +62,9 @@ META_STYLE = "dim"
 STOPPED_STYLE = "bold yellow"
 ERROR_STYLE = "bold red"
 NOTE_STYLE = "italic"
+PROBABILITY_STYLES = ((0.7, "green"), (0.4, "yellow"), (0.15, "dark_orange"), (0.0, "bold red"))
+"""A token's colour by its probability as drawn: the first bucket whose floor it reaches."""
+PROBABILITY_LEGEND = "p [green]■[/]≥.7 [yellow]■[/]≥.4 [dark_orange]■[/]≥.15 [bold red]■[/]<.15"
 
 
 @dataclass(eq=False)
@@ -180,6 +185,7 @@ class ChatPane(Vertical):
         self.active: Turn | None = None  # the turn being generated
         self.finished_at = 0.0  # time.monotonic() when the last reply ended (finished, stopped or failed)
         self._injected = loaded
+        self.probabilities = False  # finished replies coloured by each token's probability
         self._frame = 0
         self._flush_timer: Timer | None = None
 
@@ -302,6 +308,63 @@ class ChatPane(Vertical):
         self.transcript.clear()
         self.status.state = ""
 
+    def show_probabilities(self, on: bool) -> None:
+        """Colour every finished reply by its tokens' probabilities, or show them plain again (beam search
+        replies stay plain: they keep no single draw)."""
+        self.probabilities = on
+        for turn in self.turns:
+            if turn.reply is not None and turn.reply.tokens and turn is not self.active:
+                self.transcript.replace_entry(turn.reply_entry, reply_body(turn, coloured=on))
+
+    def undo(self) -> Turn | None:
+        """Forget the last turn, its prompt and reply gone from the transcript; None when there is none."""
+        if not self.turns or self.active is not None:
+            return None
+        turn = self.turns.pop()
+        start = turn.prompt_entry
+        if start > 0 and not self.transcript.entry_text(start - 1):
+            start -= 1  # the blank line that separated it from the turn before
+        self.transcript.truncate(start)
+        return turn
+
+    def load_turns(self, turns: list[SavedTurn], index: int) -> int:
+        """Show a saved conversation (each turn's reply number ``index``) and continue from it; returns how
+        many turns this pane took."""
+        self.clear()
+        taken = 0
+        for saved in turns:
+            if index >= len(saved.replies):
+                continue
+            answer = saved.replies[index]
+            if self.transcript.entry_count:
+                self.transcript.write("")
+            mode: Mode = "raw" if saved.mode == "raw" else "chat"
+            turn = Turn(prompt=saved.prompt, mode=mode, prompt_entry=self._write_prompt(saved.prompt, mode))
+            turn.settings = settings_from_record(answer.settings)
+            turn.text = answer.text
+            turn.waiting = False
+            if answer.error:
+                turn.error = answer.error
+            else:
+                turn.reply = Reply(
+                    text=answer.text,
+                    new_tokens=answer.new_tokens,
+                    stopped=answer.stopped,
+                    seed=answer.seed or 0,
+                    seconds=answer.new_tokens / answer.tokens_per_second if answer.tokens_per_second else 0.0,
+                )
+            prefix = Text(f"{answer.model} ▸ ", style=REPLY_PREFIX_STYLE)
+            turn.reply_entry = self.transcript.write(answer.text.strip() or "(no text)", prefix=prefix)
+            details = " · ".join(answer.details())
+            self.transcript.write(details, style=META_STYLE, prefix="  ")
+            self.turns.append(turn)
+            taken += 1
+        return taken
+
+    def saved_replies(self) -> list[SavedReply]:
+        """Each turn's reply as saved in a transcript (with token probabilities when they are shown)."""
+        return [saved_reply(self.model_label, turn, self.probabilities) for turn in self.turns]
+
     def _write_prompt(self, message: str, mode: Mode) -> int:
         """The prompt's transcript entry, labelled with the mode it is sent in."""
         label = "you ▸ " if mode == "chat" else "raw ▸ "
@@ -397,6 +460,8 @@ class ChatPane(Vertical):
         if reply.stopped:
             self.transcript.append(" [stopped]", style=STOPPED_STYLE)
         self.transcript.close()
+        if self.probabilities and reply.tokens:
+            self.transcript.replace_entry(turn.reply_entry, reply_body(turn, coloured=True))
         self.transcript.write(reply_details(turn), style=META_STYLE, prefix="  ")
         if reply.prompt_trimmed and self.loaded is not None:
             note = TRIMMED_NOTE.format(kept=reply.prompt_tokens, context=self.loaded.context_length)
@@ -430,10 +495,68 @@ class ChatPane(Vertical):
 
 
 def reply_details(turn: Turn) -> str:
-    """The line under a reply: its settings, seed, length and speed."""
+    """The line under a reply: its settings, its seed when it drew tokens, length and speed."""
     reply = turn.reply
     assert reply is not None
+    seed = f" · seed {reply.seed}" if turn.settings.strategy in SAMPLING else ""
     return (
-        f"{turn.settings.describe()} · seed {reply.seed} · {reply.new_tokens} tokens · "
-        f"{reply.tokens_per_second:.1f} tok/s"
+        f"{turn.settings.describe()}{seed} · {reply.new_tokens} tokens · {reply.tokens_per_second:.1f} tok/s"
     )
+
+
+def probability_style(logprob: float) -> str:
+    p = math.exp(logprob)
+    return next(style for floor, style in PROBABILITY_STYLES if p >= floor)
+
+
+def coloured_pieces(reply: Reply, length: int) -> Text:
+    """The first ``length`` characters of the reply's text, each token in its probability's colour."""
+    text = Text()
+    for piece, (_, logprob) in zip(reply.pieces, reply.tokens, strict=False):
+        if len(text) >= length:
+            break
+        text.append(piece[: length - len(text)], style=probability_style(logprob))
+    return text
+
+
+def reply_body(turn: Turn, coloured: bool) -> Text:
+    """A finished reply's text as its transcript entry shows it: plain as streamed, or coloured."""
+    reply = turn.reply
+    assert reply is not None
+    full = reply.text or turn.text
+    shown = full.lstrip()
+    if not shown.strip():
+        body = Text("(no text)", style=META_STYLE)
+    elif coloured and reply.tokens and reply.pieces:
+        body = coloured_pieces(reply, len(full))[len(full) - len(shown) :]
+    else:
+        body = Text(shown)
+    if reply.stopped:
+        body.append(" [stopped]", style=STOPPED_STYLE)
+    return body
+
+
+def settings_from_record(record: dict[str, object]) -> GenerationSettings:
+    """A saved reply's settings (``to_record``'s keys) as settings; unknown or bad values: the defaults."""
+    known = {key: value for key, value in record.items() if key in GenerationSettings.__dataclass_fields__}
+    try:
+        return GenerationSettings(**known).validate()  # type: ignore[arg-type]
+    except (TypeError, UserError):
+        return GenerationSettings()
+
+
+def saved_reply(model: str, turn: Turn, probabilities: bool) -> SavedReply:
+    """One turn's reply for a transcript file."""
+    reply = turn.reply
+    saved = SavedReply(model=model, text=turn.text, settings=turn.settings.to_record(), error=turn.error)
+    if reply is not None:
+        saved.text = reply.text or turn.text
+        saved.seed = reply.seed if turn.settings.strategy in SAMPLING else None
+        saved.new_tokens = reply.new_tokens
+        saved.tokens_per_second = reply.tokens_per_second
+        saved.stopped = reply.stopped
+        if probabilities and reply.tokens and reply.pieces:
+            saved.probabilities = [
+                (piece, math.exp(lp)) for piece, (_, lp) in zip(reply.pieces, reply.tokens, strict=False)
+            ]
+    return saved

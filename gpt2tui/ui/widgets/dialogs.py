@@ -14,7 +14,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static
+from textual.widgets.option_list import Option
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.ui.widgets.footer import Footer
@@ -171,6 +172,65 @@ class PushDialog(ModalScreen[PushTarget | None]):
         self.dismiss(PushTarget(repo_id, private=not self.query_one("#public", RadioButton).value))
 
     @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PickDialog(ModalScreen[str | None]):
+    """Pick one of ``choices`` (a name, with a few words each) or type any other (a model's Hub id or folder,
+    a file); dismisses with the name, or ``None`` on escape.
+
+    What is typed is not checked here: using it is, where the failure can be said in place.
+    """
+
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self,
+        title: str,
+        choices: list[tuple[str, str]],
+        typed: str = "or a Hub id (user/repo) or a model folder, then Enter",
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.choices = choices
+        self.typed_placeholder = typed
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.title_text), id="title")
+            options = [
+                Option(Text.assemble((name, "bold"), "  ", (about, "dim")), id=name)
+                for name, about in self.choices
+            ]
+            yield OptionList(*options, id="choices")
+            yield Input(placeholder=self.typed_placeholder, id="typed")
+            yield Static("", id="error", classes="error")
+            yield Static("enter: choose   tab: type one instead   escape: cancel", classes="hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        choices = self.query_one("#choices", OptionList)
+        if self.choices:
+            choices.highlighted = 0
+            choices.focus()
+        else:
+            choices.display = False
+            self.query_one("#typed", Input).focus()
+
+    @on(OptionList.OptionSelected)
+    def chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    @on(Input.Submitted)
+    def typed(self, event: Input.Submitted) -> None:
+        typed = event.value.strip()
+        if not typed:
+            self.query_one("#error", Static).update("Type one, or pick one from the list.")
+            return
+        self.dismiss(typed)
+
     def action_cancel(self) -> None:
         self.dismiss(None)
 

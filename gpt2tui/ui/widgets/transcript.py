@@ -186,6 +186,19 @@ class Transcript(ScrollView, can_focus=True):
         self._strips.extend(self._wrap(entry.paragraph_text(0)))
         self._changed(entry.first_line, old_count)
 
+    def replace_entry(self, index: int, body: Text) -> None:
+        """Give closed entry ``index`` a new body (same prefix): a finished reply coloured, or plain again.
+
+        That entry and those after it are re-wrapped (a reply and its notes), never the ones before it.
+        """
+        entry = self._entries[index]
+        entry.paragraphs = list(body.split("\n", allow_blank=True)) or [Text()]
+        old_count = len(self._strips)
+        start = entry.first_line
+        del self._strips[start:]
+        self._wrap_entries(index)
+        self._changed(start, old_count)
+
     def close(self) -> None:
         """End streaming into the last entry; the next write starts a new one."""
         self._open = False
@@ -222,14 +235,18 @@ class Transcript(ScrollView, can_focus=True):
 
     def _rewrap_all(self) -> None:
         self._strips = []
-        for entry in self._entries:
+        self._wrap_entries(0)
+        self.virtual_size = Size(self._width, len(self._strips))
+        self.refresh()
+
+    def _wrap_entries(self, first: int) -> None:
+        """Wrap the entries from ``first`` on, after the lines already in the list."""
+        for entry in self._entries[first:]:
             entry.first_line = len(self._strips)
             for index in range(len(entry.paragraphs)):
                 entry.tail_line = len(self._strips)
                 entry.wrap_line, entry.wrap_offset, entry.tail = entry.tail_line, 0, None
                 self._strips.extend(self._wrap(entry.paragraph_text(index)))
-        self.virtual_size = Size(self._width, len(self._strips))
-        self.refresh()
 
     def _changed(self, start: int, old_count: int) -> None:
         """Lines from ``start`` changed (the list had ``old_count`` lines): resize, repaint them, follow."""
