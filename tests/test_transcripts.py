@@ -115,3 +115,15 @@ def test_exported_rows_train_as_question_answer_data(tmp_path: Path) -> None:
     checked = check_file(DataSpec(path))
     assert checked.format == "jsonl" and checked.formatting.kind == "qa"
     assert len(checked.records) == 2
+
+
+def test_token_probabilities_are_one_line_in_the_markdown(tmp_path: Path) -> None:
+    transcript = sample()
+    transcript.turns[0].replies[0].probabilities = [("A", 0.5), ("\n", 0.25), ("`x`", 0.125)]
+    text = save_transcript(transcript, tmp_path).read_text(encoding="utf-8")
+    assert "- token probabilities: `A` 0.50 · `↵` 0.25 · `ˋxˋ` 0.12\n" in text
+    assert read_transcript(tmp_path / next(tmp_path.iterdir()).name).turns[0].replies[0].probabilities == [
+        ("A", 0.5),
+        ("\n", 0.25),
+        ("`x`", 0.125),
+    ]

@@ -113,8 +113,8 @@ def quote(text: str) -> str:
 
 
 def probability_line(tokens: list[tuple[str, float]]) -> str:
-    """``tok`` 0.91 · ``en`` 0.12 ...: each token's text (in code spans) and probability."""
-    return " · ".join(f"`{text.replace('`', 'ˋ')}` {p:.2f}" for text, p in tokens)
+    """``tok`` 0.91 · ``en`` 0.12 ...: each token's text (in code spans, a newline shown as ↵) and probability."""
+    return " · ".join(f"`{text.replace('`', 'ˋ').replace(chr(10), '↵')}` {p:.2f}" for text, p in tokens)
 
 
 def save_transcript(transcript: Transcript, folder: Path, path: Path | None = None) -> Path:

@@ -115,6 +115,10 @@ class GridCell(VerticalScroll, can_focus=True):
         else:
             text.append(body)
         self.update(text)
+        if slot.cell is None and body:
+            self.scroll_end(
+                animate=False
+            )  # a streaming cell follows its text; a finished one can be scrolled
 
 
 def cell_figures(cell: Cell) -> str:

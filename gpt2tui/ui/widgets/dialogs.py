@@ -199,7 +199,7 @@ class PickDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.title_text), id="title")
+            yield Static(Text(self.title_text), id="title")  # wraps, where a Label would be cut
             options = [
                 Option(Text.assemble((name, "bold"), "  ", (about, "dim")), id=name)
                 for name, about in self.choices
