@@ -291,9 +291,6 @@ def serve(argv: list[str] | None = None) -> int:
     from gpt2tui.core.quiet import quiet_environment, route_library_logs
 
     quiet_environment()
-    # The thread forwarding chunks waits for the GIL that ``generate``'s thread holds between torch calls:
-    # ask for it back within 1 ms (default 5), so the first text leaves as soon as it is decoded.
-    sys.setswitchinterval(0.001)
     route_library_logs(None)
     configure_threads()  # before torch loads: the cores no other process keeps busy, as `gpt2tui generate`
     from gpt2tui.core import generation

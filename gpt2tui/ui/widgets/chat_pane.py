@@ -26,7 +26,6 @@ token and keeps the partial text.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 from collections import deque
@@ -84,17 +83,6 @@ class Turn:
     started: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     chunks: deque[str] = field(default_factory=deque)  # filled by the worker, drained by the flush timer
-
-
-SWITCH_SECONDS = 0.001
-"""How long a thread that wants the GIL waits for the one holding it (Python's default: 5 ms)."""
-
-
-def quick_thread_switches() -> None:
-    """Hand the GIL over within 1 ms: the threads carrying a reply's first chunk (the request to the model
-    process, the line back from it) otherwise wait up to 5 ms at each hop while the UI thread draws."""
-    if sys.getswitchinterval() > SWITCH_SECONDS:
-        sys.setswitchinterval(SWITCH_SECONDS)
 
 
 def start_daemon(target: Callable[..., None], *args: object, name: str) -> threading.Thread:
@@ -220,7 +208,6 @@ class ChatPane(Vertical):
     # ---- loading ---------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        quick_thread_switches()
         self.status.model_name = self.model_ref
         self._flush_timer = self.set_interval(FLUSH_SECONDS, self._flush, name="chat-flush", pause=True)
         if self._injected is not None:
