@@ -53,6 +53,29 @@ def test_a_reply_from_the_child_is_the_reply_in_process(child: GeneratorProcess,
         assert not there.reply.stopped
 
 
+def test_delivered_chunks_come_from_the_reader_thread_and_join_to_the_reply(child: GeneratorProcess) -> None:
+    iterated = child.reply("raw", "In the beginning", [], GREEDY)
+    expected = "".join(iterated)
+    chunks: list[str] = []
+    threads: set[str] = set()
+
+    def take(chunk: str) -> None:
+        chunks.append(chunk)
+        threads.add(threading.current_thread().name)
+
+    delivered = child.reply("raw", "In the beginning", [], GREEDY)
+    delivered.deliver(take)
+    assert "".join(chunks) == expected == delivered.reply.text
+    assert delivered.reply.new_tokens == iterated.reply.new_tokens
+    assert threads == {"gpt2tui-generator-read"}  # not this thread: one hop fewer per chunk
+
+
+def test_delivery_of_a_reply_that_fails_raises_its_sentence(child: GeneratorProcess) -> None:
+    os.kill(child.pid, signal.SIGKILL)
+    with pytest.raises(UserError, match="The model process ended"):
+        child.reply("raw", "x", [], GREEDY).deliver(lambda chunk: None)
+
+
 def test_stop_ends_the_childs_reply_and_the_next_reply_runs(child: GeneratorProcess) -> None:
     stop = threading.Event()
     stop.set()  # before the first token: the child stops at its first check

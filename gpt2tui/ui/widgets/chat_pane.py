@@ -41,7 +41,7 @@ from textual.timer import Timer
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply
-from gpt2tui.core.generator import GeneratorProcess, in_process_requested
+from gpt2tui.core.generator import GeneratorProcess, RemoteReplyStream, in_process_requested
 from gpt2tui.core.transcripts import SAMPLING, SavedReply, SavedTurn
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
@@ -391,12 +391,20 @@ class ChatPane(Vertical):
             stream = loaded.reply(
                 turn.mode, turn.prompt, history, turn.settings, turn.stop, batch_seconds=READ_SECONDS
             )
-            started = False
-            for chunk in stream:
+
+            started = threading.Event()
+
+            def take(chunk: str) -> None:
                 turn.chunks.append(chunk)
-                if not started:
-                    started = True
+                if not started.is_set():  # the reply's first text is drawn at once, not at the next tick
+                    started.set()
                     self.post_message(ReplyStarted(turn))
+
+            if isinstance(stream, RemoteReplyStream):
+                stream.deliver(take)  # chunks straight from the pipe's reader thread
+            else:
+                for chunk in stream:
+                    take(chunk)
         except UserError as err:
             self.post_message(ReplyFailed(turn, str(err)))
         except BaseException as err:  # out of memory, a broken model...: a message, never a crash
