@@ -119,7 +119,7 @@ def evaluate_file(
     source = Source(spec)  # a bad file is refused before any weights load
     loaded = load_resolved(info)
     model, tokenizer, ctx = loaded.model, loaded.tokenizer, loaded.context_length
-    size = block_size if block_size is not None else min(ctx, info.metadata.block_size or ctx)
+    size = block_size if block_size is not None else min(ctx, loaded.metadata.block_size or ctx)
     check_block_size(size, ctx)
     packed = pack(source, tokenizer, use_cache=use_cache)
     rows = packed.blocks(size)

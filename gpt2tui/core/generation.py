@@ -271,10 +271,16 @@ def load_resolved(info: ModelInfo) -> LoadedModel:
     keep_freed_memory()
 
     if isinstance(info, HubModel):
-        from gpt2tui.core.models import load_hub, prepare_for_inference
+        from gpt2tui.core.models import hub_metadata_folder, load_hub, prepare_for_inference
+        from gpt2tui.core.store import read_metadata
 
         model, tokenizer = prepare_for_inference(*load_hub(info.name, HUB_CHOICES))
-        return LoadedModel(info.name, Path(model.name_or_path), model, tokenizer, info.metadata)
+        # A model pushed by gpt2tui carries its gpt2tui.json: its prompt template and stop text come back with it.
+        folder = hub_metadata_folder(info.name)
+        metadata = info.metadata
+        if folder is not None:
+            metadata = dataclasses.replace(read_metadata(folder), name=info.name)
+        return LoadedModel(info.name, Path(model.name_or_path), model, tokenizer, metadata)
     model, tokenizer = load_model(info.path)
     return LoadedModel(info.name, info.path, model, tokenizer, info.metadata)
 
