@@ -39,6 +39,43 @@ def test_a_passage_gives_its_beginning_and_what_followed(tiny_model: str) -> Non
         assert f"{item.prompt}{item.reference}" in text  # the passage as it reads in the file
 
 
+def test_coherence_is_the_replies_log_probability_under_the_model(tiny_model: str) -> None:
+    """Sampling at T 0.8 with top-p reshapes the distribution; coherence must be the model's own figure."""
+    import math
+
+    import torch
+
+    from gpt2tui.core.evaluation import score_replies
+    from gpt2tui.core.generation import GenerationSettings, stream
+
+    loaded = load(tiny_model)
+    packed = pack(Source(DataSpec(str(QA_CSV))), loaded.tokenizer)
+    settings = GenerationSettings(seed=0, max_new_tokens=20)  # top-p, T 0.8: the eval default
+    metrics = score_replies(loaded, packed, 5, settings)
+    expected = []
+    for item in held_out_prompts(loaded, packed, 5, 0, settings.max_new_tokens):
+        reply_stream = stream(
+            loaded.model, loaded.tokenizer, item.prompt, settings, template=loaded.template,
+            stop_text=loaded.stop_text,
+        )  # fmt: skip
+        text = "".join(reply_stream)
+        tokens = [t for t, _ in reply_stream.reply.tokens]
+        kept = next(
+            (n for n in range(len(tokens) + 1)
+             if len(loaded.tokenizer.decode(tokens[:n], skip_special_tokens=True)) >= len(text)),
+            len(tokens),
+        )  # fmt: skip
+        ids = loaded.tokenizer(loaded.template.format(prompt=item.prompt), add_special_tokens=False)[
+            "input_ids"
+        ]
+        with torch.inference_mode():
+            logits = loaded.model(torch.tensor([ids + tokens])).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        expected += [float(logprobs[len(ids) - 1 + i, t]) for i, t in enumerate(tokens[:kept])]
+    assert expected and metrics.mean_token_logprob is not None
+    assert math.isclose(metrics.mean_token_logprob, sum(expected) / len(expected), rel_tol=1e-4)
+
+
 def test_scores_are_deterministic_and_stored_with_the_model(tiny_model: str, home: Path) -> None:
     # The same thread count: the same summation order, so the log-probabilities agree to the last bit.
     args = [

@@ -65,3 +65,28 @@ def test_an_unknown_hub_id_offline_is_one_sentence(home: Path) -> None:
 )
 def test_the_prompt_keeps_half_the_context_or_more(context: int, max_new: int, budget: int) -> None:
     assert prompt_budget(context, max_new) == budget
+
+
+def test_a_model_pushed_by_gpt2tui_comes_back_from_the_hub_with_its_template(
+    tiny_model: str, home: Path
+) -> None:
+    """Pushed, then named by its Hub id: its gpt2tui.json (prompt template, stop text, block size) is read from
+    the Hugging Face cache, so chat, generate and eval treat it as the stored model they came from."""
+    import shutil
+
+    repo = Path(os.environ["HF_HOME"]) / "hub" / "models--alice--qa-tiny"
+    snapshot = repo / "snapshots" / ("3" * 40)
+    # What 'gpt2tui push' uploads (gpt2tui.json included), in the cache as a download leaves it.
+    shutil.copytree(home / "models" / tiny_model, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("3" * 40)
+    # As real processes: huggingface_hub reads HF_HOME when it is first imported.
+    args = ["What is the largest planet?", "--strategy", "greedy", "--max-new-tokens", "12", "--json"]
+    from_hub, from_store = cli("generate", "alice/qa-tiny", *args), cli("generate", tiny_model, *args)
+    assert from_hub.returncode == 0, from_hub.stderr
+    assert json.loads(from_hub.stdout)["text"] == json.loads(from_store.stdout)["text"]
+    evaluated = [
+        json.loads(cli("eval", ref, str(QA_CSV), "--json").stdout) for ref in ("alice/qa-tiny", tiny_model)
+    ]
+    hub_eval, stored_eval = evaluated
+    assert hub_eval["block_size"] == stored_eval["block_size"] and hub_eval["loss"] == stored_eval["loss"]

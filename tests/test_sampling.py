@@ -124,3 +124,25 @@ def test_a_reply_carries_its_tokens_and_logprobs(pair) -> None:  # type: ignore[
     beam = stream(model, tokenizer, "Question: Why", settings.replace(strategy="beam"))
     "".join(beam)
     assert beam.reply.tokens == []  # beam search keeps several sequences: no single draw to record
+
+
+def test_a_sampled_reply_also_carries_its_tokens_logprobs_under_the_model(pair) -> None:  # type: ignore[no-untyped-def]
+    """Coherence is measured on the model's own distribution: temperature and top-p must not flatter it."""
+    from gpt2tui.core.generation import GenerationSettings, stream
+
+    model, tokenizer = pair
+    settings = GenerationSettings(strategy="top-p", temperature=0.5, top_p=0.8, max_new_tokens=12, seed=3)
+    reply_stream = stream(model, tokenizer, "Question: What is", settings)
+    "".join(reply_stream)
+    reply = reply_stream.reply
+    ids = tokenizer("Question: What is", add_special_tokens=False)["input_ids"]
+    tokens = [t for t, _ in reply.tokens]
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(torch.tensor([ids + tokens])).logits[0].float(), dim=-1)
+    expected = [float(logprobs[len(ids) - 1 + i, token]) for i, token in enumerate(tokens)]
+    assert len(reply.model_logprobs) == len(tokens) > 0
+    assert reply.model_logprobs == pytest.approx(expected, abs=1e-4)
+    assert reply.model_logprobs != pytest.approx([lp for _, lp in reply.tokens], abs=1e-3)  # as drawn differs
+    greedy = stream(model, tokenizer, "Question: What is", settings.replace(strategy="greedy"))
+    "".join(greedy)
+    assert greedy.reply.model_logprobs == [lp for _, lp in greedy.reply.tokens]

@@ -3,7 +3,8 @@
 Every cell uses a fixed seed and its own random generator (``core.sampling``), so the grid is the same on every
 run and a cell's reply does not depend on which cells ran before it. Each cell carries its own figures:
 tokens/s, length, distinct-1/2 and repeated 4-grams of its tokens, and the mean log-probability of its tokens
-under the model as generated (not for beam search, which keeps no single draw).
+under the model's own distribution, before temperature, top-k and top-p (not for beam search, which keeps no
+single draw).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def reply_cell(
     reply = reply_stream.reply
     text = "".join(parts)
     if reply.tokens:
-        ids, logprobs = [t for t, _ in reply.tokens], [lp for _, lp in reply.tokens]
+        ids, logprobs = [t for t, _ in reply.tokens], reply.model_logprobs  # the model's, before the warps
     else:  # beam search: the reply's tokens, without probabilities
         ids, logprobs = loaded.tokenizer(text, add_special_tokens=False)["input_ids"], []
     return Cell(

@@ -119,7 +119,7 @@ def evaluate_file(
     source = Source(spec)  # a bad file is refused before any weights load
     loaded = load_resolved(info)
     model, tokenizer, ctx = loaded.model, loaded.tokenizer, loaded.context_length
-    size = block_size if block_size is not None else min(ctx, info.metadata.block_size or ctx)
+    size = block_size if block_size is not None else min(ctx, loaded.metadata.block_size or ctx)
     check_block_size(size, ctx)
     packed = pack(source, tokenizer, use_cache=use_cache)
     rows = packed.blocks(size)
@@ -211,7 +211,8 @@ def score_replies(
     on_reply: Progress | None = None,
 ) -> GenerationMetrics:
     """Generate one reply per held-out prompt (the model's own template and stop text, ``settings`` with its
-    fixed seed) and score them; token log-probabilities come from the generation itself."""
+    fixed seed) and score them; token log-probabilities come from the generation itself, under the model's own
+    distribution (before temperature, top-k and top-p)."""
     from gpt2tui.core.generation import stream
     from gpt2tui.core.metrics import ScoredReply, generation_metrics
 
@@ -227,8 +228,12 @@ def score_replies(
             stop_text=loaded.stop_text,
         )
         text = "".join(reply_stream)
-        pairs = _within(loaded, reply_stream.reply.tokens, text)
-        scored.append(ScoredReply([t for t, _ in pairs], [lp for _, lp in pairs], text, item.reference))
+        reply = reply_stream.reply
+        pairs = _within(loaded, reply.tokens, text)
+        # Coherence is the model's own view of its reply: the log-probabilities before temperature, top-k and
+        # top-p reshaped the distribution for sampling.
+        logprobs = reply.model_logprobs[: len(pairs)]
+        scored.append(ScoredReply([t for t, _ in pairs], logprobs, text, item.reference))
         if on_reply is not None:
             on_reply(done, len(prompts))
     return generation_metrics(scored)

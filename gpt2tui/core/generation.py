@@ -184,7 +184,11 @@ class Reply:
     prompt_trimmed: int = 0
     """Tokens cut from the start of the prompt so that it and the reply fit the context (0: none were)."""
     tokens: list[tuple[int, float]] = dataclasses.field(default_factory=list)
-    """(token id, log-probability) of each generated token, from the generation itself (not for beam)."""
+    """(token id, log-probability) of each generated token, from the generation itself (not for beam), under
+    the distribution it was drawn from (after temperature, top-k, top-p)."""
+    model_logprobs: list[float] = dataclasses.field(default_factory=list)
+    """Each of ``tokens``' log-probability under the model's own distribution, before temperature, top-k and
+    top-p (equal to the drawn one for greedy): what coherence is measured on."""
     pieces: list[str] = dataclasses.field(default_factory=list)
     """The text each of ``tokens`` added (see :func:`token_pieces`); empty when ``tokens`` is."""
 
@@ -267,10 +271,16 @@ def load_resolved(info: ModelInfo) -> LoadedModel:
     keep_freed_memory()
 
     if isinstance(info, HubModel):
-        from gpt2tui.core.models import load_hub, prepare_for_inference
+        from gpt2tui.core.models import hub_metadata_folder, load_hub, prepare_for_inference
+        from gpt2tui.core.store import read_metadata
 
         model, tokenizer = prepare_for_inference(*load_hub(info.name, HUB_CHOICES))
-        return LoadedModel(info.name, Path(model.name_or_path), model, tokenizer, info.metadata)
+        # A model pushed by gpt2tui carries its gpt2tui.json: its prompt template and stop text come back with it.
+        folder = hub_metadata_folder(info.name)
+        metadata = info.metadata
+        if folder is not None:
+            metadata = dataclasses.replace(read_metadata(folder), name=info.name)
+        return LoadedModel(info.name, Path(model.name_or_path), model, tokenizer, metadata)
     model, tokenizer = load_model(info.path)
     return LoadedModel(info.name, info.path, model, tokenizer, info.metadata)
 
@@ -594,6 +604,9 @@ class ReplyStream:
             self.reply.text = text
             self.reply.new_tokens = int(ids.shape[0])
             self.reply.tokens = chooser.snapshot(self.reply.new_tokens) if chooser is not None else []
+            self.reply.model_logprobs = (
+                chooser.model_snapshot(self.reply.new_tokens) if chooser is not None else []
+            )
             self.reply.pieces = token_pieces(self.tokenizer, [token for token, _ in self.reply.tokens])
         finally:
             halt.set()

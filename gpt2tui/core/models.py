@@ -234,6 +234,28 @@ def load_hub(base: str, choices: str = OFFLINE_CHOICES) -> tuple[PreTrainedModel
     return _from_hub(base, lambda local_only: _load_pair(base, local_only), choices)
 
 
+def hub_metadata_folder(base: str) -> Path | None:
+    """The folder holding a Hub model's ``gpt2tui.json`` (a model pushed by gpt2tui has one: its prompt template,
+    stop text and block size), from the cache or else downloaded; None when the repository has none or the Hub
+    cannot be reached (the model then loads as a plain one)."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    from gpt2tui.core.store import META_FILE
+
+    try:
+        cached = try_to_load_from_cache(base, META_FILE)
+    except Exception:  # an id the cache cannot even name
+        return None
+    if isinstance(cached, str):
+        return Path(cached).parent
+    if cached is not None or not hub_reachable():  # cached as missing, or no way to ask
+        return None
+    try:
+        return Path(hf_hub_download(base, META_FILE)).parent
+    except Exception:  # not in the repository (a model not made by gpt2tui), or the download failed
+        return None
+
+
 def hub_cached(base: str) -> bool:
     """Whether the Hub cache holds ``base`` (looked up on disk only)."""
     from huggingface_hub import try_to_load_from_cache

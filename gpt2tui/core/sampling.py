@@ -6,8 +6,9 @@ choice is made inside a logits processor: it warps the scores exactly as ``gener
 (temperature, then top-k, then top-p, keeping at least one token), draws with its own ``torch.Generator``, and
 leaves only the chosen token finite, so ``generate`` itself runs greedy search and picks it. The same processor
 records the chosen token's log-probability under the distribution it was drawn from (for greedy, the model's
-own after ``generate``'s processors such as the repetition penalty), from the scores this generation computed,
-never from a second forward pass.
+own after ``generate``'s processors such as the repetition penalty) and, apart, under the model's own
+distribution before temperature, top-k and top-p (what coherence is measured on), both from the scores this
+generation computed, never from a second forward pass.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class TokenChooser:
     """A ``LogitsProcessor`` for one sequence (batch size 1) that chooses the next token and records it.
 
     ``records`` grows by ``(token id, log-probability)`` per generated token, in order, so a consumer that has
-    seen N tokens of the stream can pair them with ``records[:N]``."""
+    seen N tokens of the stream can pair them with ``records[:N]``; ``model_logprobs`` grows alongside with each
+    token's log-probability under the model's distribution before the warps (the same as drawn for greedy)."""
 
     def __init__(self, choice: Choice, device: Any = "cpu") -> None:
         import torch
@@ -40,6 +42,7 @@ class TokenChooser:
         self.choice = choice
         self.generator = torch.Generator(device=device).manual_seed(choice.seed)
         self.records: list[tuple[int, float]] = []
+        self.model_logprobs: list[float] = []
         self.lock = threading.Lock()
 
     def warp(self, scores: Any) -> Any:
@@ -63,15 +66,19 @@ class TokenChooser:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        scores = scores.float()
+        scores = model_scores = scores.float()
         if self.choice.sample:
             scores = self.warp(scores)
             chosen = torch.multinomial(scores.softmax(dim=-1), 1, generator=self.generator)
         else:
             chosen = scores.argmax(dim=-1, keepdim=True)
         logprob = torch.log_softmax(scores, dim=-1).gather(-1, chosen)
+        model_logprob = (
+            logprob if scores is model_scores else torch.log_softmax(model_scores, dim=-1).gather(-1, chosen)
+        )
         with self.lock:
             self.records.append((int(chosen[0, 0]), float(logprob[0, 0])))
+            self.model_logprobs.append(float(model_logprob[0, 0]))
         only = torch.full_like(scores, float("-inf"))
         return only.scatter(-1, chosen, 0.0)
 
@@ -79,3 +86,8 @@ class TokenChooser:
         """The first ``count`` records (all when None), safe to call from another thread."""
         with self.lock:
             return list(self.records if count is None else self.records[:count])
+
+    def model_snapshot(self, count: int | None = None) -> list[float]:
+        """The first ``count`` log-probabilities under the model's own distribution (all when None)."""
+        with self.lock:
+            return list(self.model_logprobs if count is None else self.model_logprobs[:count])
