@@ -345,3 +345,23 @@ async def test_a_toast_about_a_run_is_replaced_when_the_run_ends(home: Path) -> 
         text = "".join(screen_rows(app))
         assert "keeps training" not in text and "An unrelated note." in text
         assert app_module.RUN_ENDED == "Run {run} has {state}."
+
+
+async def test_the_transcript_keeps_its_last_lines_in_view_while_the_prompt_box_grows_and_shrinks(
+    tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SMALLEST) as pilot:
+        transcript = screen.transcript
+        while transcript.virtual_size.height < transcript.scrollable_content_region.height - 2:
+            transcript.write("an earlier line")  # nearly full, so a grown prompt box leaves it too short
+        await pilot.pause()
+        assert transcript.is_vertical_scroll_end
+        await pilot.press(*"one", "ctrl+j", *"two", "ctrl+j", *"three", "ctrl+j", *"four", "ctrl+j", *"five")
+        await pilot.pause()
+        assert prompt_of(screen).region.height == 7
+        assert transcript.max_scroll_y > 0 and transcript.is_vertical_scroll_end  # the last line still shows
+        await pilot.press("enter")
+        await until(pilot, lambda: screen.active is None and bool(screen.turns) and screen.turns[-1].reply)
+        await pilot.pause()
+        assert transcript.is_vertical_scroll_end  # the reply, in view

@@ -84,10 +84,25 @@ async def test_a_second_model_that_does_not_load_leaves_the_first_one_chatting(
         await pilot.press("enter")
         await until(pilot, lambda: len(screen.panes) == 1 and any("did not load" in m for _, m in app.notes))
         error = next(m for s, m in app.notes if s == "error")
-        assert error.startswith("The second model did not load, so the chat is back to one model: ")
+        assert error == (
+            "The second model did not load, so the chat is back to one model: Could not download "
+            "'no-such-model': the Hugging Face Hub cannot be reached and it is not in the local cache; "
+            "offline, pick a stored model or type a local save_pretrained folder (ctrl+b)."
+        )  # in the chat's keys, not the CLI's 'gpt2tui models list'
         assert not screen.prompt_input.disabled
         await send(pilot, screen, "still here?")
         assert screen.turns[-1].reply is not None
+
+
+def test_a_load_failure_names_the_chat_keys_not_cli_commands() -> None:
+    from gpt2tui.ui.screens.chat import in_chat_terms
+
+    assert (
+        in_chat_terms(
+            "No stored model named '/x' and no folder at that path; 'gpt2tui models list' shows the stored models."
+        )
+        == "No stored model named '/x' and no folder at that path; ctrl+b lists the stored models."
+    )
 
 
 # ---- the decoding grid ------------------------------------------------------------------------------

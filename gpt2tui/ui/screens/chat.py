@@ -31,7 +31,7 @@ from textual.screen import Screen
 from textual.widgets import Header
 
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode
+from gpt2tui.core.generation import HUB_CHOICES, GenerationSettings, LoadedModel, Mode
 from gpt2tui.core.transcripts import SavedTurn, qa_rows, read_transcript, save_transcript, write_qa_jsonl
 from gpt2tui.core.transcripts import Transcript as SavedTranscript
 from gpt2tui.ui.messages import DecodingGridRequested
@@ -58,6 +58,11 @@ SPLIT_KEY_LEGEND = "F2-F5 strategy · F6/F7 temp · F8/F9 max"  # a half-width p
 SECOND_LEGEND = "ctrl+b: back to one model"
 PICK_SECOND = "Chat with a second model side by side (the same prompts, seed and settings):"
 SECOND_FAILED = "The second model did not load, so the chat is back to one model: {error}"
+CLI_ADVICE = (
+    (HUB_CHOICES, "pick a stored model or type a local save_pretrained folder (ctrl+b)"),
+    ("'gpt2tui models list' shows the stored models.", "ctrl+b lists the stored models."),
+)
+"""The core's advice for a model that did not load, in the chat's terms (its keys, not the CLI's commands)."""
 SCROLL_LEGEND = "PgUp/PgDn scroll"
 TOASTS_TOP = 2  # rows above the toasts (chat.tcss puts them at the top): the header and the status line
 MAX_TOKENS_LADDER = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -97,6 +102,13 @@ class ChatCommands(Provider):
             if score > 0:
                 command = partial(self.screen.run_action, action)
                 yield Hit(score, matcher.highlight(label), command, help=help_text)
+
+
+def in_chat_terms(error: str) -> str:
+    """A load failure's sentence with the CLI's advice (``gpt2tui models list``) said in the chat's keys."""
+    for cli, chat in CLI_ADVICE:
+        error = error.replace(cli, chat)
+    return error
 
 
 def _key(key: str, action: str, label: str, tooltip: str, *, show: bool = True) -> Binding:
@@ -246,7 +258,8 @@ class ChatScreen(Screen[None]):
 
     def on_chat_pane_load_failed(self, message: ChatPane.LoadFailed) -> None:
         if message.pane is not self.pane:  # the side-by-side model: the chat goes on with the first one
-            self.notify(SECOND_FAILED.format(error=message.error), title="Model not loaded", severity="error")
+            error = in_chat_terms(message.error)
+            self.notify(SECOND_FAILED.format(error=error), title="Model not loaded", severity="error")
             self._remove_pane(message.pane)
             return
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)

@@ -39,10 +39,12 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
 
+from gpt2tui.core.card import ModelMetadata
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply
 from gpt2tui.core.generator import GeneratorProcess, RemoteReplyStream, in_process_requested
 from gpt2tui.core.transcripts import SAMPLING, SavedReply, SavedTurn
+from gpt2tui.ui.expectations import expectations, stopped_note
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 
@@ -265,8 +267,13 @@ class ChatPane(Vertical):
     def _model_ready(self, loaded: ChatModel) -> None:
         self.loaded = loaded
         self.transcript.loading = False
-        self.status.model_name = loaded.name
+        meta = model_metadata(loaded)
+        stopped = meta is not None and stopped_note(meta) is not None
+        self.status.model_name = f"{loaded.name} (stopped)" if stopped else loaded.name
         self.status.state = ""
+        notes = expectations(meta) if meta is not None else []
+        if notes and not self.transcript.entry_count:  # said once, before the first prompt
+            self.transcript.write(f"{loaded.name}: {'; '.join(notes)}.", style=NOTE_STYLE)
         self.post_message(self.Ready(self))
 
     # ---- sending and generating ------------------------------------------------------------------
@@ -500,6 +507,20 @@ class ChatPane(Vertical):
         self._pause_flush()
         self.finished_at = time.monotonic()
         self.post_message(self.ReplyEnded(self, turn))
+
+
+def model_metadata(loaded: ChatModel) -> ModelMetadata | None:
+    """What the store knows of the chat's model (a model in a child process is looked up by its name), or None
+    for a model that is not stored (a Hub id, a folder)."""
+    meta = getattr(loaded, "metadata", None)
+    if isinstance(meta, ModelMetadata):
+        return meta
+    from gpt2tui.core.store import ModelStore
+
+    try:
+        return ModelStore().get(loaded.name).metadata
+    except (UserError, OSError, ValueError):
+        return None
 
 
 def reply_details(turn: Turn) -> str:

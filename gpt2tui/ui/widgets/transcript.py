@@ -64,6 +64,7 @@ class Transcript(ScrollView, can_focus=True):
         self._strips: list[Strip] = []
         self._open = False
         self._width = 0
+        self._height = 0  # the visible lines at the last resize
         self.lines_wrapped = 0
         self._paint: tuple[Style, int, int] | None = None  # set while render_lines paints (style, top, width)
         """How many lines have been produced by wrapping so far: the work counter the tests watch."""
@@ -276,10 +277,16 @@ class Transcript(ScrollView, can_focus=True):
             bar.refresh()
 
     def on_resize(self) -> None:
-        width = self.scrollable_content_region.width
+        region = self.scrollable_content_region
+        width, height = region.width, region.height
+        # Shorter (the prompt box grew): a transcript that showed its end still does, and goes on following.
+        was_at_end = self.scroll_offset.y >= len(self._strips) - self._height
+        self._height = height
         if width != self._width:
             self._width = width
             self._rewrap_all()
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        elif was_at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def render_lines(self, crop: Region) -> list[Strip]:
