@@ -70,6 +70,18 @@ def test_delivered_chunks_come_from_the_reader_thread_and_join_to_the_reply(chil
     assert threads == {"gpt2tui-generator-read"}  # not this thread: one hop fewer per chunk
 
 
+def test_a_started_reply_generates_before_anyone_follows_it(child: GeneratorProcess) -> None:
+    expected = "".join(child.reply("raw", "In the beginning", [], GREEDY))
+    chunks: list[str] = []
+    stream = child.reply("raw", "In the beginning", [], GREEDY).start(chunks.append)
+    deadline = time.monotonic() + 30
+    while not chunks and time.monotonic() < deadline:  # nobody iterates: the request went out at start
+        time.sleep(0.01)
+    assert chunks
+    stream.deliver(chunks.append)  # follows the started reply to its end; the request is not sent again
+    assert "".join(chunks) == expected == stream.reply.text
+
+
 def test_delivery_of_a_reply_that_fails_raises_its_sentence(child: GeneratorProcess) -> None:
     os.kill(child.pid, signal.SIGKILL)
     with pytest.raises(UserError, match="The model process ended"):

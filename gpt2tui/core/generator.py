@@ -231,6 +231,22 @@ class RemoteReplyStream:
         self.stop = stop
         self.reply = Reply()
         self.cell: Cell | None = None  # a grid cell's figures, once its stream ends
+        self._answers: queue.Queue[dict[str, Any]] | None = None
+
+    def start(self, sink: Callable[[str], None] | None = None) -> RemoteReplyStream:
+        """Send the request now, so the child starts while this thread goes on (the chat's UI thread: a pipe
+        write, microseconds); iterating or :meth:`deliver` then follows it. ``sink``: as for :meth:`deliver`,
+        which then uses this one. Iterating or delivering sends the request itself when not started."""
+        if self._answers is None:
+            reply_id = int(self.request["id"])
+            answers = self.owner._open(reply_id, sink)
+            try:
+                self.owner._send(self.request)
+            except UserError:
+                self.owner._close(reply_id)
+                raise
+            self._answers = answers
+        return self
 
     def __iter__(self) -> Iterator[str]:
         return self._follow(None)
@@ -248,10 +264,10 @@ class RemoteReplyStream:
 
     def _follow(self, sink: Callable[[str], None] | None) -> Iterator[str]:
         owner, reply_id = self.owner, int(self.request["id"])
-        answers = owner._open(reply_id, sink)
+        answers = self.start(sink)._answers
+        assert answers is not None
         stop_sent = False
         try:
-            owner._send(self.request)
             while True:
                 if self.stop.is_set() and not stop_sent:
                     stop_sent = True

@@ -25,6 +25,7 @@ token and keeps the partial text.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -41,7 +42,7 @@ from textual.timer import Timer
 
 from gpt2tui.core.card import ModelMetadata
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply
+from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply, ReplyStream
 from gpt2tui.core.generator import GeneratorProcess, RemoteReplyStream, in_process_requested
 from gpt2tui.core.transcripts import SAMPLING, SavedReply, SavedTurn
 from gpt2tui.ui.expectations import expectations, stopped_note
@@ -390,23 +391,45 @@ class ChatPane(Vertical):
             self._flush_timer.reset()  # runs from now; paused again when the reply ends
         earlier = self.turns[: self.turns.index(turn)]
         history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
-        start_daemon(self._generate, turn, history, self.loaded, name="gpt2tui-chat-reply")
+        take = self._taker(turn)
+        stream = None
+        if isinstance(self.loaded, GeneratorProcess):  # the child starts now, not when a thread gets the GIL
+            with contextlib.suppress(UserError):  # refused again, and reported, by the reading thread
+                stream = self._open_reply(self.loaded, turn, history).start(take)
+        start_daemon(self._generate, turn, history, self.loaded, take, stream, name="gpt2tui-chat-reply")
 
-    def _generate(self, turn: Turn, history: list[tuple[str, str]], loaded: ChatModel) -> None:
+    def _taker(self, turn: Turn) -> Callable[[str], None]:
+        """What receives the turn's chunks (in a reading thread): queues them for the flush timer."""
+        started = threading.Event()
+
+        def take(chunk: str) -> None:
+            turn.chunks.append(chunk)
+            if not started.is_set():  # the reply's first text is drawn at once, not at the next tick
+                started.set()
+                self.post_message(ReplyStarted(turn))
+
+        return take
+
+    @staticmethod
+    def _open_reply(
+        loaded: ChatModel, turn: Turn, history: list[tuple[str, str]]
+    ) -> ReplyStream | RemoteReplyStream:
+        return loaded.reply(
+            turn.mode, turn.prompt, history, turn.settings, turn.stop, batch_seconds=READ_SECONDS
+        )
+
+    def _generate(
+        self,
+        turn: Turn,
+        history: list[tuple[str, str]],
+        loaded: ChatModel,
+        take: Callable[[str], None],
+        stream: ReplyStream | RemoteReplyStream | None,
+    ) -> None:
         """Stream the turn's reply (its prompt built for its mode) into ``turn.chunks``."""
         try:
-            stream = loaded.reply(
-                turn.mode, turn.prompt, history, turn.settings, turn.stop, batch_seconds=READ_SECONDS
-            )
-
-            started = threading.Event()
-
-            def take(chunk: str) -> None:
-                turn.chunks.append(chunk)
-                if not started.is_set():  # the reply's first text is drawn at once, not at the next tick
-                    started.set()
-                    self.post_message(ReplyStarted(turn))
-
+            if stream is None:
+                stream = self._open_reply(loaded, turn, history)
             if isinstance(stream, RemoteReplyStream):
                 stream.deliver(take)  # chunks straight from the pipe's reader thread
             else:
