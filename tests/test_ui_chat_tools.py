@@ -268,12 +268,32 @@ async def test_copy_undo_and_export_from_the_palette(
         assert [t.prompt for t in screen.turns] == ["first?"]
         assert "second?" not in screen.transcript.plain and "r2w1" not in screen.transcript.plain
         assert screen.prompt_input.value == "second?"
+        assert ("information", "The last turn is undone; its prompt is back in the box.") in app.notes
         await screen.run_action("export_qa")
         exported = list(transcripts_dir().glob("*-qa.jsonl"))
         assert len(exported) == 1
         rows = [json.loads(line) for line in exported[0].read_text(encoding="utf-8").splitlines()]
         assert rows == [{"question": "first?", "answer": "r1w1 r1w2"}]
         assert any(m.startswith("1 question/answer row in ") for _, m in app.notes)
+
+
+async def test_undo_keeps_a_draft_that_ctrl_z_brings_back(tiny: LoadedModel, fake_stream: FakeStream) -> None:
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "first?")
+        await pilot.click("#prompt")
+        for key in "my draft":
+            await pilot.press(key if key != " " else "space")
+        await screen.run_action("undo")
+        assert screen.prompt_input.value == "first?"
+        assert (
+            "information",
+            "The last turn is undone; its prompt is back in the box (ctrl+z in the box brings back what you had typed).",
+        ) in app.notes
+        screen.prompt_input.focus()
+        await pilot.press("ctrl+z")
+        assert screen.prompt_input.value == "my draft"
 
 
 async def test_palette_offers_the_commands_without_keys(tiny: LoadedModel) -> None:

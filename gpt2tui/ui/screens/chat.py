@@ -481,9 +481,13 @@ class ChatScreen(Screen[None]):
             self.notify(NOTHING_YET.format(what="undo"), severity="warning")
             return
         self._dirty = True
-        self.prompt_input.load_text(turn.prompt)
-        self.prompt_input.move_cursor(self.prompt_input.document.end)
-        self.notify("The last turn is undone; its prompt is back in the box.")
+        box = self.prompt_input
+        draft = box.text.strip()
+        # An edit, not load_text: the box's own undo (ctrl+z) then brings back what was typed there.
+        box.replace(turn.prompt, box.document.start, box.document.end)
+        box.move_cursor(box.document.end)
+        kept = " (ctrl+z in the box brings back what you had typed)" if draft and draft != turn.prompt else ""
+        self.notify(f"The last turn is undone; its prompt is back in the box{kept}.")
 
     def action_toggle_mode(self) -> None:
         self.mode = "raw" if self.mode == "chat" else "chat"
