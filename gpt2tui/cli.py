@@ -708,6 +708,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     stored = store_result(args.model, _spec(args), result)
+    scored = result.generation.replies if result.generation is not None else args.generate
+    if scored < args.generate:  # asked for more prompts than the file has rows the model never trained on
+        print(SHORT_OF_PROMPTS.format(scored=scored, asked=args.generate), file=sys.stderr)
     if args.json:
         print(json.dumps(_clean({**result.to_dict(), "stored_with": stored.name if stored else None})))
     else:
@@ -720,6 +723,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if stored is not None:
             print(f"stored with the model: gpt2tui models show {stored.name}")
     return 0
+
+
+SHORT_OF_PROMPTS = (
+    "{scored} replies scored, not {asked}: the file has only {scored} rows the model did not train on."
+)
 
 
 def _generation_line(m: Any) -> str:

@@ -110,6 +110,18 @@ def test_scores_are_deterministic_and_stored_with_the_model(tiny_model: str, hom
     assert record["decoding"] == result["decoding"]
 
 
+def test_asking_for_more_prompts_than_rows_says_how_many_were_scored(tiny_model: str, home: Path) -> None:
+    args = ["eval", tiny_model, str(QA_CSV), "--generate", "1000", "--max-new-tokens", "2", "--json"]
+    run = cli(*args)
+    assert run.returncode == 0, run.stderr
+    scored = json.loads(run.stdout)["generation"]["replies"]
+    assert 0 < scored < 1000
+    sentence = (
+        f"{scored} replies scored, not 1000: the file has only {scored} rows the model did not train on.\n"
+    )
+    assert run.stderr.endswith(sentence)
+
+
 def test_a_negative_count_is_one_sentence(tiny_model: str, home: Path) -> None:
     before = tree_snapshot(home / "models")
     run = cli("eval", tiny_model, str(QA_CSV), "--generate", "-1")
