@@ -107,7 +107,7 @@ def _threads_option(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gpt2tui.core.config import TrainConfig
+    from gpt2tui.core.config import COMPILE, TrainConfig
 
     parser = _Parser(
         prog="gpt2tui",
@@ -182,6 +182,25 @@ def build_parser() -> argparse.ArgumentParser:
         dest="fast_gelu",
         action="store_false",
         help="GPT-2's gelu_new as written instead of torch's one-kernel tanh GELU (other rounding)",
+    )
+    compiling = p.add_mutually_exclusive_group()
+    compiling.add_argument(
+        "--compile",
+        default=TrainConfig.compile,
+        choices=COMPILE,
+        help=f"torch.compile the model (default {TrainConfig.compile}: on with a CUDA GPU, off on a CPU)",
+    )
+    compiling.add_argument(
+        "--no-compile", dest="compile", action="store_const", const="off", help="the same as --compile off"
+    )
+    p.add_argument(
+        "--no-tf32", dest="tf32", action="store_false", help="GPU: fp32 matmuls in full fp32, not TF32"
+    )
+    p.add_argument(
+        "--no-pin-memory",
+        dest="pin_memory",
+        action="store_false",
+        help="GPU: copy batches from ordinary host memory, waiting for each copy",
     )
     _threads_option(p)
     p.add_argument("--num-processes", type=whole_number, help="processes (GPUs) to train on, via accelerate")
@@ -407,6 +426,9 @@ def _train_config(args: argparse.Namespace) -> Any:
         data_cache=args.data_cache,
         fused_adamw=args.fused_adamw,
         fast_gelu=args.fast_gelu,
+        compile=args.compile,
+        tf32=args.tf32,
+        pin_memory=args.pin_memory,
     )
 
 

@@ -15,6 +15,7 @@ from gpt2tui.core.data import DataSpec, check_eval_split
 from gpt2tui.core.errors import UserError
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+COMPILE = ("auto", "on", "off")
 MAX_SEED = 2**32 - 1
 """accelerate's ``set_seed`` seeds numpy too, which takes 32-bit seeds."""
 
@@ -51,6 +52,11 @@ class TrainConfig:
     data_cache: bool = True  # read/write packed tokens in the cache (core/packing.py); off: pack every run
     fused_adamw: bool = True  # torch's fused AdamW kernel (as HF Trainer uses); off: the per-tensor loop
     fast_gelu: bool = True  # GPT-2's gelu_new as torch's one-kernel tanh GELU (same function, other rounding)
+    compile: str = (
+        "auto"  # torch.compile the model: auto (on with CUDA, off on a CPU: core/device.py) | on | off
+    )
+    tf32: bool = True  # CUDA only: fp32 matmuls on TF32 tensor cores (bf16/fp16 autocast is unaffected)
+    pin_memory: bool = True  # CUDA only: batches leave page-locked host memory without blocking the step
 
     @property
     def step_limit(self) -> str:
@@ -84,6 +90,8 @@ class TrainConfig:
                 raise UserError(f"{option} must be 0 or more, not {value}.")
         if self.mixed_precision not in MIXED_PRECISION:
             raise UserError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}.")
+        if self.compile not in COMPILE:
+            raise UserError(f"--compile must be one of {', '.join(COMPILE)}, not {self.compile}.")
         check_eval_split(self.eval_split)
         if not 0 <= self.seed <= MAX_SEED:
             raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED}, not {self.seed}.")

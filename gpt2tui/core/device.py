@@ -1,5 +1,5 @@
-"""One device policy for training, generation and evaluation: CPU threads (chosen before torch is imported)
-and the precision ``--mixed-precision auto`` trains in.
+"""One device policy for training, generation and evaluation: CPU threads (chosen before torch is imported),
+the precision ``--mixed-precision auto`` trains in, and the GPU levers (``torch.compile``, TF32).
 
 torch's OpenMP threads spin-wait at every barrier for the slowest thread. When another process keeps one of
 the cores busy, the thread that shares that core falls behind and the others burn their time spinning: on a
@@ -304,3 +304,38 @@ def choose_precision(requested: str, width: int | None = None) -> PrecisionChoic
         torch.backends.mkldnn.is_available(),
         bf16_probe_gain if os.environ.get("WORLD_SIZE", "1") == "1" else None,
     )
+
+
+# ------------------------------------------------------------------------------------------- GPU levers
+
+
+def compile_enabled(requested: str, cuda: bool) -> bool:
+    """Whether ``--compile requested`` runs the model through ``torch.compile``: ``auto`` only on CUDA.
+
+    On a CPU, inductor's compile (about 40 s for the tiny model on 2 cores, the first time) is not paid back in
+    a short fine-tune, and it needs a C++ compiler the machine may not have; on a GPU its fused kernels
+    repay the compile within the first steps of a GPT-2-sized model.
+    """
+    return requested == "on" or (requested == "auto" and cuda)
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would build CPU kernels with (``CXX``, else g++/clang++/c++), or None."""
+    import shutil
+
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "clang++", "c++"]
+    return next((found for name in names if (found := shutil.which(name))), None)
+
+
+def use_tf32(enabled: bool) -> bool:
+    """On CUDA, fp32 matmuls in TF32 (``enabled``) or full fp32; True if TF32 is on. A CPU is left alone.
+
+    Under bf16/fp16 autocast this changes only the matmuls autocast leaves in fp32. On a CPU the same setting
+    can let oneDNN round fp32 matmuls, so it is not touched there.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    return enabled

@@ -34,6 +34,7 @@ class RunStarted:
     tokens_cached: bool = False  # the file's tokens were read from the cache (packed by an earlier run)
     pack_seconds: float = 0.0  # time spent tokenizing and packing in this run (0 when cached)
     precision_reason: str = ""  # why mixed_precision was chosen ("native AVX512_BF16", "requested", ...)
+    compiled: bool = False  # the model runs through torch.compile (--compile)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,8 @@ def overfitting_since(evals: list[tuple[int, float]]) -> int | None:
 
 
 def device_label(event: RunStarted) -> str:
-    """Where and in what precision a run computes, e.g. ``"CPU, 2 threads, bf16 (native AVX512_BF16)"``.
+    """Where and in what precision a run computes, e.g. ``"CPU, 2 threads, bf16 (native AVX512_BF16)"``,
+    ending in ``", compiled"`` for a model run through torch.compile.
 
     The thread count and the reason appear only when the run recorded them (older logs did not).
     """
@@ -196,6 +198,8 @@ def device_label(event: RunStarted) -> str:
         parts.append(f"{event.threads} thread{'s' if event.threads != 1 else ''}")
     precision = "fp32" if event.mixed_precision == "no" else event.mixed_precision
     parts.append(f"{precision} ({event.precision_reason})" if event.precision_reason else precision)
+    if event.compiled:
+        parts.append("compiled")
     return ", ".join(parts)
 
 

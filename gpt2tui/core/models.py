@@ -212,6 +212,13 @@ def _from_pretrained(cls: Any, ref: str, **kwargs: Any) -> Any:
     return cls.from_pretrained(ref, trust_remote_code=False, **kwargs)
 
 
+ATTENTION = "sdpa"
+"""Every model computes attention with torch's ``scaled_dot_product_attention`` (flash or memory-efficient
+kernels on a GPU, one fused op on a CPU). transformers already defaults to it where a model supports it; it
+is asked for by name so that stays true whatever the default becomes. It is a runtime choice, not saved
+with the model (``model.config._attn_implementation`` says what a loaded model uses)."""
+
+
 def _load_pair(ref: str, local_only: bool) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Weights in fp32 whatever dtype they were saved in: training in pure fp16 diverges, and mixed
     precision (autocast) is accelerate's job."""
@@ -222,9 +229,14 @@ def _load_pair(ref: str, local_only: bool) -> tuple[PreTrainedModel, PreTrainedT
 
     quiet_transformers()
     tokenizer = _from_pretrained(AutoTokenizer, ref, local_files_only=local_only)
-    model = _from_pretrained(
-        AutoModelForCausalLM, ref, local_files_only=local_only, use_safetensors=True, dtype=torch.float32
-    )
+    options = {"local_files_only": local_only, "use_safetensors": True, "dtype": torch.float32}
+    try:
+        model = _from_pretrained(AutoModelForCausalLM, ref, attn_implementation=ATTENTION, **options)
+    except ValueError as err:
+        if "scaled_dot_product_attention" not in str(err):
+            raise
+        # An architecture without SDPA support: transformers' own choice (eager attention) still works.
+        model = _from_pretrained(AutoModelForCausalLM, ref, **options)
     return model, tokenizer
 
 
@@ -477,6 +489,7 @@ def build_scratch(
         bos_token_id=eos,
         eos_token_id=eos,
         pad_token_id=eos,
+        attn_implementation=ATTENTION,
     )
     torch.manual_seed(seed)
     return GPT2LMHeadModel(config), tokenizer

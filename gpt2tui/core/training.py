@@ -134,7 +134,8 @@ class Job:
     tokens: int  # tokens in the file after formatting (the last partial block included)
     accelerator: Accelerator
     precision: PrecisionChoice  # what the run computes in, and why (shown in the run header)
-    model: Any
+    compiled: bool  # ``model`` runs through torch.compile (--compile)
+    model: Any  # as prepared: the training step calls it
     optimizer: Any
     scheduler: Any
     blocks: Any  # every block of the file, [n, block_size]: a view of the memory-mapped token cache
@@ -148,6 +149,17 @@ class Job:
     @property
     def global_batch(self) -> int:
         return self.config.batch_size * self.accelerator.num_processes
+
+    @property
+    def eager_model(self) -> Any:
+        """``model`` without torch.compile's wrapper (the same parameters), for evaluation and samples: their
+        shapes (eval batches, a growing generation) and eval mode would each compile anew, for a few forwards."""
+        return self.model._orig_mod if self.compiled else self.model
+
+    @property
+    def plain_model(self) -> Any:
+        """The model itself, unwrapped of compile, DDP and the rest: what is saved (no ``_orig_mod.`` keys)."""
+        return self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
 
     @property
     def steps_per_epoch(self) -> float:
@@ -181,7 +193,7 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
     name = config.name or store.unique_name(f"{Path(config.data.path).stem}-{_base_label(config)}")
     lr = config.lr if config.lr is not None else base.default_lr
 
-    accelerator, precision = _accelerator(config, base.model, checkpoint)
+    accelerator, precision, compiled = _accelerator(config, base.model, checkpoint)
     optimizer = torch.optim.AdamW(
         _param_groups(base.model, config.weight_decay), lr=lr, fused=True if config.fused_adamw else None
     )
@@ -208,6 +220,7 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
         tokens=packed.tokens,
         accelerator=accelerator,
         precision=precision,
+        compiled=compiled,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -300,13 +313,15 @@ def default_name(config: TrainConfig) -> str:
 
 def _accelerator(
     config: TrainConfig, model: Any = None, checkpoint: Checkpoint | None = None
-) -> tuple[Accelerator, PrecisionChoice]:
-    """An accelerator in the precision :func:`~gpt2tui.core.device.choose_precision` picks for ``model``."""
+) -> tuple[Accelerator, PrecisionChoice, bool]:
+    """An accelerator in the precision :func:`~gpt2tui.core.device.choose_precision` picks for ``model``,
+    compiling the model as it prepares it when ``--compile`` resolves to on (the third value)."""
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+    from accelerate.utils import TorchDynamoPlugin
 
-    from gpt2tui.core.device import choose_precision
+    from gpt2tui.core.device import choose_precision, compile_enabled, cxx_compiler, use_tf32
 
     # A resumed run keeps the precision it began with: a probe could answer differently now, and the resumed
     # weights would no longer be the ones an uninterrupted run ends with.
@@ -314,11 +329,21 @@ def _accelerator(
     if choice is None:
         width = getattr(getattr(model, "config", None), "hidden_size", None)
         choice = choose_precision(config.mixed_precision, width)
-    if choice.precision == "fp16" and not torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if choice.precision == "fp16" and not cuda:
         raise UserError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on a CPU.")
+    compiled = compile_enabled(config.compile, cuda)
+    if compiled and not cuda and cxx_compiler() is None:
+        raise UserError(
+            "--compile on needs a C++ compiler on a CPU (g++ or clang++); install one or use off."
+        )
+    use_tf32(config.tf32)
     # Accelerate keeps process-wide state; a second run in the same process (the TUI) must start clean.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=choice.precision), choice
+    # accelerate compiles last in prepare (after DDP and the autocast wrapper); an explicit backend, so an
+    # ACCELERATE_DYNAMO_BACKEND in the environment does not decide it behind --compile's back.
+    dynamo = TorchDynamoPlugin(backend="inductor" if compiled else "no")
+    return Accelerator(mixed_precision=choice.precision, dynamo_plugin=dynamo), choice, compiled
 
 
 def _recorded_precision(checkpoint: Checkpoint | None) -> PrecisionChoice | None:
@@ -443,8 +468,13 @@ class Loop:
         # The epoch's last batch wraps to its first rows, so every process always gets a full batch.
         rows = perm[torch.arange(start, start + size) % len(perm)].numpy()
         # Fancy indexing a memory map reads just these rows; int64 is what the embedding takes.
-        batch = np.asarray(job.blocks[job.train_index[rows]], dtype=np.int64)
-        return torch.from_numpy(batch).to(job.accelerator.device)
+        batch = torch.from_numpy(np.asarray(job.blocks[job.train_index[rows]], dtype=np.int64))
+        device = job.accelerator.device
+        if device.type == "cuda" and job.config.pin_memory:
+            # From page-locked memory the copy is a DMA that does not block the host: the next step's Python
+            # runs while it lands (torch's pinned allocator keeps the buffer until the copy is done).
+            return batch.pin_memory().to(device, non_blocking=True)
+        return batch.to(device)
 
     def optimizer_step(self) -> None:
         job, state = self.job, self.state
@@ -509,13 +539,13 @@ class Loop:
                     EvalProgress(step=step, blocks_done=min(total, done * processes), blocks_total=total)
                 )
 
-        loss = loss_over(job.model, job.eval_loader, job.accelerator, on_progress=progress)
+        loss = loss_over(job.eager_model, job.eval_loader, job.accelerator, on_progress=progress)
         best = self.state.note_eval(step, loss)
         if best and job.config.keep_best and step > 0:
             self.save_best_weights(step)
         sample = None
         if job.config.sample_prompt and job.accelerator.is_main_process:
-            sample = _sample(job.accelerator.unwrap_model(job.model), job.base, job.config, job.data)
+            sample = _sample(job.plain_model, job.base, job.config, job.data)
         self.emit(
             EvalFinished(
                 step=step,
@@ -548,6 +578,7 @@ class Loop:
             tokens_cached=job.data.cached,
             pack_seconds=round(job.data.seconds, 3),
             precision_reason=job.precision.reason,
+            compiled=job.compiled,
         )
 
     # ------------------------------------------------------------------------------------- checkpoints
@@ -582,8 +613,7 @@ class Loop:
         import torch
 
         job = self.job
-        unwrapped = job.accelerator.unwrap_model(job.model)
-        unwrapped.save_pretrained(folder, safe_serialization=True)
+        job.plain_model.save_pretrained(folder, safe_serialization=True)
         job.base.tokenizer.save_pretrained(folder)
         torch.save(
             {
@@ -643,9 +673,7 @@ class Loop:
         """The weights of a new best evaluation, for --keep-best (one file per step, written atomically)."""
         job = self.job
         if job.run is None:
-            self._best_in_memory = {
-                k: v.detach().clone() for k, v in job.accelerator.unwrap_model(job.model).state_dict().items()
-            }
+            self._best_in_memory = {k: v.detach().clone() for k, v in job.plain_model.state_dict().items()}
             return
         if not job.accelerator.is_main_process:
             return
@@ -654,7 +682,7 @@ class Loop:
         job.run.best_dir.mkdir(parents=True, exist_ok=True)
         path = self.best_path(step)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_model(job.accelerator.unwrap_model(job.model), str(tmp))
+        save_model(job.plain_model, str(tmp))
         os.replace(tmp, path)
 
     def prune_best(self) -> None:
@@ -714,7 +742,7 @@ class Loop:
 
     def store_model(self, result: RunFinished) -> None:
         job = self.job
-        unwrapped = job.accelerator.unwrap_model(job.model)
+        unwrapped = job.plain_model
         if result.weights == "best":
             self.load_best_weights(unwrapped, result.weights_step or 0)
         generation_config = _generation_config(job.base)
