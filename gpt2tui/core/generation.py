@@ -726,7 +726,7 @@ def stream(
     stop_text: StopText = None,
     batch_seconds: float = 0.0,
 ) -> ReplyStream:
-    """Start nothing yet: iterating the returned stream runs generation and yields text chunks.
+    """Start nothing yet: iterating the returned stream runs generation and yields its :class:`Chunk` s.
 
     ``batch_seconds`` > 0: after a chunk, wait that long (or until ``stop`` is set) and yield what arrived
     meanwhile as one chunk. The first chunk still comes as soon as its token; a reader that only shows text
