@@ -1,13 +1,14 @@
 """The reference for the training benchmarks: HF ``Trainer`` on the job ``gpt2tui train`` does.
 
 Same file, same scratch model and tokenizer (built by gpt2tui's core), same packed train blocks, batch 8,
-the same number of optimizer steps, fp32 on the CPU (``--bf16``: ``TrainingArguments(bf16=True)``), default
-``TrainingArguments`` otherwise. Prints the training tokens/s (tokens trained over ``train_runtime``) as its
+the same number of optimizer steps, fp32 on the CPU (``--bf16``: ``TrainingArguments(bf16=True)``; ``--device
+cuda``: on the GPU, as ``bench/gpu_training.py`` runs it), default ``TrainingArguments`` otherwise. Prints the training tokens/s (tokens trained over ``train_runtime``) as its
 last line; ``--json`` prints one object instead, which also holds the tokens/s of the training loop alone
 (from ``on_train_begin`` to ``on_train_end``, as gpt2tui's own figure excludes its set-up and evaluations)
 and the CPU seconds of its median step (``on_step_begin`` to ``on_step_end``).
 
-    python bench/trainer_reference.py FILE SIZE STEPS THREADS [--bf16] [--json]
+    python bench/trainer_reference.py FILE SIZE STEPS THREADS [--bf16] [--json] [--device cuda]
+        [--block-size N] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> None:
     parser.add_argument("threads", type=int)
     parser.add_argument("--bf16", action="store_true", help="TrainingArguments(bf16=True)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--block-size", type=int, default=None, help="default: the scratch size's")
+    parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch loads, as a user of Trainer would set it
     import torch
@@ -48,8 +52,9 @@ def main() -> None:
     tokenizer = scratch_tokenizer(source, shape.vocab_size, shape.n_positions, use_cache=False)
     base = resolve_base("scratch", None, args.size, 42, tokenizer=tokenizer)
     packed = pack(source, base.tokenizer, use_cache=False)
-    blocks = packed.blocks(base.default_block_size)
-    train = split(packed, base.default_block_size, 0.1, 42).train
+    block_size = args.block_size or base.default_block_size
+    blocks = packed.blocks(block_size)
+    train = split(packed, block_size, 0.1, 42).train
     rows = [{"input_ids": blocks[i].tolist(), "labels": blocks[i].tolist()} for i in train]
     marks: dict[str, float] = {}
     step_cpu: list[float] = []
@@ -72,19 +77,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         arguments = TrainingArguments(
             output_dir=out,
-            per_device_train_batch_size=8,
+            per_device_train_batch_size=args.batch_size,
             max_steps=args.steps,
             learning_rate=base.default_lr,
             report_to=[],
             save_strategy="no",
             logging_strategy="no",
-            use_cpu=True,
+            use_cpu=args.device == "cpu",
             disable_tqdm=True,
             bf16=args.bf16,
         )
         trainer = Trainer(model=base.model, args=arguments, train_dataset=rows, callbacks=[LoopClock()])
         metrics = trainer.train().metrics
-    tokens = args.steps * 8 * base.default_block_size
+    tokens = args.steps * args.batch_size * block_size
     runtime = tokens / metrics["train_runtime"]
     if args.json:
         loop = tokens / (marks["end"] - marks["begin"])

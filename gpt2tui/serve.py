@@ -380,7 +380,8 @@ class Job:
                     stop_text=self.stops,
                 )
                 for chunk in reply_stream:
-                    self.post(Text(draft.index, chunk))
+                    if chunk:  # a reply's last chunk may bring only tokens (end-of-text), no text
+                        self.post(Text(draft.index, chunk))
                 reply = reply_stream.reply
                 replies.append(reply)
                 self.post(

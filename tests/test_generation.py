@@ -186,3 +186,100 @@ def test_the_reply_says_how_many_prompt_tokens_were_cut_to_fit(loaded: generatio
     short = stream(loaded.model, loaded.tokenizer, "the Sun", GREEDY)
     list(short)
     assert short.reply.prompt_trimmed == 0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        GenerationSettings(strategy="greedy", max_new_tokens=30, seed=0),
+        GenerationSettings(strategy="top-p", top_p=0.9, temperature=0.8, max_new_tokens=30, seed=5),
+        GenerationSettings(strategy="top-k", top_k=20, max_new_tokens=30, seed=11),
+    ],
+    ids=["greedy", "top-p", "top-k"],
+)
+def test_chunks_carry_the_replys_tokens_and_log_probabilities(
+    loaded: generation.LoadedModel, settings: GenerationSettings
+) -> None:
+    """Each chunk is a ``str`` with its tokens: together exactly ``reply.tokens``, from the same generation."""
+    from tests.chunk_checks import assert_chunks_are_the_reply
+
+    for prompt, batch_seconds in (("In the beginning", 0.0), ("The Sun", 0.02)):
+        s = stream(loaded.model, loaded.tokenizer, prompt, settings, batch_seconds=batch_seconds)
+        chunks = list(s)
+        tokens = assert_chunks_are_the_reply(chunks, s.reply)
+        assert loaded.tokenizer.decode([t.id for t in tokens], skip_special_tokens=True) == s.reply.text
+        warped = [t.logprob != t.model_logprob for t in tokens]
+        assert any(warped) if settings.strategy != "greedy" else not any(warped)
+        if tokens[-1].id == loaded.tokenizer.eos_token_id:  # end-of-text adds no text, yet is in a chunk
+            assert tokens[-1].text == ""
+
+
+def test_a_stop_text_cutting_a_token_keeps_its_tokens_in_the_chunks(loaded: generation.LoadedModel) -> None:
+    """A stop text that starts inside a token: the visible text ends mid-token, and the chunks still carry
+    every token generated, the cut token's and the stop text's among them."""
+    from tests.chunk_checks import assert_chunks_are_the_reply
+
+    free = stream(loaded.model, loaded.tokenizer, "What is Mars?", GREEDY, template=loaded.template)
+    text = "".join(free)
+    pieces = free.reply.pieces
+    starts = [sum(len(p) for p in pieces[:i]) for i in range(len(pieces))]
+    # The first token of two characters or more whose tail (and the next token's first character) first
+    # occurs there: a stop text that cuts that token.
+    at, stop = next(
+        (starts[i] + 1, text[starts[i] + 1 : starts[i + 1] + 1])
+        for i in range(1, len(pieces) - 1)
+        if len(pieces[i]) >= 2
+        and pieces[i + 1]
+        and text.find(text[starts[i] + 1 : starts[i + 1] + 1]) == starts[i] + 1
+    )
+    cut = stream(
+        loaded.model, loaded.tokenizer, "What is Mars?", GREEDY, template=loaded.template, stop_text=stop
+    )
+    chunks = list(cut)
+    assert cut.reply.text == text[:at] and not cut.reply.stopped
+    tokens = assert_chunks_are_the_reply(chunks, cut.reply, cut=True)
+    assert [t.id for t in tokens] == [t for t, _ in free.reply.tokens][: len(tokens)]  # greedy: the same
+    assert "".join(t.text for t in tokens).startswith(text[:at] + stop)
+
+
+def test_a_beam_searchs_one_chunk_has_its_tokens_without_log_probabilities(
+    loaded: generation.LoadedModel,
+) -> None:
+    """Beam search draws nothing: its chunk's tokens are the best beam's ids and texts, log-probabilities None
+    (and ``reply.tokens`` stays empty)."""
+    settings = GenerationSettings(strategy="beam", num_beams=3, max_new_tokens=20)
+    for stop_text in (None, " the"):
+        beam = stream(loaded.model, loaded.tokenizer, "In the beginning", settings, stop_text=stop_text)
+        chunks = list(beam)
+        assert len(chunks) == 1 and chunks[0] == beam.reply.text and beam.reply.tokens == []
+        tokens = chunks[0].tokens
+        assert len(tokens) == beam.reply.new_tokens > 0
+        assert all(t.logprob is None and t.model_logprob is None for t in tokens)
+        decoded = loaded.tokenizer.decode([t.id for t in tokens], skip_special_tokens=True)
+        assert "".join(t.text for t in tokens) == decoded
+        assert (
+            decoded == beam.reply.text if stop_text is None else decoded.startswith(beam.reply.text + " the")
+        )
+
+
+def test_a_stopped_reply_s_chunks_carry_every_token_it_made(
+    loaded: generation.LoadedModel, monkeypatch
+) -> None:
+    from tests.chunk_checks import assert_chunks_are_the_reply
+
+    stop = threading.Event()
+    real = loaded.model.generate
+    monkeypatch.setattr(loaded.model, "generate", lambda *a, **k: real(*a, min_new_tokens=200, **k))
+    s = stream(
+        loaded.model,
+        loaded.tokenizer,
+        "The",
+        GenerationSettings(strategy="top-k", max_new_tokens=200, seed=1),
+        stop,
+    )
+    chunks = []
+    for chunk in s:
+        chunks.append(chunk)
+        stop.set()
+    assert s.reply.stopped and s.reply.new_tokens < 200
+    assert_chunks_are_the_reply(chunks, s.reply)

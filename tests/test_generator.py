@@ -175,3 +175,35 @@ def test_token_texts_and_probabilities_cross_the_pipe(child: GeneratorProcess) -
     reply = stream.reply
     assert len(reply.pieces) == len(reply.tokens) == reply.new_tokens > 0
     assert "".join(reply.pieces).startswith(text) and all(lp <= 0 for _, lp in reply.tokens)
+
+
+def test_chunks_from_the_child_carry_their_tokens(child: GeneratorProcess, trained_tiny: Path) -> None:
+    """The chunk lines bring each chunk's tokens: iterated or delivered, the child's chunks are ``Chunk`` s
+    whose tokens are the reply's, with the log-probabilities exactly as generated (in-process, the same)."""
+    from gpt2tui.core.compare import reply_cell
+    from gpt2tui.core.generation import Chunk
+    from tests.chunk_checks import assert_chunks_are_the_reply, tokens_of
+
+    loaded = generation.load(str(trained_tiny))
+    for settings in (GREEDY, GenerationSettings(strategy="top-p", seed=5, max_new_tokens=24)):
+        here = loaded.reply("raw", "In the beginning", [], settings)
+        expected = tokens_of(list(here))
+        assert len(expected) == here.reply.new_tokens > 0
+        there = child.reply("raw", "In the beginning", [], settings)
+        assert assert_chunks_are_the_reply(list(there), there.reply) == expected
+        delivered: list[Chunk] = []
+        sent = child.reply("raw", "In the beginning", [], settings)
+        sent.deliver(delivered.append)
+        assert assert_chunks_are_the_reply(delivered, sent.reply) == expected
+    beam = GenerationSettings(strategy="beam", num_beams=3, max_new_tokens=12)
+    here_beam = [chunk.tokens for chunk in loaded.reply("raw", "In the beginning", [], beam)]
+    remote_beam = child.reply("raw", "In the beginning", [], beam)
+    there_beam = [chunk.tokens for chunk in remote_beam]
+    assert there_beam == here_beam and len(there_beam) == 1
+    assert len(there_beam[0]) == remote_beam.reply.new_tokens > 0
+    assert all(t.logprob is None and t.model_logprob is None for t in there_beam[0])
+    # A grid cell's chunks too (compare's reply_cell in the child).
+    in_process: list[str] = []
+    reply_cell("greedy", loaded, "Who are you?", GREEDY, on_text=in_process.append)
+    cell_chunks = list(child.cell("greedy", "Who are you?", GREEDY))
+    assert tokens_of(cell_chunks) == tokens_of(in_process) and len(tokens_of(cell_chunks)) > 0

@@ -253,3 +253,147 @@ def test_token_pieces_join_to_one_decode_and_split_characters_go_to_the_completi
     assert len(pieces) == len(text_ids)
     assert "".join(pieces) == whole(tokenizer, text_ids)
     assert token_pieces(tokenizer, []) == []
+
+
+def test_the_streamer_queues_every_token_once_with_the_text_it_completes(tokenizer: Any) -> None:
+    """Each queued chunk carries the ids it decodes: a split character's leading bytes add "", the byte that
+    completes it the character; an id that adds no text is still queued, once."""
+    from gpt2tui.core.generation import Chunk
+
+    a, b = byte_ids(tokenizer, b"a"), byte_ids(tokenizer, b"b")
+    han, grin = byte_ids(tokenizer, "中".encode()), byte_ids(tokenizer, "😀".encode())
+    ids = a + han + b + grin + [tokenizer.eos_token_id] + b + han[:2]  # ends mid-character
+    chunks = streamed(tokenizer, ids)
+    assert all(isinstance(chunk, Chunk) for chunk in chunks)
+    tokens = [token for chunk in chunks for token in chunk.tokens]
+    assert [t.id for t in tokens] == ids
+    assert [t.text for t in tokens] == ["a", "", "", "中", "b", "", "", "", "😀", "", "b", "", "\ufffd"]
+    assert all("".join(t.text for t in chunk.tokens) == chunk for chunk in chunks)
+    assert all(t.logprob is None and t.model_logprob is None for t in tokens)  # the streamer never sees them
+    rng = random.Random(3)
+    stuck = byte_ids(tokenizer, b"\xe2" * 40 + "中".encode() + b"\xf0\x9f" * 20 + b"!")
+    for ids in (stuck, [rng.randrange(len(tokenizer)) for _ in range(1500)]):
+        chunks = streamed(tokenizer, ids)
+        assert [t.id for chunk in chunks for t in chunk.tokens] == ids
+        assert all("".join(t.text for t in chunk.tokens) == chunk for chunk in chunks)
+        assert "".join(chunks) == whole(tokenizer, ids)
+
+
+class ChoosingScripted:
+    """A model that says ``reply_ids`` through ``generate``'s own hooks, as ``generate`` calls them: each token
+    is chosen by the stream's logits processor (the chooser) from scores that favour it, put in the streamer,
+    and the stopping criteria can end the reply after any token."""
+
+    config = type("Config", (), {"n_positions": 1024})()
+
+    def __init__(self, reply_ids: list[int], vocab: int) -> None:
+        self.reply_ids = reply_ids
+        self.vocab = vocab
+
+    def parameters(self) -> Iterable[Any]:
+        import torch
+
+        yield torch.zeros(1)
+
+    def scores(self, position: int) -> Any:
+        """The scores at ``position``: the scripted token ahead by a margin that varies with the position."""
+        import torch
+
+        scores = torch.zeros(1, self.vocab)
+        scores[0, self.reply_ids[position]] = 3.0 + position % 4
+        return scores
+
+    def generate(
+        self, input_ids: Any, streamer: Any, logits_processor: Any, stopping_criteria: Any, **kwargs: Any
+    ) -> Any:
+        import torch
+
+        ids = input_ids
+        streamer.put(input_ids.cpu())
+        for position in range(len(self.reply_ids)):
+            scores = logits_processor(ids, self.scores(position))
+            chosen = scores.argmax(dim=-1)
+            ids = torch.cat([ids, chosen[:, None]], dim=1)
+            streamer.put(chosen)
+            if stopping_criteria(ids, scores).all():
+                break
+        streamer.end()
+        return ids
+
+
+def scripted_reply(tokenizer: Any) -> list[int]:
+    """ "Hé 😀 中文" one byte a token (three characters split), then ordinary BPE tokens."""
+    return (
+        byte_ids(tokenizer, "Hé 😀 中文".encode())
+        + tokenizer(" the earth created the heaven", add_special_tokens=False)["input_ids"]
+    )
+
+
+def test_chunks_carry_the_tokens_the_stream_chose_with_their_log_probabilities(tokenizer: Any) -> None:
+    import torch
+
+    from tests.chunk_checks import assert_chunks_are_the_reply
+
+    reply_ids = scripted_reply(tokenizer)
+    model = ChoosingScripted(reply_ids, len(tokenizer))
+    expected = [
+        float(torch.log_softmax(model.scores(i), dim=-1)[0, token]) for i, token in enumerate(reply_ids)
+    ]
+    greedy = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
+    s = stream(model, tokenizer, "hi", greedy)  # type: ignore[arg-type]
+    chunks = list(s)
+    tokens = assert_chunks_are_the_reply(chunks, s.reply)
+    assert s.reply.text == "Hé 😀 中文 the earth created the heaven"
+    assert [t.id for t in tokens] == reply_ids
+    assert [t.logprob for t in tokens] == [t.model_logprob for t in tokens] == pytest.approx(expected)
+    assert [t.text for t in tokens][:12] == ["H", "", "é", " ", "", "", "", "😀", " ", "", "", "中"]
+    assert not any("\ufffd" in chunk for chunk in chunks)
+    # Sampling from one candidate: drawn with certainty (log-probability 0), under the model as scripted.
+    top_1 = GenerationSettings(strategy="top-k", top_k=1, temperature=0.5, max_new_tokens=50, seed=3)
+    s = stream(model, tokenizer, "hi", top_1)  # type: ignore[arg-type]
+    tokens = assert_chunks_are_the_reply(list(s), s.reply)
+    assert [t.logprob for t in tokens] == [0.0] * len(reply_ids)
+    assert [t.model_logprob for t in tokens] == pytest.approx(expected)
+
+
+def test_a_stop_text_that_cuts_a_token_keeps_every_generated_token(tokenizer: Any) -> None:
+    """The stop text "ea" starts inside the token " earth": " " is shown, "earth" never; the cut chunk (and a
+    last chunk with no text, for tokens made before the stop was noticed) carries the tokens all the same."""
+    from tests.chunk_checks import assert_chunks_are_the_reply
+
+    reply_ids = scripted_reply(tokenizer)
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
+    for batch_seconds in (0.0, 0.05):
+        s = stream(
+            ChoosingScripted(reply_ids, len(tokenizer)),  # type: ignore[arg-type]
+            tokenizer,
+            "hi",
+            settings,
+            stop_text="ea",
+            batch_seconds=batch_seconds,
+        )
+        chunks = list(s)
+        assert s.reply.text == "Hé 😀 中文 the "
+        tokens = assert_chunks_are_the_reply(chunks, s.reply, cut=True)
+        assert [t.id for t in tokens] == reply_ids[: len(tokens)]
+        assert "".join(t.text for t in tokens).startswith("Hé 😀 中文 the earth")
+
+
+def test_text_held_back_as_a_possible_stop_text_rides_with_the_chunk_that_shows_it(tokenizer: Any) -> None:
+    from tests.chunk_checks import assert_chunks_are_the_reply
+
+    reply_ids = byte_ids(tokenizer, b" yes\nQuiet\nQuestion: more")  # "\nQu" might start the stop text
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
+    s = stream(
+        ChoosingScripted(reply_ids, len(tokenizer)),  # type: ignore[arg-type]
+        tokenizer,
+        "hi",
+        settings,
+        stop_text="\nQuestion:",
+    )
+    chunks = list(s)
+    assert s.reply.text == " yes\nQuiet"
+    assert_chunks_are_the_reply(chunks, s.reply, cut=True)
+    held = next(chunk for chunk in chunks if "\n" in chunk)
+    assert "\nQui" in held  # "\n", "Q" and "u" were shown, with their tokens, once "i" ruled out the stop
+    assert not any(chunk.endswith(("\n", "\nQ", "\nQu")) for chunk in chunks)

@@ -35,6 +35,8 @@ class RunStarted:
     pack_seconds: float = 0.0  # time spent tokenizing and packing in this run (0 when cached)
     precision_reason: str = ""  # why mixed_precision was chosen ("native AVX512_BF16", "requested", ...)
     compiled: bool = False  # the model runs through torch.compile (--compile)
+    flops_per_token: float = 0.0  # training FLOPs per token (core/flops.py; 0: not recorded)
+    peak_flops: float | None = None  # the device's matmul FLOP/s measured at the start (GPU only)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class StepLogged:
     tokens_per_second: float
     elapsed_seconds: float
     eta_seconds: float
+    mfu: float | None = None  # model FLOPs utilisation against the matmul peak measured at the start (GPU)
+    peak_memory_bytes: int | None = None  # the most GPU memory the run's tensors have held so far
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,16 @@ def device_label(event: RunStarted) -> str:
     return ", ".join(parts)
 
 
+def gpu_figures(event: StepLogged, sep: str) -> str:
+    """``" | MFU 47.3% | peak 21.4 GB"`` where the run measured them (on a GPU), else ""."""
+    parts = []
+    if event.mfu is not None:
+        parts.append(f"MFU {event.mfu:.1%}")
+    if event.peak_memory_bytes is not None:
+        parts.append(f"peak {event.peak_memory_bytes / 1e9:.1f} GB")
+    return "".join(sep + part for part in parts)
+
+
 def eval_when(step: int) -> str:
     return "before training" if step == 0 else f"at step {step}"
 
@@ -230,7 +244,7 @@ def describe(event: TrainingEvent) -> str:
     if isinstance(event, StepLogged):
         return (
             f"step {event.step}/{event.total_steps} | epoch {event.epoch:.2f} | loss {event.loss:.4f} | "
-            f"lr {event.learning_rate:.2e} | {event.tokens_per_second:,.0f} tok/s | "
+            f"lr {event.learning_rate:.2e} | {event.tokens_per_second:,.0f} tok/s{gpu_figures(event, ' | ')} | "
             f"ETA {duration(event.eta_seconds)}"
         )
     if isinstance(event, EvalProgress):

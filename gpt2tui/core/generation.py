@@ -1,5 +1,8 @@
 """Streaming generation: one API that yields text as the model produces it, and stops when asked.
 
+Each chunk of text is a :class:`Chunk` (a ``str``) carrying its :class:`Token` s: their ids, texts and
+log-probabilities, taken from the same generation as the text.
+
 ``model.generate`` runs in a thread feeding an :func:`incremental_streamer` (a ``TextIteratorStreamer`` that
 decodes only the new tokens, so a token costs the same at the 4,000th as at the first); the consumer polls
 the streamer with a short timeout so an error in the generating thread is re-raised to it instead of leaving
@@ -15,7 +18,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -169,6 +172,53 @@ class GenerationSettings:
         else:
             kwargs.update(do_sample=True, top_p=float(self.top_p), top_k=0, temperature=temperature)
         return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One generated token: its id, the text it adds to the reply, and its log-probabilities.
+
+    ``logprob`` is the log-probability the token was chosen with (after temperature, top-k and top-p, as in
+    :attr:`Reply.tokens`), ``model_logprob`` the one under the model's own distribution (as in
+    :attr:`Reply.model_logprobs`); both come from the scores of the generation that chose the token, never
+    from a second pass, and both are None where nothing drew the token (beam search). ``text`` is "" for a
+    token that adds no text by itself: a byte of a character that a later token completes (the text goes to
+    that token), or a special token such as end-of-text.
+    """
+
+    id: int
+    text: str
+    logprob: float | None = None
+    model_logprob: float | None = None
+
+
+class Chunk(str):
+    """A piece of a reply's text (a ``str``, so every consumer of text chunks takes it as before) with the
+    tokens that produced it, in order: ``Chunk(text, tokens)``.
+
+    :class:`ReplyStream` yields these. Each generated token is in exactly one chunk, and the tokens of all
+    chunks, in order, are the reply's (:attr:`Reply.tokens`, with the same ids and log-probabilities). A
+    chunk's tokens' texts join to its text, with two exceptions at a reply's end: the chunk a stop text cuts
+    carries the tokens received so far, the stop text's own included, so their texts join to its text
+    followed by the hidden stop text (and whatever came with it); and a reply may end with a chunk whose text
+    is "" that carries the tokens that came after (end-of-text, or tokens generated while the stop was being
+    noticed). Equality and hashing are those of the text alone.
+    """
+
+    __slots__ = ("tokens",)
+    tokens: tuple[Token, ...]
+
+    def __new__(cls, text: str = "", tokens: Iterable[Token] = ()) -> Chunk:
+        chunk = super().__new__(cls, text)
+        chunk.tokens = tuple(tokens)
+        return chunk
+
+
+def _chunk_of(text: str, ids: Sequence[int]) -> Chunk:
+    """The streamer's chunk: ``text`` belongs to the last of ``ids`` (the token that completed it)."""
+    if not ids:
+        return Chunk(text)
+    return Chunk(text, [*(Token(i, "") for i in ids[:-1]), Token(ids[-1], text)])
 
 
 @dataclass
@@ -354,6 +404,11 @@ def incremental_streamer() -> type[Any]:
     character. The window only grows while no whole character has ended; a reply of bytes that never make a
     character (an untrained model repeating a lead byte) is cut at the last clean token boundary once more
     tokens are held than a character has bytes, so the window stays a handful of tokens whatever the text.
+
+    What it queues are :class:`Chunk` s: each emitted text with the tokens it decodes (the ids from the last
+    emitted one up to the one that completed the text, which gets the text; the others get ""), without
+    log-probabilities, which the streamer never sees. Every token put is in exactly one queued chunk; one
+    whose ids add no text (special tokens, or a stuck window cut before them) can be queued with text "".
     The concatenated output equals ``tokenizer.decode(all_ids, **decode_kwargs)`` byte for byte: lossy
     UTF-8 decoding restarts cleanly after a complete character, which is exactly where windows are cut, and
     anything still held at the end (an incomplete character) is decoded as the whole decode would.
@@ -395,7 +450,7 @@ def incremental_streamer() -> type[Any]:
         def end(self) -> None:
             """Emit what is held (an unfinished character decodes to U+FFFD, as in the whole decode)."""
             text = self._decode(self.prefix) if self.read < len(self.ids) else self.prefix_text
-            new = text[len(self.prefix_text) :]
+            new = _chunk_of(text[len(self.prefix_text) :], self.ids[self.read :])
             self.ids, self.prefix, self.read, self.prefix_text = [], 0, 0, ""
             self.next_tokens_are_prompt = True
             self.on_finalized_text(new, stream_end=True)
@@ -404,7 +459,9 @@ def incremental_streamer() -> type[Any]:
             return str(self.tokenizer.decode(self.ids[start:stop], **self.decode_kwargs))
 
         def _emit(self, new: str, upto: int) -> None:
-            """Emit ``new`` (the text of the ids before ``upto``); the window then starts where it began."""
+            """Emit ``new`` (the text of the ids before ``upto``) with those ids from ``read`` on (even when
+            they add no text, so that every token is queued once); the window then starts where it began."""
+            chunk = _chunk_of(new, self.ids[self.read : upto])
             # The tokens just emitted stay as the context the next token is decoded after.
             self.prefix, self.read = self.read, upto
             self.prefix_text = self._decode(self.prefix, self.read)
@@ -412,8 +469,7 @@ def incremental_streamer() -> type[Any]:
                 del self.ids[: self.prefix]  # keep the list as short as the window
                 self.read -= self.prefix
                 self.prefix = 0
-            if new:
-                self.on_finalized_text(new)
+            self.on_finalized_text(chunk)
 
         def _cut_stuck_window(self, text: str) -> None:
             """More tokens held than an unfinished character has bytes: emit up to the last clean cut.
@@ -436,28 +492,32 @@ def token_pieces(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str
     """The text each token adds to the decoded reply: the pieces join to ``decode(ids)`` exactly.
 
     Decoded one token at a time by the incremental streamer, so the cost is linear in the reply; a character
-    whose bytes span several tokens belongs to the token that completed it (the others add "").
+    whose bytes span several tokens belongs to the token that completed it (the others add ""). The texts
+    are those of a streamed reply's :class:`Token` s for the same ids.
     """
     if not ids:
         return []
     import torch
 
-    emitted: list[str] = []
+    emitted: list[Token] = []
     streamer = incremental_streamer()(tokenizer, skip_prompt=False, skip_special_tokens=True)
-    streamer.on_finalized_text = lambda text, stream_end=False: emitted.append(text)
-    pieces = []
+    streamer.on_finalized_text = lambda chunk, stream_end=False: emitted.extend(chunk.tokens)
     for token in ids:
-        before = len(emitted)
         streamer.put(torch.tensor([token]))
-        pieces.append("".join(emitted[before:]))
-    before = len(emitted)
     streamer.end()
-    pieces[-1] += "".join(emitted[before:])
-    return pieces
+    return [token.text for token in emitted]
 
 
 class ReplyStream:
-    """Iterate for text chunks as they are generated; ``reply`` holds the totals once iteration ends."""
+    """Iterate for :class:`Chunk` s (text, with its tokens) as they are generated; ``reply`` holds the totals
+    once iteration ends.
+
+    Chunks are cut at token boundaries: text held back because it may start a stop text holds back its whole
+    token, which rides with the chunk that finally shows it. The log-probabilities are those
+    :class:`~gpt2tui.core.sampling.TokenChooser` recorded while choosing each token. Beam search streams
+    nothing: its one chunk comes at the end, its tokens with no log-probabilities (no draw chose them), and
+    ``reply.tokens`` stays empty.
+    """
 
     def __init__(
         self,
@@ -499,7 +559,7 @@ class ReplyStream:
         device = next(self.model.parameters()).device
         return torch.tensor([ids], device=device), max_new
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Chunk]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -544,6 +604,36 @@ class ReplyStream:
         thread.start()
         shown = 0
         text = ""
+        pending: list[Token] = []  # received, not yet yielded: their texts join to text[shown:] (until a cut)
+        received = 0  # tokens received so far: the index of the next one in the chooser's records
+
+        def take(items: list[Any]) -> str:
+            """The text of the streamer's chunks; their tokens, with the chooser's log-probabilities, go to
+            ``pending``."""
+            nonlocal received
+            tokens = [token for item in items for token in getattr(item, "tokens", ())]
+            if tokens:
+                records = chooser.span(received, received + len(tokens)) if chooser is not None else []
+                for at, token in enumerate(tokens):
+                    if at < len(records) and records[at][0] == token.id:
+                        token = Token(token.id, token.text, records[at][1], records[at][2])
+                    pending.append(token)
+                received += len(tokens)
+            return "".join(items)
+
+        def upto(end: int) -> int:
+            """How many pending tokens to yield for text up to ``end``: whole tokens only, so that a chunk's
+            tokens' texts join to its text; tokens adding no text ride with the token after them (the one
+            completing their character) or, when only such tokens follow, with the chunk."""
+            count, at = 0, shown
+            for i, token in enumerate(pending):
+                at += len(token.text)
+                if at > end:
+                    return count
+                if token.text:
+                    count = i + 1
+            return len(pending)
+
         longest_stop = max((len(s) for s in self.stop_text), default=0)
         ended = not streaming
         dead_polls = 0
@@ -572,7 +662,7 @@ class ReplyStream:
                 if any(piece is streamer.stop_signal for piece in pieces):
                     pieces = pieces[: next(i for i, p in enumerate(pieces) if p is streamer.stop_signal)]
                     ended = True
-                chunk = "".join(pieces)
+                chunk = take(pieces)
                 if not chunk:
                     continue
                 # A stop text can only start in the new chunk or in the held-back tail before it.
@@ -582,25 +672,36 @@ class ReplyStream:
                 if cut >= 0:
                     text = text[:cut]
                     halt.set()
-                    if cut > shown:
-                        yield text[shown:cut]
+                    if cut > shown:  # with every token so far: the stop text's own are never shown
+                        yield Chunk(text[shown:cut], pending)
+                        pending = []
                     shown = cut
                     break
-                safe = len(text) - _held_back(text, self.stop_text)
-                if safe > shown:
-                    yield text[shown:safe]
-                    shown = safe
+                count = upto(len(text) - _held_back(text, self.stop_text))
+                end = shown + sum(len(token.text) for token in pending[:count])
+                if end > shown:
+                    yield Chunk(text[shown:end], pending[:count])
+                    del pending[:count]
+                    shown = end
                     yielded_at = time.perf_counter()
             thread.join()
             if "error" in outcome:
                 raise outcome["error"]
+            while not streamer.text_queue.empty():  # what came after a stop text, unread
+                item = streamer.text_queue.get_nowait()
+                if item is not streamer.stop_signal:
+                    take([item])
             ids = outcome["ids"][0][input_ids.shape[1] :]
-            if not streaming:
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if not streaming:  # beam search: one chunk, its tokens without log-probabilities (none drew them)
+                token_ids = ids.tolist()
+                texts = token_pieces(self.tokenizer, token_ids)
+                pending = [Token(i, t) for i, t in zip(token_ids, texts, strict=True)]
+                text = "".join(token.text for token in pending)
                 cut = _first_stop(text, self.stop_text)
                 text = text[:cut] if cut >= 0 else text
-            if len(text) > shown:  # what was held back as a possible stop text, once generation has ended
-                yield text[shown:]
+            # What was held back as a possible stop text, once generation has ended, and the tokens left.
+            if len(text) > shown or pending:
+                yield Chunk(text[shown:], pending)
             self.reply.text = text
             self.reply.new_tokens = int(ids.shape[0])
             self.reply.tokens = chooser.snapshot(self.reply.new_tokens) if chooser is not None else []
@@ -625,7 +726,7 @@ def stream(
     stop_text: StopText = None,
     batch_seconds: float = 0.0,
 ) -> ReplyStream:
-    """Start nothing yet: iterating the returned stream runs generation and yields text chunks.
+    """Start nothing yet: iterating the returned stream runs generation and yields its :class:`Chunk` s.
 
     ``batch_seconds`` > 0: after a chunk, wait that long (or until ``stop`` is set) and yield what arrived
     meanwhile as one chunk. The first chunk still comes as soon as its token; a reader that only shows text

@@ -1,4 +1,5 @@
-"""Replies generated in a child process: the model lives there, and only their text comes back.
+"""Replies generated in a child process: the model lives there, and only their text (with its tokens) comes
+back.
 
 In the TUI, ``generate`` would share one interpreter with the UI thread. Its per-token work is mostly Python,
 so every millisecond the UI holds the GIL (drawing a frame; worse, drawing while the OS has paused it on a
@@ -16,8 +17,9 @@ the original stdout).
 Protocol, one JSON object per line. To the child: ``{"op": "reply", "id", "mode", "message", "history",
 "settings"}``, ``{"op": "cell", "id", "label", "message", "settings"}`` (one cell of the decoding grid:
 ``core.compare.reply_cell``, as ``gpt2tui compare-decoding`` runs it) and ``{"op": "stop", "id"}``. From the child: ``{"event": "loaded", "name", "context_length"}``
-or ``{"event": "load_failed", "error"}``; then for each reply, ``{"id", "event": "chunk", "text"}`` lines
-and one ``{"id", "event": "finished", "reply"}`` (for a cell: ``"cell"``, the cell's figures) or ``{"id",
+or ``{"event": "load_failed", "error"}``; then for each reply, ``{"id", "event": "chunk", "text",
+"tokens"}`` lines (``tokens``: the chunk's :class:`~gpt2tui.core.generation.Token` s as ``[id, text, logprob,
+model_logprob]``, a batched chunk's being its parts' in order) and one ``{"id", "event": "finished", "reply"}`` (for a cell: ``"cell"``, the cell's figures) or ``{"id",
 "event": "failed", "error"}``; ``reply`` is the
 :class:`~gpt2tui.core.generation.Reply` as a dict (its seed, token counts, and how many prompt tokens were cut
 to fit the context), so a field added there crosses the pipe with no change here.
@@ -39,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from gpt2tui.core.compare import Cell
 from gpt2tui.core.errors import UserError
-from gpt2tui.core.generation import GenerationSettings, Mode, Reply
+from gpt2tui.core.generation import Chunk, GenerationSettings, Mode, Reply, Token
 
 if TYPE_CHECKING:
     from gpt2tui.core.generation import LoadedModel
@@ -84,9 +86,7 @@ class GeneratorProcess:
                 log.close()  # the child has its own copy
         self._send_lock = threading.Lock()
         self._replies: dict[int, queue.Queue[dict[str, Any]]] = {}
-        self._sinks: dict[
-            int, Callable[[str], None]
-        ] = {}  # replies whose chunks the reader hands over itself
+        self._sinks: dict[int, Callable[[Chunk], None]] = {}  # replies whose chunks the reader hands over
         self._ids = itertools.count(1)
         self._loaded = threading.Event()
         self._load_error: str | None = None
@@ -167,7 +167,7 @@ class GeneratorProcess:
             except (BrokenPipeError, ValueError, OSError):
                 raise UserError(self._ended_sentence()) from None
 
-    def _open(self, reply_id: int, sink: Callable[[str], None] | None) -> queue.Queue[dict[str, Any]]:
+    def _open(self, reply_id: int, sink: Callable[[Chunk], None] | None) -> queue.Queue[dict[str, Any]]:
         answers: queue.Queue[dict[str, Any]] = queue.Queue()
         self._replies[reply_id] = answers
         if sink is not None:
@@ -201,7 +201,7 @@ class GeneratorProcess:
                 reply_id = int(message.get("id", 0))
                 sink = self._sinks.get(reply_id)
                 if sink is not None and event == "chunk":
-                    sink(str(message.get("text", "")))
+                    sink(chunk_from(message))
                     continue
                 answers = self._replies.get(reply_id)
                 if answers is not None:
@@ -222,8 +222,28 @@ class GeneratorProcess:
         return f"The model process ended {what} ({how}){where}."
 
 
+def chunk_line(reply_id: int, chunk: str) -> dict[str, Any]:
+    """A chunk as the child sends it (a plain ``str`` goes with no tokens)."""
+    tokens = [[t.id, t.text, t.logprob, t.model_logprob] for t in getattr(chunk, "tokens", ())]
+    return {"id": reply_id, "event": "chunk", "text": str(chunk), "tokens": tokens}
+
+
+def chunk_from(message: dict[str, Any]) -> Chunk:
+    """The :class:`Chunk` a chunk line carries."""
+
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    tokens = (
+        Token(int(token), str(text), number(logprob), number(model))
+        for token, text, logprob, model in message.get("tokens") or ()
+    )
+    return Chunk(str(message.get("text", "")), tokens)
+
+
 class RemoteReplyStream:
-    """The child's reply as an iterable of text chunks; ``reply`` holds the totals once iteration ends."""
+    """The child's reply as an iterable of :class:`~gpt2tui.core.generation.Chunk` s, as in-process (text
+    with its tokens); ``reply`` holds the totals once iteration ends."""
 
     def __init__(self, owner: GeneratorProcess, request: dict[str, Any], stop: threading.Event) -> None:
         self.owner = owner
@@ -233,7 +253,7 @@ class RemoteReplyStream:
         self.cell: Cell | None = None  # a grid cell's figures, once its stream ends
         self._answers: queue.Queue[dict[str, Any]] | None = None
 
-    def start(self, sink: Callable[[str], None] | None = None) -> RemoteReplyStream:
+    def start(self, sink: Callable[[Chunk], None] | None = None) -> RemoteReplyStream:
         """Send the request now, so the child starts while this thread goes on (the chat's UI thread: a pipe
         write, microseconds); iterating or :meth:`deliver` then follows it. ``sink``: as for :meth:`deliver`,
         which then uses this one. Iterating or delivering sends the request itself when not started."""
@@ -248,10 +268,10 @@ class RemoteReplyStream:
             self._answers = answers
         return self
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Chunk]:
         return self._follow(None)
 
-    def deliver(self, sink: Callable[[str], None]) -> None:
+    def deliver(self, sink: Callable[[Chunk], None]) -> None:
         """Run the reply, handing each chunk to ``sink`` from the thread that reads the child's pipe.
 
         Iterating hands a chunk from that thread to the iterating one first: one more thread to wake, which on
@@ -262,7 +282,7 @@ class RemoteReplyStream:
         for _ in self._follow(sink):
             pass
 
-    def _follow(self, sink: Callable[[str], None] | None) -> Iterator[str]:
+    def _follow(self, sink: Callable[[Chunk], None] | None) -> Iterator[Chunk]:
         owner, reply_id = self.owner, int(self.request["id"])
         answers = self.start(sink)._answers
         assert answers is not None
@@ -278,7 +298,7 @@ class RemoteReplyStream:
                     continue
                 event = message.get("event")
                 if event == "chunk":
-                    yield str(message.get("text", ""))
+                    yield chunk_from(message)
                 elif event == "finished":
                     self.reply = Reply(**message.get("reply", {}))
                     if "cell" in message:
@@ -381,7 +401,7 @@ def answer(
     message = str(request.get("message", ""))
 
     def chunk(text: str) -> None:
-        send({"id": reply_id, "event": "chunk", "text": text})
+        send(chunk_line(reply_id, text))
 
     if request.get("op") == "cell":
         cell = reply_cell(

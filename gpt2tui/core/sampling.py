@@ -87,6 +87,17 @@ class TokenChooser:
         with self.lock:
             return list(self.records if count is None else self.records[:count])
 
+    def span(self, start: int, stop: int) -> list[tuple[int, float, float]]:
+        """``(token id, log-probability, model log-probability)`` of tokens ``start`` to ``stop`` (fewer when
+        not all were recorded yet), safe to call from another thread; costs only the tokens asked for."""
+        with self.lock:
+            return [
+                (token, logprob, model)
+                for (token, logprob), model in zip(
+                    self.records[start:stop], self.model_logprobs[start:stop], strict=True
+                )
+            ]
+
     def model_snapshot(self, count: int | None = None) -> list[float]:
         """The first ``count`` log-probabilities under the model's own distribution (all when None)."""
         with self.lock:

@@ -407,6 +407,12 @@ class Loop:
         self._perm: tuple[int, Any] | None = None  # (epoch, permutation) of the current epoch
         self._best_in_memory: dict[str, Any] = {}  # --keep-best without a run folder
         self.wall_before = 0.0  # wall-clock seconds of the run before this process resumed it
+        # This window's micro-batch losses, still on the device: read (one host sync) only where the loop
+        # needs them (a log line, an eval, a checkpoint, the end), so a GPU never waits for the host per step.
+        self._pending: list[Any] = []
+        self._pending_from = 0  # the step index of the first pending loss
+        self.peak_flops: float | None = None  # the device's matmul peak, measured at the start (GPU)
+        self.per_token = 0.0  # training FLOPs per token
 
     # -------------------------------------------------------------------------------------------- the loop
 
@@ -415,6 +421,7 @@ class Loop:
         if job.checkpoint is not None:
             self.load_checkpoint(job.checkpoint)
         state = self.state
+        self.measure_device()
         self.emit(self.started_event())
         if state.loss_before is None:
             state.loss_before = self.evaluate(0)
@@ -444,6 +451,7 @@ class Loop:
                 self.save_checkpoint()
                 lap = time.perf_counter()
         state.train_seconds += time.perf_counter() - lap
+        self.settle_losses()
         if state.step == 0:
             raise UserError("The run was stopped before its first training step; no model was saved.")
         stopped = state.step < job.total_steps
@@ -480,31 +488,50 @@ class Loop:
         job, state = self.job, self.state
         accelerator, config = job.accelerator, job.config
         first = state.step * config.grad_accum
+        if not self._pending:
+            self._pending_from = state.step
         for i in range(config.grad_accum):
             batch = self.batch(first + i)
             last = i == config.grad_accum - 1
             with accelerator.no_sync(job.model) if not last else contextlib.nullcontext():
                 loss = job.model(input_ids=batch, labels=batch).loss
                 accelerator.backward(loss / config.grad_accum)
-            value = float(loss.detach())
-            state.window += value
-            state.window_n += 1
+            self._pending.append(loss.detach())
             state.trained_tokens += batch.numel() * accelerator.num_processes
         accelerator.clip_grad_norm_(job.model.parameters(), config.max_grad_norm)
         job.optimizer.step()
         job.scheduler.step()
         job.optimizer.zero_grad(set_to_none=True)
+
+    def settle_losses(self) -> None:
+        """Move the losses still on the device into the window (one host sync for all of them); stop the run
+        at the first step whose loss is not finite, on every process alike."""
+        if not self._pending:
+            return
+        import torch
+
+        job, state = self.job, self.state
+        values = torch.stack(self._pending).float().cpu().tolist()
+        self._pending.clear()
+        bad = next((i for i, value in enumerate(values) if not math.isfinite(value)), None)
         # Every process must take the same decision, or the others wait forever in the next all-reduce.
-        mean = state.window / max(state.window_n, 1)
-        if _agreed(accelerator, not math.isfinite(mean)):
+        if _agreed(job.accelerator, bad is not None):
+            step = self._pending_from + (bad if bad is not None else 0) // job.config.grad_accum + 1
+            value = values[bad] if bad is not None else float("nan")
             raise UserError(
-                f"Training stopped at step {state.step + 1}: the loss became "
-                f"{mean if not math.isfinite(mean) else 'nan'}; lower the learning rate (--lr, now {job.lr:g})."
+                f"Training stopped at step {step}: the loss became "
+                f"{value if not math.isnan(value) else 'nan'}; lower the learning rate (--lr, now {job.lr:g})."
             )
+        state.window += sum(values)
+        state.window_n += len(values)
 
     def log_step(self) -> None:
+        from gpt2tui.core.flops import mfu, peak_memory_bytes
+
+        self.settle_losses()
         job, state = self.job, self.state
         elapsed = state.train_seconds
+        rate = state.trained_tokens / max(elapsed, 1e-9)
         self.emit(
             StepLogged(
                 step=state.step,
@@ -512,9 +539,11 @@ class Loop:
                 epoch=state.step / job.steps_per_epoch,
                 loss=state.window / max(state.window_n, 1),
                 learning_rate=job.scheduler.get_last_lr()[0],
-                tokens_per_second=state.trained_tokens / max(elapsed, 1e-9),
+                tokens_per_second=rate,
                 elapsed_seconds=elapsed,
                 eta_seconds=elapsed / state.step * (job.total_steps - state.step),
+                mfu=mfu(rate, self.per_token, self.peak_flops, job.accelerator.num_processes),
+                peak_memory_bytes=peak_memory_bytes(job.accelerator.device),
             )
         )
         state.window, state.window_n = 0.0, 0
@@ -523,6 +552,7 @@ class Loop:
         from gpt2tui.core.evaluation import loss_over
         from gpt2tui.core.events import EVAL_PROGRESS_SECONDS, EvalProgress
 
+        self.settle_losses()  # a diverged run stops here, not after an evaluation of broken weights
         job = self.job
         processes = job.accelerator.num_processes
         last = time.perf_counter()
@@ -558,6 +588,15 @@ class Loop:
         )
         return loss
 
+    def measure_device(self) -> None:
+        """FLOPs per token, and on a GPU the matmul peak MFU is read against (core/flops.py)."""
+        from gpt2tui.core.flops import device_peak, flops_per_token
+
+        job = self.job
+        model = job.plain_model
+        self.per_token = flops_per_token(model.config, job.block_size, count_parameters(model))
+        self.peak_flops = device_peak(job.accelerator.device, job.accelerator.mixed_precision)
+
     def started_event(self) -> RunStarted:
         job = self.job
         return RunStarted(
@@ -579,12 +618,15 @@ class Loop:
             pack_seconds=round(job.data.seconds, 3),
             precision_reason=job.precision.reason,
             compiled=job.compiled,
+            flops_per_token=self.per_token,
+            peak_flops=self.peak_flops,
         )
 
     # ------------------------------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self) -> None:
         """Weights, optimizer, scheduler, RNG states and counters, after everything of this step is done."""
+        self.settle_losses()  # the window's losses belong in the checkpoint (exact resume)
         job = self.job
         # Every process takes part (only the main one has the run folder under ``accelerate launch -m
         # gpt2tui train``): the others wait for the write, and a failure ends the run on all of them.

@@ -32,6 +32,7 @@ from gpt2tui.core.events import (
     describe,
     device_label,
     eval_when,
+    gpu_figures,
     overfitting_since,
 )
 from gpt2tui.core.runs import RecordedEvent, RunStatus
@@ -244,7 +245,7 @@ class MonitorScreen(Screen[None]):
         self.total_steps = event.total_steps
         self.step_text = (
             f"step {event.step}/{event.total_steps} · ETA {format_duration(event.eta_seconds)}"
-            f" · {event.tokens_per_second:,.0f} tok/s · epoch {event.epoch:.2f}"
+            f" · {event.tokens_per_second:,.0f} tok/s{gpu_figures(event, ' · ')} · epoch {event.epoch:.2f}"
         )
         self.query_one("#progress-text", Static).update(self.step_text)
         log = self.query_one("#log", RichLog)

@@ -403,6 +403,8 @@ class ChatPane(Vertical):
         started = threading.Event()
 
         def take(chunk: str) -> None:
+            if not chunk:  # a reply's last chunk may bring only tokens (end-of-text), no text
+                return
             turn.chunks.append(chunk)
             if not started.is_set():  # the reply's first text is drawn at once, not at the next tick
                 started.set()
