@@ -356,6 +356,18 @@ def test_chunks_carry_the_tokens_the_stream_chose_with_their_log_probabilities(t
     assert [t.model_logprob for t in tokens] == pytest.approx(expected)
 
 
+def scripted_stream(
+    tokenizer: Any,
+    reply_ids: list[int],
+    settings: GenerationSettings,
+    stop_text: str,
+    batch_seconds: float = 0.0,
+) -> Any:
+    """The stream of a scripted model that replies ``reply_ids`` through ``generate``'s own hooks."""
+    model = ChoosingScripted(reply_ids, len(tokenizer))
+    return stream(model, tokenizer, "hi", settings, stop_text=stop_text, batch_seconds=batch_seconds)  # type: ignore[arg-type]
+
+
 def test_a_stop_text_that_cuts_a_token_keeps_every_generated_token(tokenizer: Any) -> None:
     """The stop text "ea" starts inside the token " earth": " " is shown, "earth" never; the cut chunk (and a
     last chunk with no text, for tokens made before the stop was noticed) carries the tokens all the same."""
@@ -364,14 +376,7 @@ def test_a_stop_text_that_cuts_a_token_keeps_every_generated_token(tokenizer: An
     reply_ids = scripted_reply(tokenizer)
     settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
     for batch_seconds in (0.0, 0.05):
-        s = stream(
-            ChoosingScripted(reply_ids, len(tokenizer)),  # type: ignore[arg-type]
-            tokenizer,
-            "hi",
-            settings,
-            stop_text="ea",
-            batch_seconds=batch_seconds,
-        )
+        s = scripted_stream(tokenizer, reply_ids, settings, "ea", batch_seconds)
         chunks = list(s)
         assert s.reply.text == "Hé 😀 中文 the "
         tokens = assert_chunks_are_the_reply(chunks, s.reply, cut=True)
@@ -384,13 +389,7 @@ def test_text_held_back_as_a_possible_stop_text_rides_with_the_chunk_that_shows_
 
     reply_ids = byte_ids(tokenizer, b" yes\nQuiet\nQuestion: more")  # "\nQu" might start the stop text
     settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
-    s = stream(
-        ChoosingScripted(reply_ids, len(tokenizer)),  # type: ignore[arg-type]
-        tokenizer,
-        "hi",
-        settings,
-        stop_text="\nQuestion:",
-    )
+    s = scripted_stream(tokenizer, reply_ids, settings, "\nQuestion:")
     chunks = list(s)
     assert s.reply.text == " yes\nQuiet"
     assert_chunks_are_the_reply(chunks, s.reply, cut=True)
