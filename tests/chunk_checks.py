@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gpt2tui.core.generation import Chunk, Reply, Token
+from gpt2tui.core.generation import Chunk, Reply, Token, token_pieces
 
 
 def tokens_of(chunks: Sequence[str]) -> list[Token]:
     return [token for chunk in chunks for token in getattr(chunk, "tokens", ())]
 
 
-def assert_chunks_are_the_reply(chunks: Sequence[Any], reply: Reply, *, cut: bool = False) -> list[Token]:
+def assert_chunks_are_the_reply(
+    chunks: Sequence[Any], reply: Reply, *, tokenizer: Any, cut: bool = False
+) -> list[Token]:
     """The chunks join to the text, their tokens are ``reply.tokens`` (ids and log-probabilities, both kinds)
-    and ``reply.pieces``, and each chunk's tokens' texts join to its text (``cut``: the reply was cut by a
+    and ``reply.pieces`` (which equal ``token_pieces`` decoding the ids afresh), and each chunk's tokens' texts join to its text (``cut``: the reply was cut by a
     stop text, so from the chunk it cut on, the tokens' texts only start with the chunks' text)."""
     assert chunks and all(isinstance(chunk, Chunk) and isinstance(chunk, str) for chunk in chunks)
     assert "".join(chunks) == reply.text
@@ -23,7 +25,7 @@ def assert_chunks_are_the_reply(chunks: Sequence[Any], reply: Reply, *, cut: boo
     assert len(tokens) == reply.new_tokens > 0
     assert [(t.id, t.logprob) for t in tokens] == [tuple(pair) for pair in reply.tokens]
     assert [t.model_logprob for t in tokens] == reply.model_logprobs
-    assert [t.text for t in tokens] == reply.pieces
+    assert [t.text for t in tokens] == reply.pieces == token_pieces(tokenizer, [t.id for t in tokens])
     assert all(t.logprob is not None and t.logprob <= 0 for t in tokens)
     whole = [i for i, chunk in enumerate(chunks) if "".join(t.text for t in chunk.tokens) == chunk]
     if not cut:

@@ -206,7 +206,7 @@ def test_chunks_carry_the_replys_tokens_and_log_probabilities(
     for prompt, batch_seconds in (("In the beginning", 0.0), ("The Sun", 0.02)):
         s = stream(loaded.model, loaded.tokenizer, prompt, settings, batch_seconds=batch_seconds)
         chunks = list(s)
-        tokens = assert_chunks_are_the_reply(chunks, s.reply)
+        tokens = assert_chunks_are_the_reply(chunks, s.reply, tokenizer=loaded.tokenizer)
         assert loaded.tokenizer.decode([t.id for t in tokens], skip_special_tokens=True) == s.reply.text
         warped = [t.logprob != t.model_logprob for t in tokens]
         assert any(warped) if settings.strategy != "greedy" else not any(warped)
@@ -237,7 +237,7 @@ def test_a_stop_text_cutting_a_token_keeps_its_tokens_in_the_chunks(loaded: gene
     )
     chunks = list(cut)
     assert cut.reply.text == text[:at] and not cut.reply.stopped
-    tokens = assert_chunks_are_the_reply(chunks, cut.reply, cut=True)
+    tokens = assert_chunks_are_the_reply(chunks, cut.reply, tokenizer=loaded.tokenizer, cut=True)
     assert [t.id for t in tokens] == [t for t, _ in free.reply.tokens][: len(tokens)]  # greedy: the same
     assert "".join(t.text for t in tokens).startswith(text[:at] + stop)
 
@@ -282,4 +282,4 @@ def test_a_stopped_reply_s_chunks_carry_every_token_it_made(
         chunks.append(chunk)
         stop.set()
     assert s.reply.stopped and s.reply.new_tokens < 200
-    assert_chunks_are_the_reply(chunks, s.reply)
+    assert_chunks_are_the_reply(chunks, s.reply, tokenizer=loaded.tokenizer)

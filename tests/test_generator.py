@@ -190,11 +190,11 @@ def test_chunks_from_the_child_carry_their_tokens(child: GeneratorProcess, train
         expected = tokens_of(list(here))
         assert len(expected) == here.reply.new_tokens > 0
         there = child.reply("raw", "In the beginning", [], settings)
-        assert assert_chunks_are_the_reply(list(there), there.reply) == expected
+        assert assert_chunks_are_the_reply(list(there), there.reply, tokenizer=loaded.tokenizer) == expected
         delivered: list[Chunk] = []
         sent = child.reply("raw", "In the beginning", [], settings)
         sent.deliver(delivered.append)
-        assert assert_chunks_are_the_reply(delivered, sent.reply) == expected
+        assert assert_chunks_are_the_reply(delivered, sent.reply, tokenizer=loaded.tokenizer) == expected
     beam = GenerationSettings(strategy="beam", num_beams=3, max_new_tokens=12)
     here_beam = [chunk.tokens for chunk in loaded.reply("raw", "In the beginning", [], beam)]
     remote_beam = child.reply("raw", "In the beginning", [], beam)

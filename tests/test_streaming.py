@@ -342,7 +342,7 @@ def test_chunks_carry_the_tokens_the_stream_chose_with_their_log_probabilities(t
     greedy = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
     s = stream(model, tokenizer, "hi", greedy)  # type: ignore[arg-type]
     chunks = list(s)
-    tokens = assert_chunks_are_the_reply(chunks, s.reply)
+    tokens = assert_chunks_are_the_reply(chunks, s.reply, tokenizer=tokenizer)
     assert s.reply.text == "Hé 😀 中文 the earth created the heaven"
     assert [t.id for t in tokens] == reply_ids
     assert [t.logprob for t in tokens] == [t.model_logprob for t in tokens] == pytest.approx(expected)
@@ -351,7 +351,7 @@ def test_chunks_carry_the_tokens_the_stream_chose_with_their_log_probabilities(t
     # Sampling from one candidate: drawn with certainty (log-probability 0), under the model as scripted.
     top_1 = GenerationSettings(strategy="top-k", top_k=1, temperature=0.5, max_new_tokens=50, seed=3)
     s = stream(model, tokenizer, "hi", top_1)  # type: ignore[arg-type]
-    tokens = assert_chunks_are_the_reply(list(s), s.reply)
+    tokens = assert_chunks_are_the_reply(list(s), s.reply, tokenizer=tokenizer)
     assert [t.logprob for t in tokens] == [0.0] * len(reply_ids)
     assert [t.model_logprob for t in tokens] == pytest.approx(expected)
 
@@ -379,7 +379,7 @@ def test_a_stop_text_that_cuts_a_token_keeps_every_generated_token(tokenizer: An
         s = scripted_stream(tokenizer, reply_ids, settings, "ea", batch_seconds)
         chunks = list(s)
         assert s.reply.text == "Hé 😀 中文 the "
-        tokens = assert_chunks_are_the_reply(chunks, s.reply, cut=True)
+        tokens = assert_chunks_are_the_reply(chunks, s.reply, tokenizer=tokenizer, cut=True)
         assert [t.id for t in tokens] == reply_ids[: len(tokens)]
         assert "".join(t.text for t in tokens).startswith("Hé 😀 中文 the earth")
 
@@ -392,7 +392,7 @@ def test_text_held_back_as_a_possible_stop_text_rides_with_the_chunk_that_shows_
     s = scripted_stream(tokenizer, reply_ids, settings, "\nQuestion:")
     chunks = list(s)
     assert s.reply.text == " yes\nQuiet"
-    assert_chunks_are_the_reply(chunks, s.reply, cut=True)
+    assert_chunks_are_the_reply(chunks, s.reply, tokenizer=tokenizer, cut=True)
     held = next(chunk for chunk in chunks if "\n" in chunk)
     assert "\nQui" in held  # "\n", "Q" and "u" were shown, with their tokens, once "i" ruled out the stop
     assert not any(chunk.endswith(("\n", "\nQ", "\nQu")) for chunk in chunks)

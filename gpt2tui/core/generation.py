@@ -605,20 +605,20 @@ class ReplyStream:
         shown = 0
         text = ""
         pending: list[Token] = []  # received, not yet yielded: their texts join to text[shown:] (until a cut)
-        received = 0  # tokens received so far: the index of the next one in the chooser's records
+        streamed: list[Token] = []  # every token received, in order
 
         def take(items: list[Any]) -> str:
             """The text of the streamer's chunks; their tokens, with the chooser's log-probabilities, go to
             ``pending``."""
-            nonlocal received
             tokens = [token for item in items for token in getattr(item, "tokens", ())]
             if tokens:
+                received = len(streamed)  # the index of the first of them in the chooser's records
                 records = chooser.span(received, received + len(tokens)) if chooser is not None else []
                 for at, token in enumerate(tokens):
                     if at < len(records) and records[at][0] == token.id:
                         token = Token(token.id, token.text, records[at][1], records[at][2])
                     pending.append(token)
-                received += len(tokens)
+                    streamed.append(token)
             return "".join(items)
 
         def upto(end: int) -> int:
@@ -708,7 +708,14 @@ class ReplyStream:
             self.reply.model_logprobs = (
                 chooser.model_snapshot(self.reply.new_tokens) if chooser is not None else []
             )
-            self.reply.pieces = token_pieces(self.tokenizer, [token for token, _ in self.reply.tokens])
+            chosen = [token for token, _ in self.reply.tokens]
+            # The stream decoded each token's text as it came: decoding the whole reply again is not needed.
+            streamed_ids = [token.id for token in streamed]
+            self.reply.pieces = (
+                [token.text for token in streamed]
+                if streamed_ids == chosen
+                else token_pieces(self.tokenizer, chosen)
+            )
         finally:
             halt.set()
             self.reply.seconds = time.perf_counter() - started
