@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,18 +104,12 @@ def trainer(file: Path, size: str, steps: int, threads: int, bf16: bool) -> tupl
 
 
 def gemm_peak(dtype_name: str, repeats: int = 5) -> float:
-    """Best GFLOP/s of a square GEMM in this process's threads."""
+    """Best GFLOP/s of a square GEMM in this process's threads (the probe a GPU run's MFU uses)."""
     import torch
 
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(GEMM, GEMM, dtype=dtype), torch.randn(GEMM, GEMM, dtype=dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * GEMM**3 / best / 1e9
+    from gpt2tui.core.flops import matmul_peak
+
+    return matmul_peak("cpu", getattr(torch, dtype_name), GEMM, repeats) / 1e9
 
 
 def device_of(header: str) -> str:
@@ -126,11 +119,17 @@ def device_of(header: str) -> str:
 
 
 def flops_per_token(header: str, size: str) -> float:
-    """nanoGPT/PaLM: 6·N (N without position embeddings) + 12·n_layer·d_model·block, per trained token."""
+    """nanoGPT/PaLM: 6·N (N without position embeddings) + 12·n_layer·d_model·block, per trained token
+    (``core/flops.py``, as a run counts it), with N read from the run's header."""
+    from types import SimpleNamespace
+
+    from gpt2tui.core.flops import flops_per_token as per_token
+
     layers, width, positions, block = SHAPES[size]
     found = re.search(r": ([\d,]+) parameters", header)
     parameters = int(found.group(1).replace(",", "")) if found else 0
-    return 6 * (parameters - positions * width) + 12 * layers * width * block
+    shape = SimpleNamespace(n_layer=layers, n_embd=width, n_positions=positions)
+    return per_token(shape, block, parameters)
 
 
 def curve(file: Path, steps: int, threads: int) -> None:
