@@ -396,3 +396,43 @@ def test_text_held_back_as_a_possible_stop_text_rides_with_the_chunk_that_shows_
     held = next(chunk for chunk in chunks if "\n" in chunk)
     assert "\nQui" in held  # "\n", "Q" and "u" were shown, with their tokens, once "i" ruled out the stop
     assert not any(chunk.endswith(("\n", "\nQ", "\nQu")) for chunk in chunks)
+
+
+class SlowToStop(ChoosingScripted):
+    """Says every scripted token, as ``generate`` does when the stop is noticed only after a few more steps."""
+
+    def generate(self, *args: Any, stopping_criteria: Any, **kwargs: Any) -> Any:
+        return super().generate(*args, stopping_criteria=lambda ids, scores: torch_false(), **kwargs)
+
+
+def torch_false() -> Any:
+    import torch
+
+    return torch.tensor([False])
+
+
+def test_a_grid_cell_cut_by_its_stop_text_counts_only_the_tokens_it_shows(tokenizer: Any) -> None:
+    """Tokens generated while the stop was being noticed depend on timing: the cell's token count, diversity
+    and coherence leave them out (they would differ from run to run), as ``eval --generate`` does."""
+    from pathlib import Path
+
+    from gpt2tui.core.card import FormattingRecord, ModelMetadata
+    from gpt2tui.core.compare import reply_cell
+    from gpt2tui.core.generation import LoadedModel, shown_tokens, stream
+    from gpt2tui.core.metrics import mean_token_logprob
+
+    reply_ids = scripted_reply(tokenizer)
+    model = SlowToStop(reply_ids, len(tokenizer))
+    metadata = ModelMetadata(formatting=FormattingRecord(kind="text", stop_text="ea"))
+    loaded = LoadedModel("scripted", Path("."), model, tokenizer, metadata)  # type: ignore[arg-type]
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
+    s = stream(model, tokenizer, "hi", settings, stop_text="ea")  # type: ignore[arg-type]
+    assert "".join(s) == s.reply.text == "Hé 😀 中文 the "
+    assert s.reply.new_tokens == len(reply_ids)  # " earth" and every token after it were generated
+    shown = shown_tokens(tokenizer, s.reply)
+    # The last shown token is the one the stop text cut (" earth": its space is shown), none after it.
+    assert tokenizer.decode(reply_ids[:shown]) == "Hé 😀 中文 the earth"
+    assert len(tokenizer.decode(reply_ids[: shown - 1])) < len(s.reply.text)
+    cell = reply_cell("greedy", loaded, "hi", settings)
+    assert cell.text == s.reply.text and cell.new_tokens == shown < len(reply_ids)
+    assert cell.mean_token_logprob == pytest.approx(mean_token_logprob([s.reply.model_logprobs[:shown]]))

@@ -63,7 +63,7 @@ def reply_cell(
 ) -> Cell:
     """Generate one reply (streamed to ``on_text`` when given, in chunks ``batch_seconds`` apart at most
     often) and measure it."""
-    from gpt2tui.core.generation import stream
+    from gpt2tui.core.generation import shown_tokens, stream
     from gpt2tui.core.metrics import distinct_n, mean_token_logprob, repeated_ngram_rate
 
     reply_stream = stream(
@@ -83,8 +83,13 @@ def reply_cell(
             on_text(chunk)
     reply = reply_stream.reply
     text = "".join(parts)
-    if reply.tokens:
-        ids, logprobs = [t for t, _ in reply.tokens], reply.model_logprobs  # the model's, before the warps
+    new_tokens = reply.new_tokens
+    if (
+        reply.tokens
+    ):  # the tokens of the text shown (not those past its stop text), the model's log-probabilities
+        new_tokens = shown_tokens(loaded.tokenizer, reply)
+        ids = [t for t, _ in reply.tokens[:new_tokens]]
+        logprobs = reply.model_logprobs[:new_tokens]
     else:  # beam search: the reply's tokens, without probabilities
         ids, logprobs = loaded.tokenizer(text, add_special_tokens=False)["input_ids"], []
     return Cell(
@@ -93,7 +98,7 @@ def reply_cell(
         settings=settings.describe(),
         seed=reply.seed,
         text=text,
-        new_tokens=reply.new_tokens,
+        new_tokens=new_tokens,
         seconds=reply.seconds,
         tokens_per_second=reply.tokens_per_second,
         distinct_1=distinct_n([ids], 1),

@@ -213,7 +213,7 @@ def score_replies(
     """Generate one reply per held-out prompt (the model's own template and stop text, ``settings`` with its
     fixed seed) and score them; token log-probabilities come from the generation itself, under the model's own
     distribution (before temperature, top-k and top-p)."""
-    from gpt2tui.core.generation import stream
+    from gpt2tui.core.generation import shown_tokens, stream
     from gpt2tui.core.metrics import ScoredReply, generation_metrics
 
     prompts = held_out_prompts(loaded, packed, count, settings.seed or 0, settings.max_new_tokens)
@@ -229,23 +229,14 @@ def score_replies(
         )
         text = "".join(reply_stream)
         reply = reply_stream.reply
-        pairs = _within(loaded, reply.tokens, text)
+        shown = shown_tokens(loaded.tokenizer, reply)
         # Coherence is the model's own view of its reply: the log-probabilities before temperature, top-k and
         # top-p reshaped the distribution for sampling.
-        logprobs = reply.model_logprobs[: len(pairs)]
-        scored.append(ScoredReply([t for t, _ in pairs], logprobs, text, item.reference))
+        logprobs = reply.model_logprobs[:shown]
+        scored.append(ScoredReply([t for t, _ in reply.tokens[:shown]], logprobs, text, item.reference))
         if on_reply is not None:
             on_reply(done, len(prompts))
     return generation_metrics(scored)
-
-
-def _within(loaded: LoadedModel, tokens: list[tuple[int, float]], text: str) -> list[tuple[int, float]]:
-    """The generated tokens that make up ``text``: a reply cut at its stop text leaves the stop's tokens out."""
-    ids = [t for t, _ in tokens]
-    for n in range(len(ids) + 1):
-        if len(loaded.tokenizer.decode(ids[:n], skip_special_tokens=True)) >= len(text):
-            return tokens[:n]
-    return tokens
 
 
 def store_result(ref: str, spec: DataSpec, result: EvalResult) -> ModelInfo | None:

@@ -340,6 +340,18 @@ def load(ref: str) -> LoadedModel:
     return load_resolved(resolve(ref))
 
 
+def shown_tokens(tokenizer: PreTrainedTokenizerBase, reply: Reply) -> int:
+    """How many of ``reply.tokens`` make up ``reply.text``: a reply cut at its stop text leaves out the stop's
+    tokens and those generated while the stop was being noticed, whose number depends on timing. Figures
+    measured over the reply's tokens (eval's coherence, the grid's) count these only, so they are the same on
+    every run."""
+    ids = [token for token, _ in reply.tokens]
+    for n in range(len(ids) + 1):
+        if len(tokenizer.decode(ids[:n], skip_special_tokens=True)) >= len(reply.text):
+            return n
+    return len(ids)
+
+
 def prompt_budget(context: int, max_new_tokens: int) -> int:
     """The one context rule: the prompt may always keep half the context, and more when the reply is set to
     need less; new tokens get the rest, up to the setting."""
