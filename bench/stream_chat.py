@@ -331,6 +331,10 @@ def main() -> None:
     quiet_environment()
     quiet_transformers()
     loaded = build(max(args.tokens))
+    # What the app does after its first frame: import the libraries, then freeze the heap (core.device).
+    from gpt2tui.ui.libraries import ensure_libraries
+
+    ensure_libraries()
     print(
         f"cpu capability {torch.backends.cpu.get_cpu_capability()}, cores {os.cpu_count()}, "
         f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"

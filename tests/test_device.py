@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import namedtuple
@@ -117,3 +118,30 @@ def test_the_tokenizers_pool_gets_the_plan_unless_the_user_chose(monkeypatch: py
     monkeypatch.setenv("RAYON_NUM_THREADS", "5")  # the user's own
     device.apply_threads(device.ThreadPlan(1, 2, 1, "free cores"))
     assert device.os.environ["RAYON_NUM_THREADS"] == "5"
+
+
+@pytest.mark.parametrize("switch", ["", "default"])
+def test_loading_a_model_takes_the_heap_out_of_the_cycle_collectors_scans(
+    trained_tiny: Path, switch: str
+) -> None:
+    """What a loaded model and the libraries allocated is frozen (``gc.freeze``): a full collection no
+    longer walks it. ``GPT2TUI_GC=default`` leaves the collector as it is."""
+    code = (
+        "import gc, sys\n"
+        "from gpt2tui.core import generation\n"
+        "before = gc.get_freeze_count()\n"
+        "loaded = generation.load(sys.argv[1])\n"
+        "gc.collect()  # frozen objects are not collected, nor counted in any generation\n"
+        "print(before, gc.get_freeze_count(), sum(gc.get_count()))\n"
+    )
+    env = {**os.environ, device.GC_ENV: switch}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(trained_tiny)], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    before, frozen, _ = map(int, run.stdout.split())
+    assert before == 0
+    if switch == "default":
+        assert frozen == 0
+    else:
+        assert frozen > 100_000  # torch, transformers and the model: hundreds of thousands of objects

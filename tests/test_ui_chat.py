@@ -9,6 +9,7 @@ replies through the core end to end and one loads the model from the store throu
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -829,6 +830,64 @@ async def test_append_cost_does_not_grow_with_transcript_length() -> None:
     long = await _wrapped_per_append(10_000)
     assert short == long  # the same lines re-wrapped per chunk, whatever came before
     assert max(long) <= 4  # only the current paragraph (a few lines at 120 columns)
+
+
+@dataclass
+class Streamed:
+    offsets: list[int]  # the scroll offset after each streamed line
+    height: int  # visible lines
+    end: tuple[int, int, int]  # once the reply ended: scrollable height, lines, scroll offset
+
+
+async def _offsets_while_streaming(lines: int, *, scrolled_up: bool = False) -> Streamed:
+    """A transcript that fills the screen, then a reply of ``lines`` lines streamed into it a line at a
+    time. Each offset checks that the newest line is on screen."""
+    app = TranscriptApp()
+    async with app.run_test(size=SIZE) as pilot:
+        transcript = app.query_one(Transcript)
+        for number in range(60):
+            transcript.write(f"line {number} of an earlier reply", prefix=Text("you ▸ "))
+        await pilot.pause()
+        if scrolled_up:
+            transcript.scroll_home(animate=False, immediate=True)
+        height = transcript.scrollable_content_region.height
+        transcript.open(Text("tiny ▸ "))
+        offsets = []
+        for number in range(lines):
+            transcript.append(f"streamed line {number}\n")
+            offset = transcript.scroll_offset.y
+            offsets.append(offset)
+            if not scrolled_up:
+                assert offset <= transcript.line_count - 1 < offset + height, (number, offset)
+        transcript.close()
+        await pilot.pause()
+        end = (transcript.virtual_size.height, transcript.line_count, transcript.scroll_offset.y)
+        return Streamed(offsets, height, end)
+
+
+async def test_a_streamed_reply_scrolls_in_jumps_and_its_newest_line_stays_in_view() -> None:
+    streamed = await _offsets_while_streaming(40)
+    offsets, jump = streamed.offsets, streamed.height // 4
+    steps = [b - a for a, b in itertools.pairwise(offsets) if b != a]
+    # A quarter of the height at a time: every full repaint of the transcript shows several new lines.
+    assert jump > 1 and steps == [jump] * len(steps), offsets
+    assert len(steps) <= 40 // jump + 1
+    # When the reply ends the blank rows below it go: its last line is the bottom row again.
+    rows, lines, offset = streamed.end
+    assert rows == lines and offset == lines - streamed.height
+
+
+async def test_jump_scrolling_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPT2TUI_JUMP_SCROLL", "0")
+    offsets = (await _offsets_while_streaming(40)).offsets
+    assert [b - a for a, b in itertools.pairwise(offsets)] == [1] * 39  # a line at a time
+
+
+async def test_a_reader_scrolled_up_is_not_moved_by_a_streamed_reply() -> None:
+    streamed = await _offsets_while_streaming(40, scrolled_up=True)
+    assert set(streamed.offsets) == {0}
+    rows, lines, offset = streamed.end
+    assert offset == 0 and rows == lines  # no blank rows kept for a jump
 
 
 # ---- through the real app ---------------------------------------------------------------------------

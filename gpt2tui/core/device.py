@@ -179,6 +179,28 @@ def keep_freed_memory() -> bool:
     )
 
 
+GC_ENV = "GPT2TUI_GC"
+"""``default``: leave Python's cycle collector as it is (the off switch of :func:`freeze_heap`)."""
+
+
+def freeze_heap() -> bool:
+    """Take everything allocated so far (the libraries, a loaded model) out of the cycle collector's scans.
+
+    Once torch, transformers and datasets are imported a process holds about 350,000 tracked objects, and
+    each full collection walks them all: measured 180 ms with the GIL held, in the middle of a streamed
+    reply (a UI stall, and CPU taken from the generating threads on 2 cores). These objects live as long as
+    the process, so ``gc.freeze`` moves them to a generation that is never scanned; newer objects are
+    collected as before, and reference counting still frees everything frozen that is dropped. Cost: O(1).
+    ``GPT2TUI_GC=default`` turns it off. Returns whether it froze.
+    """
+    import gc
+
+    if os.environ.get(GC_ENV) == "default":
+        return False
+    gc.freeze()
+    return True
+
+
 # --------------------------------------------------------------------------------------------- precision
 
 BF16_MIN_WIDTH = 256

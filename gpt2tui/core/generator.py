@@ -351,7 +351,7 @@ def serve(argv: list[str] | None = None) -> int:
     def send(message: dict[str, Any]) -> None:
         stream.write(json.dumps(message) + "\n")
 
-    from gpt2tui.core.device import configure_threads
+    from gpt2tui.core.device import configure_threads, freeze_heap
     from gpt2tui.core.quiet import quiet_environment, route_library_logs
 
     quiet_environment()
@@ -371,6 +371,7 @@ def serve(argv: list[str] | None = None) -> int:
     # allocations (a prompt of several tokens, then single tokens with a cache), which would otherwise delay
     # the first reply's first character by about a prefill's time again.
     generation.complete(loaded.model, loaded.tokenizer, WARM_UP_PROMPT, WARM_UP_SETTINGS)
+    freeze_heap()  # and what the first ``generate`` imported (core.device)
     send({"event": "loaded", "name": loaded.name, "context_length": loaded.context_length})
     while True:
         request = requests.get()

@@ -36,9 +36,11 @@ def ensure_libraries() -> float:
             get_linear_schedule_with_warmup,
         )
 
+        from gpt2tui.core.device import freeze_heap
         from gpt2tui.core.quiet import quiet_datasets, quiet_transformers
 
         quiet_transformers()
         quiet_datasets()
+        freeze_heap()  # the libraries' objects live as long as the app: no collection walks them again
         _seconds.append(time.perf_counter() - started)
         return _seconds[0]

@@ -7,10 +7,18 @@ is re-wrapped, from the start of its last wrapped line, and only those lines are
 list. So an append costs the length of the current line, never the length of the paragraph or the transcript
 (``bench/ui_append.py``, ``bench/stream_chat.py`` measure it): a 4,000-token reply with no newline costs the
 same per token at its end as at its start. A width change re-wraps everything once.
+
+While a streamed reply runs past the bottom, the transcript scrolls in jumps, as terminals do (xterm's
+jump scroll): when the text reaches the last row it scrolls a quarter of the height at once, leaving blank
+rows that the next lines fill in place. Scrolling repaints the whole transcript and its scrollbar (and sends
+it all over SSH again), about 4 ms of the UI thread each time; a line that fills a blank row repaints only
+itself. Scrolling a line at a time cost the chat 3x the UI time per streamed token (``bench/stream_chat.py``).
+The blank rows go when the reply ends. ``GPT2TUI_JUMP_SCROLL=0`` scrolls a line at a time.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from rich.style import Style
@@ -23,6 +31,18 @@ except ImportError:  # pragma: no cover - a future rich that moved it
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+JUMP_SCROLL_ENV = "GPT2TUI_JUMP_SCROLL"
+"""``0``: a streamed reply scrolls the transcript a line at a time instead of in jumps."""
+JUMP_FRACTION = 4
+"""A jump scrolls this fraction (1/N) of the visible height."""
+
+
+def jump_lines(height: int) -> int:
+    """How many lines a streamed reply scrolls at once in a transcript ``height`` lines high (1: no jumps)."""
+    if os.environ.get(JUMP_SCROLL_ENV, "").strip().lower() in ("0", "no", "off", "false"):
+        return 1
+    return max(1, height // JUMP_FRACTION)
 
 
 @dataclass
@@ -201,8 +221,14 @@ class Transcript(ScrollView, can_focus=True):
         self._changed(start, old_count)
 
     def close(self) -> None:
-        """End streaming into the last entry; the next write starts a new one."""
+        """End streaming into the last entry; the next write starts a new one. The blank rows a jump left
+        below it go (the text moves down to the bottom when the transcript was following it)."""
         self._open = False
+        if self.virtual_size.height > len(self._strips):
+            following = self.is_vertical_scroll_end
+            self._set_line_count(len(self._strips))
+            if following:
+                self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def truncate(self, index: int) -> None:
         """Remove entry ``index`` and everything after it (regenerating a reply)."""
@@ -250,12 +276,22 @@ class Transcript(ScrollView, can_focus=True):
                 self._strips.extend(self._wrap(entry.paragraph_text(index)))
 
     def _changed(self, start: int, old_count: int) -> None:
-        """Lines from ``start`` changed (the list had ``old_count`` lines): resize, repaint them, follow."""
+        """Lines from ``start`` changed (the list had ``old_count`` lines): resize, repaint them, follow.
+
+        An open entry followed past the bottom scrolls in jumps: the scrollable height then runs ahead of the
+        lines by up to a jump, and lines that land in those blank rows change nothing but themselves.
+        """
         following = self.is_vertical_scroll_end
-        if len(self._strips) != old_count:
-            self._set_line_count(len(self._strips))
-        self.refresh_lines(start, max(len(self._strips), old_count) - start)
-        if following:
+        count = rows = len(self._strips)
+        if self._open and following and count > self._height:
+            rows = self.virtual_size.height
+            if count > rows:
+                rows = count + jump_lines(self._height) - 1
+        resized = rows != self.virtual_size.height
+        if resized:
+            self._set_line_count(rows)
+        self.refresh_lines(start, max(count, old_count) - start)
+        if following and resized:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _set_line_count(self, count: int) -> None:
