@@ -18,6 +18,7 @@ CORE_MODULES = [
     "files",
     "generation",
     "hub",
+    "kv_cache",
     "generator",
     "launch",
     "metrics",

@@ -583,6 +583,7 @@ class ReplyStream:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
+        from gpt2tui.core.kv_cache import growing_cache
         from gpt2tui.core.sampling import TokenChooser
 
         input_ids, max_new = self._inputs()
@@ -602,6 +603,9 @@ class ReplyStream:
         }
         if streaming:
             kwargs["streamer"] = streamer
+            kv = growing_cache(self.model, limit=int(input_ids.shape[1]) + max_new)
+            if kv is not None:  # in place of one that copies itself at every token (core/kv_cache.py)
+                kwargs["past_key_values"] = kv
         choice = self.settings.choice(self.reply.seed)
         chooser = TokenChooser(choice, input_ids.device) if choice is not None else None
         if chooser is not None:  # the chooser draws with its own generator; generate only takes its pick
