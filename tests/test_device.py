@@ -145,3 +145,27 @@ def test_loading_a_model_takes_the_heap_out_of_the_cycle_collectors_scans(
         assert frozen == 0
     else:
         assert frozen > 100_000  # torch, transformers and the model: hundreds of thousands of objects
+
+
+def test_garbage_in_cycles_is_collected_before_the_freeze_not_kept_forever() -> None:
+    """A closed screen's widgets refer to each other: frozen as garbage, they would never be freed."""
+    code = (
+        "import gc, weakref\n"
+        "from gpt2tui.core.device import freeze_heap\n"
+        "class Node: pass\n"
+        "def cycle():\n"
+        "    a, b = Node(), Node()\n"
+        "    a.other, b.other = b, a\n"
+        "    return weakref.ref(a)\n"
+        "gc.disable()  # no automatic collection between here and the freeze\n"
+        "collected, kept = cycle(), cycle()\n"
+        "freeze_heap()\n"
+        "gc.unfreeze()\n"
+        "kept = cycle()\n"
+        "freeze_heap(collect=False)\n"
+        "gc.collect()\n"
+        "print(collected() is None, kept() is None)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "False"]  # collected first; without it, frozen for good

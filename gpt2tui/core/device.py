@@ -183,20 +183,26 @@ GC_ENV = "GPT2TUI_GC"
 """``default``: leave Python's cycle collector as it is (the off switch of :func:`freeze_heap`)."""
 
 
-def freeze_heap() -> bool:
+def freeze_heap(collect: bool = True) -> bool:
     """Take everything allocated so far (the libraries, a loaded model) out of the cycle collector's scans.
 
     Once torch, transformers and datasets are imported a process holds about 350,000 tracked objects, and
     each full collection walks them all: measured 180 ms with the GIL held, in the middle of a streamed
     reply (a UI stall, and CPU taken from the generating threads on 2 cores). These objects live as long as
     the process, so ``gc.freeze`` moves them to a generation that is never scanned; newer objects are
-    collected as before, and reference counting still frees everything frozen that is dropped. Cost: O(1).
-    ``GPT2TUI_GC=default`` turns it off. Returns whether it froze.
+    collected as before, and reference counting still frees everything frozen that is dropped.
+
+    ``collect`` first: garbage in reference cycles that is frozen would never be freed (a closed screen's
+    widgets, when a later chat loads its model). The first collection of a process walks everything once;
+    after a freeze a collection walks only what came since. ``GPT2TUI_GC=default`` turns this off. Returns
+    whether it froze.
     """
     import gc
 
     if os.environ.get(GC_ENV) == "default":
         return False
+    if collect:
+        gc.collect()
     gc.freeze()
     return True
 

@@ -41,6 +41,8 @@ def ensure_libraries() -> float:
 
         quiet_transformers()
         quiet_datasets()
-        freeze_heap()  # the libraries' objects live as long as the app: no collection walks them again
+        # The libraries' objects live as long as the app: no collection walks them again. Not collected first:
+        # an import leaves little garbage, and a full collection here would hold the GIL ~0.2 s (Ctrl+Q waits).
+        freeze_heap(collect=False)
         _seconds.append(time.perf_counter() - started)
         return _seconds[0]
