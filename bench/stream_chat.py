@@ -14,7 +14,11 @@ reference run just before it, which cancels load that changes more slowly than a
   ``core.generator``) and ``in-process`` (the same model object injected into the screen, as with
   ``GPT2TUI_CHAT_IN_PROCESS=1``).
 * first character: reference = ``generate`` with ``max_new_tokens=1`` (prefill + first token); ours = from
-  the submitted prompt until the first visible reply character is appended to the transcript.
+  the submitted prompt until the first visible reply character is appended to the transcript. Both start
+  from the same idle pause (``--idle-before-first``, 0.3 s: a user pauses before pressing Enter): after an
+  idle moment torch's worker threads and the machine's cores have gone to sleep, and the first forward pass
+  wakes them (measured: the same prefill took 12 ms right after other work and 25-40 ms after 0.3 s idle).
+  ``--idle-before-first 0`` measures the reference hot, straight after a long ``generate``, as before.
 * UI cost: CPU time of the UI thread (``time.thread_time()`` read in that thread, at each flush into the
   transcript), per 1,000 tokens reaching the transcript: the first thousand against the last; and per flush
   (the flush timer's append and repaint), since a slower generator (attention grows with the context) means
@@ -122,10 +126,11 @@ def reference(loaded: Any, tokens: int) -> tuple[float, list[int], float]:
     return seconds, out[0, ids.shape[1] :].tolist(), time.process_time() - cpu
 
 
-def reference_first_token(loaded: Any) -> float:
-    """Prefill + first token: ``generate`` with ``max_new_tokens=1``."""
+def reference_first_token(loaded: Any, idle: float = 0.0) -> float:
+    """Prefill + first token: ``generate`` with ``max_new_tokens=1``, after ``idle`` seconds of rest."""
     import torch
 
+    time.sleep(idle)
     ids = torch.tensor([loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]])
     kwargs = {**generate_kwargs(loaded, 1)}
 
@@ -198,7 +203,13 @@ EARLIER = "An earlier reply, long enough to fill the screen before the measured 
 
 
 def through_chat(
-    loaded: Any, tokens: int, offsets: list[int], folder: Path | None, *, empty: bool = False
+    loaded: Any,
+    tokens: int,
+    offsets: list[int],
+    folder: Path | None,
+    *,
+    empty: bool = False,
+    idle: float = 0.0,
 ) -> dict[str, Any]:
     """One reply through the chat screen: seconds to the last token, to the first character, UI CPU marks.
 
@@ -277,6 +288,7 @@ def through_chat(
                 screen.transcript.write(EARLIER, prefix="bench ▸ ")
             await pilot.pause()
             screen.query_one("#prompt", PromptInput).value = PROMPT
+            await asyncio.sleep(idle)
             await pilot.press("enter")
             while marks["done"] is None or screen.active is not None:
                 await asyncio.sleep(0.05)
@@ -316,6 +328,12 @@ def main() -> None:
         "--empty-transcript",
         action="store_true",
         help="start each measured reply in an empty transcript (default: one that fills the screen)",
+    )
+    parser.add_argument(
+        "--idle-before-first",
+        type=float,
+        default=0.3,
+        help="seconds of rest before the first-character measurements, ours and the reference's",
     )
     args = parser.parse_args()
 
@@ -366,7 +384,7 @@ def main() -> None:
                     seconds, ids, cpu = reference(loaded, tokens)
                     ref_rates.append(tokens / seconds)
                     ref_cpu.append(cpu)
-                    first_ref.append(reference_first_token(loaded))
+                    first_ref.append(reference_first_token(loaded, args.idle_before_first))
                     # Character offsets of the reply at every 1,000 tokens (and at the end).
                     cuts = [*range(1000, tokens, 1000), tokens]
                     offsets = [
@@ -375,7 +393,14 @@ def main() -> None:
                     model = loaded
                     if path == "paced":  # this reply's tokens at the reference's average rate
                         model = paced(loaded, token_pieces(loaded.tokenizer, ids), ref_rates[-1])
-                    marks = through_chat(model, tokens, offsets, folders[path], empty=args.empty_transcript)
+                    marks = through_chat(
+                        model,
+                        tokens,
+                        offsets,
+                        folders[path],
+                        empty=args.empty_transcript,
+                        idle=args.idle_before_first,
+                    )
                     row = ours[path]
                     rate = tokens / (marks["done"] - marks["start"])
                     row["rate"].append(rate)

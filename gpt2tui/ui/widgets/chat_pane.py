@@ -379,9 +379,16 @@ class ChatPane(Vertical):
         return self.transcript.write(message, prefix=Text(label, style=PROMPT_STYLE + " cyan"))
 
     def _start_reply(self, turn: Turn, settings: GenerationSettings) -> None:
-        """Open the reply entry with a 'thinking…' indicator; generate with ``settings``."""
+        """Generate with ``settings``; open the reply entry with a 'thinking…' indicator meanwhile."""
         assert self.loaded is not None
         turn.settings = settings
+        earlier = self.turns[: self.turns.index(turn)]
+        history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
+        take = self._taker(turn)  # its chunks reach the transcript through this thread, after this method
+        stream = None
+        if isinstance(self.loaded, GeneratorProcess):  # the child starts first, then the reply is drawn
+            with contextlib.suppress(UserError):  # refused again, and reported, by the reading thread
+                stream = self._open_reply(self.loaded, turn, history).start(take)
         prefix = Text(f"{self.loaded.name} ▸ ", style=REPLY_PREFIX_STYLE)
         turn.reply_entry = self.transcript.open(prefix, THINKING_STYLE)
         self._show_thinking(turn)
@@ -389,13 +396,6 @@ class ChatPane(Vertical):
         self.status.state = "generating…"
         if self._flush_timer is not None:
             self._flush_timer.reset()  # runs from now; paused again when the reply ends
-        earlier = self.turns[: self.turns.index(turn)]
-        history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
-        take = self._taker(turn)
-        stream = None
-        if isinstance(self.loaded, GeneratorProcess):  # the child starts now, not when a thread gets the GIL
-            with contextlib.suppress(UserError):  # refused again, and reported, by the reading thread
-                stream = self._open_reply(self.loaded, turn, history).start(take)
         start_daemon(self._generate, turn, history, self.loaded, take, stream, name="gpt2tui-chat-reply")
 
     def _taker(self, turn: Turn) -> Callable[[str], None]:
