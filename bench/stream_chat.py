@@ -303,6 +303,30 @@ def through_chat(
     return marks
 
 
+def prepare(threads: int | None, max_tokens: int) -> Any:
+    """This process's threads (planned before torch loads, as ``gpt2tui generate`` does), the libraries as the
+    app imports them after its first frame (and then freezes the heap), and the model; the set-up printed."""
+    from gpt2tui.core.device import APPLIED_ENV, configure_threads
+
+    plan = configure_threads(threads)
+    os.environ.pop(APPLIED_ENV, None)  # a child takes OMP_NUM_THREADS as given, not as ours to re-plan
+    print(f"load average {load_average()}; threads: {plan.describe()}")
+    import torch
+
+    from gpt2tui.core.quiet import quiet_environment, quiet_transformers
+    from gpt2tui.ui.libraries import ensure_libraries
+
+    quiet_environment()
+    quiet_transformers()
+    loaded = build(max_tokens)
+    ensure_libraries()
+    print(
+        f"cpu capability {torch.backends.cpu.get_cpu_capability()}, cores {os.cpu_count()}, "
+        f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"
+    )
+    return loaded
+
+
 def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -337,26 +361,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from gpt2tui.core.device import APPLIED_ENV, configure_threads
-
-    plan = configure_threads(args.threads)  # before torch loads, as ``gpt2tui generate`` does
-    os.environ.pop(APPLIED_ENV, None)  # the child takes OMP_NUM_THREADS as given, not as ours to re-plan
-    print(f"load average {load_average()}; threads: {plan.describe()}")
-    import torch
-
-    from gpt2tui.core.quiet import quiet_environment, quiet_transformers
-
-    quiet_environment()
-    quiet_transformers()
-    loaded = build(max(args.tokens))
-    # What the app does after its first frame: import the libraries, then freeze the heap (core.device).
-    from gpt2tui.ui.libraries import ensure_libraries
-
-    ensure_libraries()
-    print(
-        f"cpu capability {torch.backends.cpu.get_cpu_capability()}, cores {os.cpu_count()}, "
-        f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"
-    )
+    loaded = prepare(args.threads, max(args.tokens))
     params = sum(p.numel() for p in loaded.model.parameters())
     print(f"model: small shape, {params / 1e6:.1f} M parameters, n_positions {loaded.context_length}")
     with tempfile.TemporaryDirectory() as tmp:

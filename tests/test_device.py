@@ -15,6 +15,15 @@ from gpt2tui.core import device
 from tests.conftest import QA_CSV, cli
 
 
+def python_words(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> list[str]:
+    """What ``python -c code args...`` prints, split into words (it must succeed)."""
+    run = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
 def test_requested_threads_win(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     assert device.plan_threads(3).threads == 3 and device.plan_threads(3).reason == "--threads"
@@ -91,9 +100,7 @@ def test_the_plan_reaches_openmp_before_torch_loads() -> None:
         "import torch\n"
         "print(torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["2", "PASSIVE"]
+    assert python_words(code) == ["2", "PASSIVE"]
 
 
 def test_threads_option_runs_and_the_header_shows_it(home: Path) -> None:
@@ -135,11 +142,7 @@ def test_loading_a_model_takes_the_heap_out_of_the_cycle_collectors_scans(
         "print(before, gc.get_freeze_count(), sum(gc.get_count()))\n"
     )
     env = {**os.environ, device.GC_ENV: switch}
-    run = subprocess.run(
-        [sys.executable, "-c", code, str(trained_tiny)], capture_output=True, text=True, timeout=180, env=env
-    )
-    assert run.returncode == 0, run.stderr
-    before, frozen, _ = map(int, run.stdout.split())
+    before, frozen, _ = map(int, python_words(code, str(trained_tiny), env=env, timeout=180))
     assert before == 0
     if switch == "default":
         assert frozen == 0
@@ -166,6 +169,4 @@ def test_garbage_in_cycles_is_collected_before_the_freeze_not_kept_forever() -> 
         "gc.collect()\n"
         "print(collected() is None, kept() is None)\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["True", "False"]  # collected first; without it, frozen for good
+    assert python_words(code) == ["True", "False"]  # collected first; without it, frozen for good
