@@ -11,8 +11,9 @@ same per token at its end as at its start. A width change re-wraps everything on
 While a streamed reply runs past the bottom, the transcript scrolls in jumps, as terminals do (xterm's
 jump scroll): when the text reaches the last row it scrolls a quarter of the height at once, leaving blank
 rows that the next lines fill in place. Scrolling repaints the whole transcript and its scrollbar (and sends
-it all over SSH again), about 4 ms of the UI thread each time; a line that fills a blank row repaints only
-itself. Scrolling a line at a time cost the chat 3x the UI time per streamed token (``bench/stream_chat.py``).
+it all over SSH again), about 3 ms of the UI thread each time; a line that fills a blank row repaints only
+itself. Scrolling a line at a time cost the chat 2.5x the UI time per streamed token (704 against 283 ms per
+1,000 tokens, ``bench/stream_chat.py``).
 The blank rows go when the reply ends. ``GPT2TUI_JUMP_SCROLL=0`` scrolls a line at a time.
 """
 
