@@ -19,7 +19,7 @@ from gpt2tui.core.generation import GenerationSettings, ReplyStream
 from gpt2tui.core.kv_cache import KV_CACHE_ENV, MIN_CAPACITY, growing_cache, growing_layer
 from gpt2tui.core.models import train_tokenizer
 
-TOKENS = 600
+TOKENS = 300
 PROMPT = "In the beginning God created the heaven and the earth."
 
 
