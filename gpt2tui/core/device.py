@@ -154,6 +154,13 @@ MALLOC_ENV = "GPT2TUI_MALLOC"
 """``default``: leave glibc's allocator as it is (the off switch of :func:`keep_freed_memory`)."""
 
 
+def switched_off(variable: str) -> bool:
+    """Whether the environment variable ``variable`` asks for the library's own behaviour (``default``): the
+    one spelling of the off switches of :func:`keep_freed_memory`, :func:`freeze_heap` and the growing
+    key/value cache."""
+    return os.environ.get(variable, "").strip().lower() == "default"
+
+
 def keep_freed_memory() -> bool:
     """Let glibc reuse a step's freed activations instead of returning them to the kernel (True if it took).
 
@@ -169,7 +176,7 @@ def keep_freed_memory() -> bool:
     Nothing changes numerically. Elsewhere (musl, macOS) this does nothing; ``GPT2TUI_MALLOC=default`` turns
     it off.
     """
-    if os.environ.get(MALLOC_ENV) == "default" or not sys.platform.startswith("linux"):
+    if switched_off(MALLOC_ENV) or not sys.platform.startswith("linux"):
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
@@ -199,7 +206,7 @@ def freeze_heap(collect: bool = True) -> bool:
     """
     import gc
 
-    if os.environ.get(GC_ENV) == "default":
+    if switched_off(GC_ENV):
         return False
     if collect:
         gc.collect()

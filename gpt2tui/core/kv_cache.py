@@ -17,7 +17,6 @@ classes are not the ones this was written against.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -33,7 +32,9 @@ def growing_cache(model: Any, limit: int | None = None) -> Any | None:
     ``limit`` bounds a buffer's positions (the prompt plus the new tokens), so doubling never reserves more
     than the reply can use.
     """
-    if os.environ.get(KV_CACHE_ENV, "").strip().lower() == "default":
+    from gpt2tui.core.device import switched_off
+
+    if switched_off(KV_CACHE_ENV):
         return None
     if next(model.parameters()).device.type != "cpu":
         return None

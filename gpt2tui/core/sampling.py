@@ -71,8 +71,8 @@ class TokenChooser:
             # Greedy: ``generate``'s own argmax over these same scores picks the same token, so they go back
             # unchanged (no vocabulary-sized mask to write: 80 instead of 104 us a token at GPT-2's vocabulary).
             chosen = scores.argmax(dim=-1, keepdim=True)
-            logprob = torch.log_softmax(scores, dim=-1).gather(-1, chosen)
-            self._record(int(chosen[0, 0]), float(logprob[0, 0]), float(logprob[0, 0]))
+            logprob = float(torch.log_softmax(scores, dim=-1).gather(-1, chosen)[0, 0])
+            self._record(int(chosen[0, 0]), logprob, logprob)  # drawn from the model's own distribution
             return scores
         scores = self.warp(scores)
         chosen = torch.multinomial(scores.softmax(dim=-1), 1, generator=self.generator)

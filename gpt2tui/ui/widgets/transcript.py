@@ -225,11 +225,7 @@ class Transcript(ScrollView, can_focus=True):
         """End streaming into the last entry; the next write starts a new one. The blank rows a jump left
         below it go (the text moves down to the bottom when the transcript was following it)."""
         self._open = False
-        if self.virtual_size.height > len(self._strips):
-            following = self.is_vertical_scroll_end
-            self._set_line_count(len(self._strips))
-            if following:
-                self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self._changed(len(self._strips), len(self._strips))  # no line changed: only the scrollable height
 
     def truncate(self, index: int) -> None:
         """Remove entry ``index`` and everything after it (regenerating a reply)."""
@@ -291,7 +287,8 @@ class Transcript(ScrollView, can_focus=True):
         resized = rows != self.virtual_size.height
         if resized:
             self._set_line_count(rows)
-        self.refresh_lines(start, max(count, old_count) - start)
+        if max(count, old_count) > start:
+            self.refresh_lines(start, max(count, old_count) - start)
         if following and resized:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
 
