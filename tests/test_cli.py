@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpt2tui.cli import main
-from tests.conftest import QA_CSV, cli, tree_snapshot
+from tests.conftest import QA_CSV, cli, cli_together, tree_snapshot
 
 gpt2tui = cli
 
@@ -49,21 +49,14 @@ def test_train_generate_eval_and_models_end_to_end(home: Path) -> None:
     assert result["model"] == "qa-tiny" and result["perplexity_after"] < result["perplexity_before"]
     assert run.stderr == ""
 
-    first = gpt2tui(
-        "generate", "qa-tiny", "What is Mars?", "--strategy", "greedy", "--max-new-tokens", "20", "--json"
-    )
-    second = gpt2tui(
-        "generate", "qa-tiny", "What is Mars?", "--strategy", "greedy", "--max-new-tokens", "20", "--json"
+    ask = ("generate", "qa-tiny", "What is Mars?", "--strategy", "greedy", "--max-new-tokens", "20")
+    first, second, streamed, ev = cli_together(
+        (*ask, "--json"), (*ask, "--json"), ask, ("eval", "qa-tiny", str(QA_CSV), "--json")
     )
     assert first.returncode == second.returncode == 0
     a, b = json.loads(first.stdout), json.loads(second.stdout)
     assert a["text"] == b["text"] and 0 < a["new_tokens"] <= 20 and a["seconds"] > 0
-    streamed = gpt2tui(
-        "generate", "qa-tiny", "What is Mars?", "--strategy", "greedy", "--max-new-tokens", "20"
-    )
     assert streamed.stdout == a["text"] + "\n"
-
-    ev = gpt2tui("eval", "qa-tiny", str(QA_CSV), "--json")
     assert ev.returncode == 0, ev.stderr
     assert set(json.loads(ev.stdout)) >= {"loss", "perplexity", "tokens"}
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from gpt2tui.core.compare import GRID, grid_settings, reply_cell
 from gpt2tui.core.generation import GenerationSettings, load
-from tests.conftest import cli, tree_snapshot
+from tests.conftest import cli, cli_together, tree_snapshot
 
 
 def test_the_grid_is_the_same_on_every_run_and_each_cell_alone(tiny_model: str) -> None:
     args = ["compare-decoding", tiny_model, "What is the Sun?", "--max-new-tokens", "10", "--threads", "1"]
-    first = cli(*args, "--json")
+    first, second, plain = cli_together((*args, "--json"), (*args, "--json"), tuple(args))
     assert first.returncode == 0, first.stderr
     cells = json.loads(first.stdout)
-    again = json.loads(cli(*args, "--json").stdout)
+    again = json.loads(second.stdout)
     steady = ("label", "settings", "seed", "text", "new_tokens", "distinct_2", "mean_token_logprob")
     assert [{k: c[k] for k in steady} for c in again] == [{k: c[k] for k in steady} for c in cells]
     assert [c["label"] for c in cells] == [label for label, _ in GRID]
@@ -32,7 +32,7 @@ def test_the_grid_is_the_same_on_every_run_and_each_cell_alone(tiny_model: str) 
     finally:
         torch.set_num_threads(threads)
     assert (alone.label, alone.text) == (cells[-1]["label"], cells[-1]["text"])
-    text = cli(*args).stdout
+    text = plain.stdout
     assert text.startswith("── greedy (tiny) · greedy max=10 · seed 0 · ") and "── top-p T=1.2 (tiny)" in text
 
 

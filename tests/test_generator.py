@@ -21,13 +21,24 @@ from gpt2tui.core.generator import GeneratorProcess
 GREEDY = GenerationSettings(strategy="greedy", seed=1, max_new_tokens=24)
 
 
-@pytest.fixture
-def child(trained_tiny: Path) -> Iterator[GeneratorProcess]:
+def started(trained_tiny: Path) -> Iterator[GeneratorProcess]:
     process = GeneratorProcess(str(trained_tiny))
     try:
         yield process.wait_loaded()
     finally:
         process.close()
+
+
+@pytest.fixture(scope="module")
+def child(trained_tiny: Path) -> Iterator[GeneratorProcess]:
+    """One child for the tests that leave it alive (each reply has its own id; a child takes ~5 s to start)."""
+    yield from started(trained_tiny)
+
+
+@pytest.fixture
+def own_child(trained_tiny: Path) -> Iterator[GeneratorProcess]:
+    """A child for one test alone (one that kills it)."""
+    yield from started(trained_tiny)
 
 
 def ended(process: GeneratorProcess, within: float = 30.0) -> bool:
@@ -82,10 +93,10 @@ def test_a_started_reply_generates_before_anyone_follows_it(child: GeneratorProc
     assert "".join(chunks) == expected == stream.reply.text
 
 
-def test_delivery_of_a_reply_that_fails_raises_its_sentence(child: GeneratorProcess) -> None:
-    os.kill(child.pid, signal.SIGKILL)
+def test_delivery_of_a_reply_that_fails_raises_its_sentence(own_child: GeneratorProcess) -> None:
+    os.kill(own_child.pid, signal.SIGKILL)
     with pytest.raises(UserError, match="The model process ended"):
-        child.reply("raw", "x", [], GREEDY).deliver(lambda chunk: None)
+        own_child.reply("raw", "x", [], GREEDY).deliver(lambda chunk: None)
 
 
 def test_stop_ends_the_childs_reply_and_the_next_reply_runs(child: GeneratorProcess) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from gpt2tui.core.generation import HubModel, prompt_budget, resolve
 from gpt2tui.core.models import build_scratch
-from tests.conftest import QA_CSV, cli
+from tests.conftest import QA_CSV, cli, cli_together
 
 REPO = "gpt2tui-test/hub-tiny"
 
@@ -36,16 +36,16 @@ def test_a_hub_id_is_resolved_only_when_nothing_local_has_the_name(tiny_model: s
 
 def test_generate_and_eval_take_a_hub_id_from_the_cache(cached_hub_model: Path) -> None:
     args = ["hello", "--strategy", "top-k", "--seed", "3", "--max-new-tokens", "8", "--json"]
-    from_hub = cli("generate", REPO, *args)
-    assert from_hub.returncode == 0, from_hub.stderr
-    from_folder = cli("generate", str(cached_hub_model), *args)
-    assert json.loads(from_hub.stdout)["text"] == json.loads(from_folder.stdout)["text"]
-    evaluated = cli("eval", REPO, str(QA_CSV), "--json")
-    assert evaluated.returncode == 0, evaluated.stderr
-    assert (
-        json.loads(evaluated.stdout)["loss"]
-        == json.loads(cli("eval", str(cached_hub_model), str(QA_CSV), "--json").stdout)["loss"]
+    from_hub, from_folder, evaluated, evaluated_folder = cli_together(
+        ("generate", REPO, *args),
+        ("generate", str(cached_hub_model), *args),
+        ("eval", REPO, str(QA_CSV), "--json"),
+        ("eval", str(cached_hub_model), str(QA_CSV), "--json"),
     )
+    assert from_hub.returncode == 0, from_hub.stderr
+    assert json.loads(from_hub.stdout)["text"] == json.loads(from_folder.stdout)["text"]
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["loss"] == json.loads(evaluated_folder.stdout)["loss"]
 
 
 def test_an_unknown_hub_id_offline_is_one_sentence(home: Path) -> None:
@@ -82,11 +82,13 @@ def test_a_model_pushed_by_gpt2tui_comes_back_from_the_hub_with_its_template(
     (repo / "refs" / "main").write_text("3" * 40)
     # As real processes: huggingface_hub reads HF_HOME when it is first imported.
     args = ["What is the largest planet?", "--strategy", "greedy", "--max-new-tokens", "12", "--json"]
-    from_hub, from_store = cli("generate", "alice/qa-tiny", *args), cli("generate", tiny_model, *args)
+    from_hub, from_store, *evaluations = cli_together(
+        ("generate", "alice/qa-tiny", *args),
+        ("generate", tiny_model, *args),
+        *(("eval", ref, str(QA_CSV), "--json") for ref in ("alice/qa-tiny", tiny_model)),
+    )
     assert from_hub.returncode == 0, from_hub.stderr
     assert json.loads(from_hub.stdout)["text"] == json.loads(from_store.stdout)["text"]
-    evaluated = [
-        json.loads(cli("eval", ref, str(QA_CSV), "--json").stdout) for ref in ("alice/qa-tiny", tiny_model)
-    ]
+    evaluated = [json.loads(run.stdout) for run in evaluations]
     hub_eval, stored_eval = evaluated
     assert hub_eval["block_size"] == stored_eval["block_size"] and hub_eval["loss"] == stored_eval["loss"]
