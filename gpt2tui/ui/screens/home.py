@@ -246,6 +246,7 @@ class HomeScreen(Screen[None]):
     """The model list above the run list; both are refreshed when the screen comes back."""
 
     CSS_PATH = "home.tcss"
+    AUTO_FOCUS = ""  # focus_a_table decides (None would mean the app's "*": the first table, even hidden)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new_finetune", "New fine-tune", tooltip="New fine-tune: pick a dataset, set up, start"),
     ]
@@ -262,8 +263,15 @@ class HomeScreen(Screen[None]):
         self._shown = False
 
     def compose(self) -> ComposeResult:
+        # Each part is shown or hidden from the start as the lists make it, so the first frame is the settled
+        # one: a part hidden after mounting would cost a layout, a focus move and a footer rebuild, each
+        # waiting for the next frame.
+        self.models = ModelStore().list(include_broken=True)
+        book = getattr(self.app, "run_book", None)
+        has_runs = bool(book.statuses) if book is not None else False
         yield Header()
-        with Vertical(id="empty"):
+        with Vertical(id="empty") as empty:
+            empty.display = not self.models
             yield Static(EMPTY_INTRO, id="empty-intro")
             for number, step in enumerate(empty_steps(getattr(self.app, "start_dir", None)), start=1):
                 with Horizontal(classes="step"):
@@ -274,23 +282,25 @@ class HomeScreen(Screen[None]):
         models.border_title = "models"
         # The perplexity comes second, so an 80-column terminal shows it without scrolling the table.
         models.add_columns("name", "perplexity before → after", "base", "dataset", "date", "latest eval")
+        models.display = bool(self.models)
         yield models
-        yield Static("", id="model-expectations")
-        yield Static("", id="model-details")
-        yield Static("", id="push-note")
+        for note in ("model-expectations", "model-details", "push-note"):
+            yield Static("", id=note).set_styles(display="none")
         runs = RunTable(id="runs", cursor_type="row", zebra_stripes=True)
         runs.border_title = "runs"
         for column in RUN_COLUMNS:
             runs.add_column(column, key=column)
+        runs.display = has_runs
         yield runs
-        yield Static("", id="run-note")
-        yield Footer()
+        yield Static("", id="run-note").set_styles(display="none")
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self.sub_title = "models and runs"
         book = getattr(self.app, "run_book", None)
-        self.refresh_models()
+        self.fill_models(self.models)
         self.runs_changed(book.statuses if book is not None else {})
+        # The footer composes its keys now that a table has the focus: its keys are in the first frame.
+        await self.mount(Footer())
 
     def on_screen_resume(self) -> None:
         if not self._shown:  # the first resume follows the mount, which has just filled both tables
@@ -305,10 +315,14 @@ class HomeScreen(Screen[None]):
 
     def refresh_models(self, select: str | None = None) -> None:
         """Reload the store into the table, keeping the cursor on ``select`` (or the current row)."""
+        self.fill_models(ModelStore().list(include_broken=True), select)
+
+    def fill_models(self, models: list[ModelInfo], select: str | None = None) -> None:
+        """Show ``models`` in the table, keeping the cursor on ``select`` (or the current row)."""
         table = self.query_one("#models", ModelTable)
         keep = select or self.selected_name()
         table.clear()
-        self.models = ModelStore().list(include_broken=True)
+        self.models = models
         for info in self.models:
             if info.broken:
                 table.add_row(
@@ -342,10 +356,10 @@ class HomeScreen(Screen[None]):
         models, runs = self.query_one("#models", ModelTable), self.query_one("#runs", RunTable)
         if self.focused in (models, runs) and self.focused.display:
             return
-        if models.display:
-            models.focus()
+        if models.display:  # at once (a widget's focus() waits for the app's queue): see on_mount
+            self.set_focus(models)
         elif runs.display:
-            runs.focus()
+            self.set_focus(runs)
         else:
             self.set_focus(None)  # nothing to act on: no table keys in the footer
 
