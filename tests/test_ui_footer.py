@@ -55,4 +55,8 @@ async def test_the_keys_are_composed_with_the_screen_and_rebuilt_only_when_they_
         assert list(screen.query("FooterKey")) == labels  # the same widgets: not rebuilt
         screen.query_one(KeyedButton).focus()  # new keys
         await pilot.pause()
-        assert [str(getattr(key, "description", "")) for key in screen.query("FooterKey")] == ["Press it", "New thing", "palette"]
+        assert [str(getattr(key, "description", "")) for key in screen.query("FooterKey")] == [
+            "Press it",
+            "New thing",
+            "palette",
+        ]
