@@ -19,6 +19,9 @@ reference run just before it, which cancels load that changes more slowly than a
   idle moment torch's worker threads and the machine's cores have gone to sleep, and the first forward pass
   wakes them (measured: the same prefill took 12 ms right after other work and 25-40 ms after 0.3 s idle).
   ``--idle-before-first 0`` measures the reference hot, straight after a long ``generate``, as before.
+  After each long reply the chat sends ``--first-samples`` (4) replies of two tokens, each after the same
+  rest, and the reference is measured as many more times: on this VM single first-character times range
+  over 2x, so each median needs many samples (the quartiles are printed).
 * UI cost: CPU time of the UI thread (``time.thread_time()`` read in that thread, at each flush into the
   transcript), per 1,000 tokens reaching the transcript: the first thousand against the last; and per flush
   (the flush timer's append and repaint), since a slower generator (attention grows with the context) means
@@ -210,8 +213,11 @@ def through_chat(
     *,
     empty: bool = False,
     idle: float = 0.0,
+    first_samples: int = 0,
 ) -> dict[str, Any]:
-    """One reply through the chat screen: seconds to the last token, to the first character, UI CPU marks.
+    """One reply through the chat screen: seconds to the last token, to the first character, UI CPU marks;
+    then ``first_samples`` replies of two tokens, each after ``idle`` seconds, for more first characters
+    (``marks["firsts"]``: seconds to the first character of every reply, the long one first).
 
     ``folder``: the chat loads that model folder in its child process (the default path); None: ``loaded``
     is injected into the screen and generates in this process.
@@ -225,7 +231,15 @@ def through_chat(
     from gpt2tui.ui.widgets.chat_pane import ChatPane
     from gpt2tui.ui.widgets.prompt_input import PromptInput
 
-    marks: dict[str, Any] = {"ui_cpu": [], "flushes": [], "first": None, "done": None, "child_cpu": 0.0}
+    marks: dict[str, Any] = {
+        "ui_cpu": [],
+        "flushes": [],
+        "first": None,
+        "done": None,
+        "child_cpu": 0.0,
+        "firsts": [],
+        "reply_start": None,
+    }
     flushes = 0
     total_chars = offsets[-1]
 
@@ -233,7 +247,11 @@ def through_chat(
         """The chat pane, timing the moments text reaches its transcript (in the UI thread)."""
 
         def _start_reply(self, turn: Any, settings: Any) -> None:
-            marks["start"] = time.perf_counter()
+            marks["reply_start"] = time.perf_counter()
+            if "start" in marks:  # a first-character sample: the long reply's marks stay
+                super()._start_reply(turn, settings)
+                return
+            marks["start"] = marks["reply_start"]
             marks["start_cpu"] = time.thread_time()
             if self.process is not None:
                 marks["child_start_cpu"] = child_cpu(self.process.pid)
@@ -247,6 +265,9 @@ def through_chat(
             if turn is None or turn.waiting:
                 return
             now = time.perf_counter()
+            if marks["reply_start"] is not None:
+                marks["firsts"].append(now - marks["reply_start"])
+                marks["reply_start"] = None
             if marks["first"] is None:
                 marks["first"] = now
             shown = len(turn.text)
@@ -292,6 +313,14 @@ def through_chat(
             await pilot.press("enter")
             while marks["done"] is None or screen.active is not None:
                 await asyncio.sleep(0.05)
+            screen.settings = screen.settings.replace(max_new_tokens=2)
+            for _ in range(first_samples):
+                await pilot.pause()
+                screen.query_one("#prompt", PromptInput).value = PROMPT
+                await asyncio.sleep(idle)
+                await pilot.press("enter")
+                while marks["reply_start"] is not None or screen.active is not None:
+                    await asyncio.sleep(0.02)
 
     loaded.model.generation_config.min_new_tokens = tokens  # every reply has exactly ``tokens`` tokens
     cpu = time.process_time()
@@ -359,6 +388,12 @@ def main() -> None:
         default=0.3,
         help="seconds of rest before the first-character measurements, ours and the reference's",
     )
+    parser.add_argument(
+        "--first-samples",
+        type=int,
+        default=4,
+        help="short replies after each long one, each one more first-character sample (as many references)",
+    )
     args = parser.parse_args()
 
     loaded = prepare(args.threads, max(args.tokens))
@@ -389,7 +424,8 @@ def main() -> None:
                     seconds, ids, cpu = reference(loaded, tokens)
                     ref_rates.append(tokens / seconds)
                     ref_cpu.append(cpu)
-                    first_ref.append(reference_first_token(loaded, args.idle_before_first))
+                    for _ in range(1 + args.first_samples):
+                        first_ref.append(reference_first_token(loaded, args.idle_before_first))
                     # Character offsets of the reply at every 1,000 tokens (and at the end).
                     cuts = [*range(1000, tokens, 1000), tokens]
                     offsets = [
@@ -405,12 +441,13 @@ def main() -> None:
                         folders[path],
                         empty=args.empty_transcript,
                         idle=args.idle_before_first,
+                        first_samples=args.first_samples,
                     )
                     row = ours[path]
                     rate = tokens / (marks["done"] - marks["start"])
                     row["rate"].append(rate)
                     row["paired"].append(rate / ref_rates[-1])
-                    first_ours[path].append(marks["first"] - marks["start"])
+                    first_ours[path].extend(marks["firsts"])
                     row["cpu"].append(marks["process_cpu"])
                     ui = [marks["start_cpu"], *marks["ui_cpu"]]
                     spans = zip(ui[:-1], ui[1:], [0, *cuts[:-1]], cuts, strict=True)
@@ -451,15 +488,24 @@ def main() -> None:
                     f"{med(row['fl_first']) * 1000:5.2f}, last {med(row['fl_last']) * 1000:5.2f} "
                     f"({med(row['fl_last']) / med(row['fl_first']):.2f}x)"
                 )
+
+        def spread(values: list[float]) -> str:
+            quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+            return (
+                f"median of {len(values)}; quartiles {quartiles[0] * 1000:.1f}-{quartiles[2] * 1000:.1f} ms"
+            )
+
         ref_first = statistics.median(first_ref)
-        print(f"\nfirst character: reference (prefill + first token) {ref_first * 1000:6.1f} ms")
+        print(
+            f"\nfirst character: reference (prefill + first token) {ref_first * 1000:6.1f} ms   ({spread(first_ref)})"
+        )
         for path, values in first_ours.items():
             if path == "paced":
                 continue
             ours_first = statistics.median(values)
             print(
                 f"  ours, {path:10s} (first visible character in the transcript) {ours_first * 1000:6.1f} ms   "
-                f"ratio {ours_first / ref_first:.2f}x"
+                f"ratio {ours_first / ref_first:.2f}x   ({spread(values)})"
             )
     print(f"load average {load_average()}")
 

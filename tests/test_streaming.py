@@ -436,3 +436,53 @@ def test_a_grid_cell_cut_by_its_stop_text_counts_only_the_tokens_it_shows(tokeni
     cell = reply_cell("greedy", loaded, "hi", settings)
     assert cell.text == s.reply.text and cell.new_tokens == shown < len(reply_ids)
     assert cell.mean_token_logprob == pytest.approx(mean_token_logprob([s.reply.model_logprobs[:shown]]))
+
+
+def counting_model(tokenizer: Any, reply_ids: list[int], computed: list[int]) -> Any:
+    """A scripted model that records each token as it computes it, before handing it to the streamer."""
+    import torch
+
+    class Counting:
+        config = type("Config", (), {"n_positions": 1024})()
+
+        def parameters(self) -> Iterable[Any]:
+            yield torch.zeros(1)
+
+        def generate(self, input_ids: Any, streamer: Any = None, **kwargs: Any) -> Any:
+            streamer.put(input_ids[0])
+            for token in reply_ids:
+                computed.append(token)
+                streamer.put(torch.tensor([token]))
+            streamer.end()
+            return torch.cat([input_ids, torch.tensor([reply_ids])], dim=1)
+
+    return Counting()
+
+
+@pytest.mark.parametrize("handoff", ["wait", "capped", "off"])
+def test_the_first_token_is_handed_over_before_the_next_is_computed(
+    tokenizer: Any, monkeypatch: Any, handoff: str
+) -> None:
+    """After the first token the generating thread waits for the reader to take its text (on two cores its
+    torch threads would otherwise delay the reader), for at most ``HANDOFF_SECONDS``; GPT2TUI_HANDOFF=default
+    turns the wait off. The reply is the same in every case."""
+    import time
+
+    reply_ids = tokenizer(" In the beginning God created", add_special_tokens=False)["input_ids"]
+    computed: list[int] = []
+    if handoff == "wait":
+        monkeypatch.setattr(generation, "HANDOFF_SECONDS", 60.0)  # longer than the reader is slow
+    if handoff == "off":
+        monkeypatch.setenv("GPT2TUI_HANDOFF", "default")
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
+    s = stream(counting_model(tokenizer, reply_ids, computed), tokenizer, "hi", settings)  # type: ignore[arg-type]
+    chunks = iter(s)
+    first = next(chunks)
+    time.sleep(0.3)  # a slow reader, holding the first text
+    computed_while_held = len(computed)
+    rest = list(chunks)
+    assert "".join([first, *rest]) == s.reply.text == whole(tokenizer, reply_ids)
+    if handoff == "wait":
+        assert computed_while_held == 1  # the next token waits for the reader
+    else:
+        assert computed_while_held == len(reply_ids)  # never longer than the cap, or not at all

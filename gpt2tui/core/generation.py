@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from gpt2tui.core.device import switched_off
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.store import NAME_RE, ModelInfo
 
@@ -41,6 +42,10 @@ Mode = Literal["chat", "raw"]
 """A chat turn's prompt: the model's Q/A template after the conversation so far, or the text as typed."""
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
 POLL_SECONDS = 0.25
+HANDOFF_SECONDS = 0.005
+"""The longest the generating thread waits, after the first token, for the reader to take its text."""
+HANDOFF_ENV = "GPT2TUI_HANDOFF"
+"""``default``: the generating thread goes straight on after the first token (the off switch of the wait)."""
 StopText = str | Sequence[str] | None
 """One stop text, several, or none (stored in model metadata as a string or a list)."""
 MIN_TEMPERATURE = 0.01
@@ -443,6 +448,7 @@ def incremental_streamer() -> type[Any]:
             tokenizer: PreTrainedTokenizerBase,
             skip_prompt: bool = False,
             timeout: float | None = None,
+            handed_over: threading.Event | None = None,
             **decode_kwargs: Any,
         ) -> None:
             super().__init__(tokenizer, skip_prompt, timeout, **decode_kwargs)
@@ -450,6 +456,7 @@ def incremental_streamer() -> type[Any]:
             self.prefix = 0
             self.read = 0
             self.prefix_text = ""
+            self.handed_over = handed_over  # set by the reader once it has taken the first text
 
         def put(self, value: Any) -> None:
             if len(value.shape) > 1 and value.shape[0] > 1:
@@ -490,6 +497,9 @@ def incremental_streamer() -> type[Any]:
                 self.read -= self.prefix
                 self.prefix = 0
             self.on_finalized_text(chunk)
+            if self.handed_over is not None:  # the first text only: see ReplyStream.__iter__
+                self.handed_over.wait(HANDOFF_SECONDS)
+                self.handed_over = None
 
         def _cut_stuck_window(self, text: str) -> None:
             """More tokens held than an unfinished character has bytes: emit up to the last clean cut.
@@ -590,8 +600,17 @@ class ReplyStream:
         self.reply.prompt_tokens = int(input_ids.shape[1])
         halt = threading.Event()  # set when the stop text appears
         streaming = self.settings.strategy != "beam"  # beam search has no single sequence to stream
+        # After the first token the generating thread waits (at most HANDOFF_SECONDS) for this thread to take
+        # its text before it computes the next: on two cores its torch threads would otherwise hold both, and
+        # the text the user waits for reached the reader 3.4 ms later (median; up to the GIL's 5 ms switch
+        # interval); now 0.3 ms (bench/stream_chat.py, first character).
+        handed_over = None if switched_off(HANDOFF_ENV) else threading.Event()
         streamer = incremental_streamer()(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=POLL_SECONDS
+            self.tokenizer,
+            skip_prompt=True,
+            skip_special_tokens=True,
+            timeout=POLL_SECONDS,
+            handed_over=handed_over,
         )
         kwargs = {
             **self.settings.generate_kwargs(),
@@ -664,6 +683,8 @@ class ReplyStream:
         yielded_at: float | None = None
         try:
             while not ended:
+                if handed_over is not None and streamed:
+                    handed_over.set()  # the first text is taken (and yielded, unless held back)
                 if self.batch_seconds and yielded_at is not None:
                     # Let tokens gather instead of waking for each one: this thread then takes the GIL a
                     # few times a second, not once per token, from the thread running ``generate``.
@@ -742,6 +763,8 @@ class ReplyStream:
             )
         finally:
             halt.set()
+            if handed_over is not None:
+                handed_over.set()
             self.reply.seconds = time.perf_counter() - started
             self.reply.stopped = self.stop.is_set()
 
