@@ -421,10 +421,11 @@ def main() -> None:
             }
             for _ in range(args.repeats):
                 for path in args.paths:
+                    samples = 0 if path == "paced" else args.first_samples  # a replay has no prefill
                     seconds, ids, cpu = reference(loaded, tokens)
                     ref_rates.append(tokens / seconds)
                     ref_cpu.append(cpu)
-                    for _ in range(1 + args.first_samples):
+                    for _ in range(1 + samples):
                         first_ref.append(reference_first_token(loaded, args.idle_before_first))
                     # Character offsets of the reply at every 1,000 tokens (and at the end).
                     cuts = [*range(1000, tokens, 1000), tokens]
@@ -441,7 +442,7 @@ def main() -> None:
                         folders[path],
                         empty=args.empty_transcript,
                         idle=args.idle_before_first,
-                        first_samples=args.first_samples,
+                        first_samples=samples,
                     )
                     row = ours[path]
                     rate = tokens / (marks["done"] - marks["start"])
