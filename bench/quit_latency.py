@@ -134,8 +134,8 @@ def while_streaming(source: Path, home: Path) -> float:
     term.wait_for(MODEL)
     term.send(b"\r")  # chat with the selected (only) model
     mark = term.wait_for("Ask " + MODEL)  # the prompt's placeholder once the model has loaded
-    term.send(F2 + F9 * 4)  # greedy, 1,600 new tokens
-    term.wait_for("max=1600", mark)
+    term.send(F2 + F9 * 4)  # greedy; max new tokens up the ladder 100 -> 200, 500, 1,000, 2,000
+    term.wait_for("max=2000", mark)
     term.send(b"In the beginning\r")
     term.wait_for("generating", mark)
     time.sleep(1.0)  # well into the reply
