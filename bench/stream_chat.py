@@ -14,7 +14,9 @@ reference run just before it, which cancels load that changes more slowly than a
   ``core.generator``) and ``in-process`` (the same model object injected into the screen, as with
   ``GPT2TUI_CHAT_IN_PROCESS=1``).
 * first character: reference = ``generate`` with ``max_new_tokens=1`` (prefill + first token); ours = from
-  the submitted prompt until the first visible reply character is appended to the transcript. Both start
+  the moment the chat screen handles Enter (before it clears the prompt box and writes the prompt; until
+  2026-12-07 the clock started later, when the pane started the reply) until the first visible reply
+  character is appended to the transcript. Both start
   from the same idle pause (``--idle-before-first``, 0.3 s: a user pauses before pressing Enter): after an
   idle moment torch's worker threads and the machine's cores have gone to sleep, and the first forward pass
   wakes them (measured: the same prefill took 12 ms right after other work and 25-40 ms after 0.3 s idle).
@@ -246,17 +248,6 @@ def through_chat(
     class MeasuredPane(ChatPane):
         """The chat pane, timing the moments text reaches its transcript (in the UI thread)."""
 
-        def _start_reply(self, turn: Any, settings: Any) -> None:
-            marks["reply_start"] = time.perf_counter()
-            if "start" in marks:  # a first-character sample: the long reply's marks stay
-                super()._start_reply(turn, settings)
-                return
-            marks["start"] = marks["reply_start"]
-            marks["start_cpu"] = time.thread_time()
-            if self.process is not None:
-                marks["child_start_cpu"] = child_cpu(self.process.pid)
-            super()._start_reply(turn, settings)
-
         def _flush(self) -> None:
             nonlocal flushes
             flushes += 1
@@ -285,6 +276,17 @@ def through_chat(
             Path(chat_module.__file__).with_name("chat.tcss")
         )  # relative paths follow the subclass
         pane_class = MeasuredPane
+
+        def on_prompt_input_submitted(self) -> None:
+            """Enter reaches the screen: the clock starts (Textual then runs the chat screen's own handler)."""
+            marks["reply_start"] = time.perf_counter()
+            if "start" in marks:  # a first-character sample: the long reply's marks stay
+                return
+            marks["start"] = marks["reply_start"]
+            marks["start_cpu"] = time.thread_time()
+            process = self.panes[0].process
+            if process is not None:
+                marks["child_start_cpu"] = child_cpu(process.pid)
 
     settings = GenerationSettings(strategy="greedy", max_new_tokens=tokens)
     if folder is None:

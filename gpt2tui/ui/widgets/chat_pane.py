@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -86,6 +87,15 @@ class Turn:
     started: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     chunks: deque[str] = field(default_factory=deque)  # filled by the worker, drained by the flush timer
+
+
+class Request(NamedTuple):
+    """A reply asked for (:meth:`ChatPane._request`): the conversation before it, the sink of its chunks, and
+    the child's stream when the model is in a child process (None: it is generated in a thread here)."""
+
+    history: list[tuple[str, str]]
+    take: Callable[[str], None]
+    stream: RemoteReplyStream | None
 
 
 def start_daemon(target: Callable[..., None], *args: object, name: str) -> threading.Thread:
@@ -281,21 +291,25 @@ class ChatPane(Vertical):
 
     def send(self, prompt: str, mode: Mode, settings: GenerationSettings) -> Turn:
         """Write the prompt and stream a reply to it (the model must be loaded and idle)."""
+        turn = Turn(prompt=prompt, mode=mode, prompt_entry=-1)
+        self.turns.append(turn)
+        request = self._request(turn, settings)  # the model starts before the prompt is drawn
         transcript = self.transcript
         if transcript.entry_count:
             transcript.write("")
-        turn = Turn(prompt=prompt, mode=mode, prompt_entry=self._write_prompt(prompt, mode))
-        self.turns.append(turn)
-        self._start_reply(turn, settings)
+        turn.prompt_entry = self._write_prompt(prompt, mode)
+        self._show_reply(turn, request)
         return turn
 
     def regenerate(self, mode: Mode, settings: GenerationSettings) -> Turn:
         """Replace the last turn's reply (its prompt is written again: its label says the mode)."""
         turn = self.turns[-1]
-        self.transcript.truncate(turn.prompt_entry)
-        fresh = Turn(prompt=turn.prompt, mode=mode, prompt_entry=self._write_prompt(turn.prompt, mode))
+        fresh = Turn(prompt=turn.prompt, mode=mode, prompt_entry=-1)
         self.turns[-1] = fresh
-        self._start_reply(fresh, settings)
+        request = self._request(fresh, settings)
+        self.transcript.truncate(turn.prompt_entry)
+        fresh.prompt_entry = self._write_prompt(turn.prompt, mode)
+        self._show_reply(fresh, request)
         return fresh
 
     def stop(self) -> bool:
@@ -378,17 +392,24 @@ class ChatPane(Vertical):
         label = "you ▸ " if mode == "chat" else "raw ▸ "
         return self.transcript.write(message, prefix=Text(label, style=PROMPT_STYLE + " cyan"))
 
-    def _start_reply(self, turn: Turn, settings: GenerationSettings) -> None:
-        """Generate with ``settings``; open the reply entry with a 'thinking…' indicator meanwhile."""
+    def _request(self, turn: Turn, settings: GenerationSettings) -> Request:
+        """Ask for the turn's reply with ``settings``: a model in its child process starts on it at once, while
+        this thread draws the prompt and the reply's entry (:meth:`_show_reply`)."""
         assert self.loaded is not None
         turn.settings = settings
         earlier = self.turns[: self.turns.index(turn)]
         history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
         take = self._taker(turn)  # its chunks reach the transcript through this thread, after this method
         stream = None
-        if isinstance(self.loaded, GeneratorProcess):  # the child starts first, then the reply is drawn
+        if isinstance(self.loaded, GeneratorProcess):
             with contextlib.suppress(UserError):  # refused again, and reported, by the reading thread
                 stream = self._open_reply(self.loaded, turn, history).start(take)
+        return Request(history, take, stream)
+
+    def _show_reply(self, turn: Turn, request: Request) -> None:
+        """Open the reply entry with a 'thinking…' indicator, and stream the reply into it."""
+        assert self.loaded is not None
+        history, take, stream = request
         prefix = Text(f"{self.loaded.name} ▸ ", style=REPLY_PREFIX_STYLE)
         turn.reply_entry = self.transcript.open(prefix, THINKING_STYLE)
         self._show_thinking(turn)
