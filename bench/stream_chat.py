@@ -236,7 +236,6 @@ def through_chat(
     marks: dict[str, Any] = {
         "ui_cpu": [],
         "flushes": [],
-        "first": None,
         "done": None,
         "child_cpu": 0.0,
         "firsts": [],
@@ -259,8 +258,6 @@ def through_chat(
             if marks["reply_start"] is not None:
                 marks["firsts"].append(now - marks["reply_start"])
                 marks["reply_start"] = None
-            if marks["first"] is None:
-                marks["first"] = now
             shown = len(turn.text)
             cpu = marks["ui_cpu"]
             while len(cpu) < len(offsets) and shown >= offsets[len(cpu)]:
@@ -301,6 +298,12 @@ def through_chat(
         def on_mount(self) -> None:
             self.push_screen(screen)
 
+    async def ask(pilot: Any) -> None:
+        """The prompt typed, then Enter after ``idle`` seconds of rest."""
+        screen.query_one("#prompt", PromptInput).value = PROMPT
+        await asyncio.sleep(idle)
+        await pilot.press("enter")
+
     async def drive() -> None:
         app = Bench()
         async with app.run_test(size=SIZE) as pilot:
@@ -310,17 +313,13 @@ def through_chat(
                 screen.transcript.write("an earlier prompt", prefix="you ▸ ")
                 screen.transcript.write(EARLIER, prefix="bench ▸ ")
             await pilot.pause()
-            screen.query_one("#prompt", PromptInput).value = PROMPT
-            await asyncio.sleep(idle)
-            await pilot.press("enter")
+            await ask(pilot)
             while marks["done"] is None or screen.active is not None:
                 await asyncio.sleep(0.05)
             screen.settings = screen.settings.replace(max_new_tokens=2)
             for _ in range(first_samples):
                 await pilot.pause()
-                screen.query_one("#prompt", PromptInput).value = PROMPT
-                await asyncio.sleep(idle)
-                await pilot.press("enter")
+                await ask(pilot)
                 while marks["reply_start"] is not None or screen.active is not None:
                     await asyncio.sleep(0.02)
 

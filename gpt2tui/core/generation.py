@@ -685,6 +685,7 @@ class ReplyStream:
             while not ended:
                 if handed_over is not None and streamed:
                     handed_over.set()  # the first text is taken (and yielded, unless held back)
+                    handed_over = None  # once: the generating thread waits only after the first token
                 if self.batch_seconds and yielded_at is not None:
                     # Let tokens gather instead of waking for each one: this thread then takes the GIL a
                     # few times a second, not once per token, from the thread running ``generate``.

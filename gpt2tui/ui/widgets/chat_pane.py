@@ -77,7 +77,7 @@ class Turn:
 
     prompt: str
     mode: Mode
-    prompt_entry: int  # transcript entry of the prompt
+    prompt_entry: int = -1  # transcript entry of the prompt (written after the request leaves)
     reply_entry: int = -1  # transcript entry of the reply; regenerate truncates from here
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     text: str = ""  # what has been shown so far
@@ -291,26 +291,30 @@ class ChatPane(Vertical):
 
     def send(self, prompt: str, mode: Mode, settings: GenerationSettings) -> Turn:
         """Write the prompt and stream a reply to it (the model must be loaded and idle)."""
-        turn = Turn(prompt=prompt, mode=mode, prompt_entry=-1)
+        turn = Turn(prompt=prompt, mode=mode)
         self.turns.append(turn)
-        request = self._request(turn, settings)  # the model starts before the prompt is drawn
-        transcript = self.transcript
-        if transcript.entry_count:
-            transcript.write("")
-        turn.prompt_entry = self._write_prompt(prompt, mode)
-        self._show_reply(turn, request)
-        return turn
+
+        def separate() -> None:
+            if self.transcript.entry_count:
+                self.transcript.write("")  # a blank line after the turn before
+
+        return self._reply_to(turn, settings, separate)
 
     def regenerate(self, mode: Mode, settings: GenerationSettings) -> Turn:
         """Replace the last turn's reply (its prompt is written again: its label says the mode)."""
         turn = self.turns[-1]
-        fresh = Turn(prompt=turn.prompt, mode=mode, prompt_entry=-1)
+        fresh = Turn(prompt=turn.prompt, mode=mode)
         self.turns[-1] = fresh
-        request = self._request(fresh, settings)
-        self.transcript.truncate(turn.prompt_entry)
-        fresh.prompt_entry = self._write_prompt(turn.prompt, mode)
-        self._show_reply(fresh, request)
-        return fresh
+        return self._reply_to(fresh, settings, lambda: self.transcript.truncate(turn.prompt_entry))
+
+    def _reply_to(self, turn: Turn, settings: GenerationSettings, make_room: Callable[[], object]) -> Turn:
+        """Ask for ``turn``'s reply, then draw: ``make_room`` readies the transcript, the prompt is written and
+        the reply's entry opened. The request leaves first, so the model starts before any drawing."""
+        request = self._request(turn, settings)
+        make_room()
+        turn.prompt_entry = self._write_prompt(turn.prompt, turn.mode)
+        self._show_reply(turn, request)
+        return turn
 
     def stop(self) -> bool:
         """Stop the reply being generated; False when none is."""
