@@ -333,13 +333,17 @@ def through_chat(
     return marks
 
 
-def prepare(threads: int | None, max_tokens: int) -> Any:
+def prepare(threads: int | None, max_tokens: int, children_plan: bool = False) -> Any:
     """This process's threads (planned before torch loads, as ``gpt2tui generate`` does), the libraries as the
-    app imports them after its first frame (and then freezes the heap), and the model; the set-up printed."""
+    app imports them after its first frame (and then freezes the heap), and the model; the set-up printed.
+
+    A child process computes with the same threads, unless ``children_plan``: each then plans its own, as a
+    chat's child does."""
     from gpt2tui.core.device import APPLIED_ENV, configure_threads
 
     plan = configure_threads(threads)
-    os.environ.pop(APPLIED_ENV, None)  # a child takes OMP_NUM_THREADS as given, not as ours to re-plan
+    if not children_plan:
+        os.environ.pop(APPLIED_ENV, None)  # a child takes OMP_NUM_THREADS as given, not as ours to re-plan
     print(f"load average {load_average()}; threads: {plan.describe()}")
     import torch
 

@@ -41,6 +41,20 @@ def test_a_users_omp_num_threads_is_respected_but_not_one_gpt2tui_set_for_itself
     assert (device.plan_threads().threads, device.plan_threads().reason) == (3, "free cores")
 
 
+def test_processes_side_by_side_divide_the_cores_they_planned_but_not_a_users_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(device.SHARE_ENV, raising=False)
+    free = [device.ThreadPlan(threads, 8, 0, "free cores") for threads in (8, 3, 2, 1)]
+    assert [device.shared_threads(plan, 2) for plan in free] == [4, 1, 1, 1]  # never fewer than one
+    assert [device.shared_threads(plan, 1) for plan in free] == [8, 3, 2, 1]
+    assert device.shared_threads(free[0], 3) == 2
+    for reason in ("--threads", "OMP_NUM_THREADS"):
+        assert device.shared_threads(device.ThreadPlan(4, 8, 0, reason), 2) == 4
+    monkeypatch.setenv(device.SHARE_ENV, "default")
+    assert device.shared_threads(free[0], 2) == 8
+
+
 def test_busy_cores_are_left_to_their_owners(monkeypatch: pytest.MonkeyPatch) -> None:
     import psutil
 

@@ -110,6 +110,33 @@ def test_stop_ends_the_childs_reply_and_the_next_reply_runs(child: GeneratorProc
     assert "".join(again) == again.reply.text and not again.reply.stopped
 
 
+def until(condition: object, within: float = 30.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.02)
+    return bool(condition())  # type: ignore[operator]
+
+
+def test_a_child_told_it_shares_the_machine_computes_its_replies_with_its_share(
+    child: GeneratorProcess,
+) -> None:
+    planned = child.planned
+    assert planned >= 1 and child.threads == planned  # alone: every core it found free
+    half = max(1, planned // 2)
+    try:
+        child.share(2)
+        assert until(lambda: child.threads == half)
+        shared = child.reply("raw", "The Sun", [], GREEDY)
+        list(shared)
+        assert shared.reply.new_tokens > 0 and shared.reply.threads == half  # its generating thread's count
+    finally:
+        child.share(1)
+    assert until(lambda: child.threads == planned)
+    alone = child.reply("raw", "The Sun", [], GREEDY)
+    list(alone)
+    assert alone.reply.new_tokens > 0 and alone.reply.threads == planned
+
+
 def test_invalid_settings_are_refused_in_the_callers_words(child: GeneratorProcess) -> None:
     with pytest.raises(UserError, match="--top-p must be in"):
         child.reply("raw", "x", [], GREEDY.replace(top_p=0.0))

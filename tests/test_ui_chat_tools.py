@@ -15,6 +15,7 @@ from textual.widgets import OptionList
 
 from gpt2tui.core.compare import decoding_grid
 from gpt2tui.core.generation import GenerationSettings, LoadedModel
+from gpt2tui.core.generator import GeneratorProcess
 from gpt2tui.ui.screens import chat as chat_module
 from gpt2tui.ui.screens.chat import ChatScreen, ladder_step
 from gpt2tui.ui.screens.grid import GridScreen
@@ -68,6 +69,37 @@ async def test_ctrl_b_adds_a_second_model_that_answers_the_same_prompt_with_the_
         await until(pilot, lambda: len(screen.query(ChatPane)) == 1)
         assert screen.panes == [screen.pane] and screen.sub_title == "chat with tiny"
         assert ("information", "Back to tiny alone.") in app.notes
+
+
+async def test_side_by_side_each_childs_replies_compute_with_half_the_cores_it_planned_alone(
+    tiny_model: str,
+) -> None:
+    """Two real children reply at once: each takes half the cores it found free (both taking them all, their
+    OpenMP threads wait on each other's); back to one pane, the first takes them all again."""
+    import shutil
+
+    from gpt2tui.paths import models_dir
+
+    shutil.copytree(models_dir() / tiny_model, models_dir() / "tiny-b")
+    screen = ChatScreen(
+        tiny_model, GenerationSettings(strategy="greedy", seed=1, max_new_tokens=6), mode="raw"
+    )
+    app = ChatTestApp(screen)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: screen.loaded is not None, timeout=60)
+        await pilot.press("ctrl+b")
+        await pilot.press("enter")  # tiny-b, the one other stored model
+        await until(pilot, lambda: len(screen.panes) == 2 and screen.panes[1].loaded is not None, timeout=60)
+        children = [pane.loaded for pane in screen.panes]
+        assert all(isinstance(child, GeneratorProcess) for child in children)
+        await send(pilot, screen, "The Sun")
+        await until(pilot, lambda: all(pane.turns[-1].reply is not None for pane in screen.panes))
+        for pane in screen.panes:
+            assert pane.turns[-1].reply.threads == max(1, pane.loaded.planned // 2)
+        await pilot.press("ctrl+b")
+        await until(pilot, lambda: len(screen.panes) == 1)
+        await send(pilot, screen, "The Moon")
+        assert screen.turns[-1].reply.threads == children[0].planned
 
 
 async def test_a_second_model_that_does_not_load_leaves_the_first_one_chatting(

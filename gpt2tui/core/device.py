@@ -144,6 +144,25 @@ def configure_threads(requested: int | None = None) -> ThreadPlan:
     return apply_threads(plan_threads(requested))
 
 
+SHARE_ENV = "GPT2TUI_SHARE_CORES"
+"""``default``: processes generating side by side each keep the threads they planned alone (the off switch of
+:func:`shared_threads`)."""
+
+
+def shared_threads(plan: ThreadPlan, ways: int) -> int:
+    """The threads of one of ``ways`` processes that compute at the same time with the cores of ``plan``.
+
+    Two chat panes side by side are two processes, each of which planned its threads alone, when the other was
+    idle: both take every free core, and their OpenMP teams then wait at each barrier for a thread the other
+    team holds off its core. On 2 cores the two replies streamed at 22-39 tok/s each instead of 119-134 with
+    one thread each (bench/split_chat.py). So each takes its share of the cores it planned (at least one).
+    A count the user chose (``--threads``, ``OMP_NUM_THREADS``) is theirs to keep.
+    """
+    if plan.reason != "free cores" or switched_off(SHARE_ENV):
+        return plan.threads
+    return max(1, plan.threads // max(1, ways))
+
+
 # ------------------------------------------------------------------------------------------ memory
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)

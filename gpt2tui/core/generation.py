@@ -246,6 +246,8 @@ class Reply:
     top-p (equal to the drawn one for greedy): what coherence is measured on."""
     pieces: list[str] = dataclasses.field(default_factory=list)
     """The text each of ``tokens`` added (see :func:`token_pieces`); empty when ``tokens`` is."""
+    threads: int = 0
+    """The CPU threads ``generate`` computed with (0: not recorded)."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -634,6 +636,7 @@ class ReplyStream:
         outcome: dict[str, Any] = {}
 
         def run() -> None:
+            self.reply.threads = torch.get_num_threads()  # this thread's: what its matmuls run on
             try:
                 with torch.inference_mode():
                     outcome["ids"] = self.model.generate(input_ids, **kwargs)

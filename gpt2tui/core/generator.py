@@ -16,8 +16,10 @@ the original stdout).
 
 Protocol, one JSON object per line. To the child: ``{"op": "reply", "id", "mode", "message", "history",
 "settings"}``, ``{"op": "cell", "id", "label", "message", "settings"}`` (one cell of the decoding grid:
-``core.compare.reply_cell``, as ``gpt2tui compare-decoding`` runs it) and ``{"op": "stop", "id"}``. From the child: ``{"event": "loaded", "name", "context_length"}``
-or ``{"event": "load_failed", "error"}``; then for each reply, ``{"id", "event": "chunk", "text",
+``core.compare.reply_cell``, as ``gpt2tui compare-decoding`` runs it), ``{"op": "stop", "id"}`` and
+``{"op": "share", "ways"}`` (``ways`` replies are generated at once: compute with a share of the cores, answered
+by ``{"event": "threads", "threads"}``). From the child: ``{"event": "loaded", "name", "context_length",
+"threads"}`` or ``{"event": "load_failed", "error"}``; then for each reply, ``{"id", "event": "chunk", "text",
 "tokens"}`` lines (``tokens``: the chunk's :class:`~gpt2tui.core.generation.Token` s as ``[id, text, logprob,
 model_logprob]``, a batched chunk's being its parts' in order) and one ``{"id", "event": "finished", "reply"}`` (for a cell: ``"cell"``, the cell's figures) or ``{"id",
 "event": "failed", "error"}``; ``reply`` is the
@@ -44,6 +46,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import Chunk, GenerationSettings, Mode, Reply, Token
 
 if TYPE_CHECKING:
+    from gpt2tui.core.device import ThreadPlan
     from gpt2tui.core.generation import LoadedModel
 
 IN_PROCESS_ENV = "GPT2TUI_CHAT_IN_PROCESS"
@@ -89,6 +92,8 @@ class GeneratorProcess:
         self._sinks: dict[int, Callable[[Chunk], None]] = {}  # replies whose chunks the reader hands over
         self._ids = itertools.count(1)
         self._loaded = threading.Event()
+        self.planned = 0  # the torch threads the child planned alone (known once loaded)
+        self.threads = 0  # those it computes with now (its share of them, side by side)
         self._load_error: str | None = None
         self._ended = False
         threading.Thread(target=self._read, name="gpt2tui-generator-read", daemon=True).start()
@@ -142,6 +147,11 @@ class GeneratorProcess:
         }
         return RemoteReplyStream(self, request, stop or threading.Event())
 
+    def share(self, ways: int) -> None:
+        """Say that ``ways`` replies are generated at once on this machine (chat panes side by side): the child
+        computes its next replies with its share of the cores it planned alone, and ``threads`` follows."""
+        self._send({"op": "share", "ways": ways})
+
     def close(self) -> None:
         """End the child now (it also ends by itself when this process exits)."""
         self._ended = True
@@ -193,7 +203,10 @@ class GeneratorProcess:
             if event == "loaded":
                 self.name = str(message.get("name") or self.ref)
                 self.context_length = int(message.get("context_length") or 0)
+                self.planned = self.threads = int(message.get("threads") or 0)
                 self._loaded.set()
+            elif event == "threads":
+                self.threads = int(message.get("threads") or 0)
             elif event == "load_failed":
                 self._load_error = str(message.get("error"))
                 self._loaded.set()
@@ -341,7 +354,7 @@ def serve(argv: list[str] | None = None) -> int:
                 continue
             if message.get("op") == "stop":
                 stop_event(int(message.get("id", 0))).set()
-            elif message.get("op") in ("reply", "cell"):
+            elif message.get("op") in ("reply", "cell", "share"):
                 requests.put(message)
         os._exit(0)  # the parent is gone or done with us: stop at once, whatever is running
 
@@ -356,7 +369,8 @@ def serve(argv: list[str] | None = None) -> int:
 
     quiet_environment()
     route_library_logs(None)
-    configure_threads()  # before torch loads: the cores no other process keeps busy, as `gpt2tui generate`
+    plan = configure_threads()  # before torch loads: the cores no other process keeps busy, as `generate`
+    sys.stderr.write(f"gpt2tui generator: threads {plan.describe()}\n")
     from gpt2tui.core import generation
 
     try:
@@ -372,9 +386,19 @@ def serve(argv: list[str] | None = None) -> int:
     # the first reply's first character by about a prefill's time again.
     generation.complete(loaded.model, loaded.tokenizer, WARM_UP_PROMPT, WARM_UP_SETTINGS)
     freeze_heap()  # and what the first ``generate`` imported (core.device)
-    send({"event": "loaded", "name": loaded.name, "context_length": loaded.context_length})
+    send(
+        {
+            "event": "loaded",
+            "name": loaded.name,
+            "context_length": loaded.context_length,
+            "threads": plan.threads,
+        }
+    )
     while True:
         request = requests.get()
+        if request.get("op") == "share":  # between replies: the next reply's generating thread takes it
+            send({"event": "threads", "threads": share(plan, int(request.get("ways") or 1))})
+            continue
         reply_id = int(request.get("id", 0))
         try:
             send({"id": reply_id, "event": "finished", **answer(loaded, request, stop_event(reply_id), send)})
@@ -385,6 +409,20 @@ def serve(argv: list[str] | None = None) -> int:
         finally:
             with lock:
                 stops.pop(reply_id, None)
+
+
+def share(plan: ThreadPlan, ways: int) -> int:
+    """Compute the next replies with this child's share of its cores, ``ways`` replies being generated at once
+    (:func:`~gpt2tui.core.device.shared_threads`); returns the thread count."""
+    import torch
+
+    from gpt2tui.core.device import shared_threads
+
+    threads = shared_threads(plan, ways)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)  # new threads (each reply's own) start with this count
+        sys.stderr.write(f"gpt2tui generator: {threads} threads, {ways} replies side by side\n")
+    return threads
 
 
 def answer(

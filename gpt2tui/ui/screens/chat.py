@@ -368,8 +368,14 @@ class ChatScreen(Screen[None]):
         pane.probabilities = self.pane.probabilities
         self.panes.append(pane)
         self.query_one("#panes", Horizontal).mount(pane)
+        self._share_cores()
         self.call_after_refresh(self._split_shown)
         return pane
+
+    def _share_cores(self) -> None:
+        """Every pane replies to each prompt, at the same time: their children divide the cores."""
+        for pane in self.panes:
+            pane.share_cores(len(self.panes))
 
     def _split_shown(self) -> None:
         self._show_legends()
@@ -382,6 +388,7 @@ class ChatScreen(Screen[None]):
             return
         self.panes.remove(pane)
         pane.remove()
+        self._share_cores()
         self._show_legends()
         self._show_title()
         self._show_mode()

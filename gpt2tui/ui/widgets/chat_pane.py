@@ -201,6 +201,7 @@ class ChatPane(Vertical):
         self.probabilities = False  # finished replies coloured by each token's probability
         self._frame = 0
         self._flush_timer: Timer | None = None
+        self.sharing = 1  # how many panes reply at once (their children share the cores)
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
@@ -285,7 +286,17 @@ class ChatPane(Vertical):
         notes = expectations(meta) if meta is not None else []
         if notes and not self.transcript.entry_count:  # said once, before the first prompt
             self.transcript.write(f"{loaded.name}: {'; '.join(notes)}.", style=NOTE_STYLE)
+        if self.sharing > 1:
+            self.share_cores(self.sharing)
         self.post_message(self.Ready(self))
+
+    def share_cores(self, ways: int) -> None:
+        """``ways`` panes reply at once: this pane's child computes with its share of the cores (the message is
+        a pipe write; a child that has ended says so at the next reply)."""
+        self.sharing = ways
+        if isinstance(self.loaded, GeneratorProcess):
+            with contextlib.suppress(UserError):
+                self.loaded.share(ways)
 
     # ---- sending and generating ------------------------------------------------------------------
 
