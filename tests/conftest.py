@@ -70,10 +70,15 @@ def tree_snapshot(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def gpt2tui_command(*args: str) -> list[str]:
+    """``gpt2tui ARGS`` as this interpreter runs it (the checkout under test, not another install)."""
+    return [sys.executable, "-m", "gpt2tui", *args]
+
+
 def cli(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     """``gpt2tui ARGS`` as a real process, with this test's environment (its GPT2TUI_HOME)."""
     return subprocess.run(
-        [sys.executable, "-m", "gpt2tui", *args],
+        gpt2tui_command(*args),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -92,7 +97,7 @@ def cli_together(*commands: tuple[str, ...], timeout: float = 240) -> list[subpr
     env = os.environ.copy()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "gpt2tui", *args],
+            gpt2tui_command(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -104,7 +109,7 @@ def cli_together(*commands: tuple[str, ...], timeout: float = 240) -> list[subpr
         results = []
         for args, process in zip(commands, processes, strict=True):
             out, err = process.communicate(timeout=timeout)
-            results.append(subprocess.CompletedProcess([*args], process.returncode, out, err))
+            results.append(subprocess.CompletedProcess(gpt2tui_command(*args), process.returncode, out, err))
         return results
     finally:
         for process in processes:

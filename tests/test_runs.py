@@ -22,7 +22,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.core.events import EvalFinished, RunFinished, RunStarted, StepLogged, event_to_dict
 from gpt2tui.core.procs import signal_process, start_time
 from gpt2tui.core.runs import DIED, EventLog, Run, get_run, list_runs, read_events
-from tests.conftest import KJV_TXT, QA_CSV, cli, tree_snapshot
+from tests.conftest import KJV_TXT, QA_CSV, cli, gpt2tui_command, tree_snapshot
 
 TINY = ("--base", "scratch", "--scratch-size", "tiny")
 WAIT_SECONDS = 180
@@ -33,7 +33,7 @@ gpt2tui = cli
 
 def popen_train(data: str, *args: str, text: bool = False) -> subprocess.Popen:
     """A foreground ``gpt2tui train`` on a tiny scratch model, its output piped to the test."""
-    command = [sys.executable, "-m", "gpt2tui", "train", data, *TINY, *args]
+    command = gpt2tui_command("train", data, *TINY, *args)
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
 
 
@@ -138,7 +138,7 @@ def test_kill_9_after_a_checkpoint_then_resume_ends_with_the_uninterrupted_weigh
         "2",
     )
     straight = subprocess.Popen(
-        [sys.executable, "-m", "gpt2tui", "train", *common, "--name", "straight"],
+        gpt2tui_command("train", *common, "--name", "straight"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -453,7 +453,7 @@ def test_two_resumes_at_once_start_one_worker(home: Path, pids: Started) -> None
     wait_for(lambda: complete_checkpoints(run.checkpoints_dir), "the first checkpoint", poll=0.01)
     os.kill(info["pid"], signal.SIGKILL)
     wait_for(lambda: run.status().state == "failed", "the killed run to read as failed")
-    command = [sys.executable, "-m", "gpt2tui", "runs", "resume", run.id, "--json"]
+    command = gpt2tui_command("runs", "resume", run.id, "--json")
     both = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"
     ]

@@ -31,7 +31,7 @@ import openai
 import pytest
 
 from gpt2tui.core.data import QA_PROMPT_TEMPLATE
-from tests.conftest import CLOSED_ENDPOINT, KJV_TXT
+from tests.conftest import CLOSED_ENDPOINT, KJV_TXT, gpt2tui_command
 
 API_KEY = "sk-test-7f3c9e1d2b"
 WRONG_KEY = "sk-wrong-a1b2c3"
@@ -60,7 +60,7 @@ class ServerProcess:
         out, err = folder / "stdout.txt", folder / "stderr.txt"
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "gpt2tui", "serve", *args, "--port", "0", "--threads", "1"],
+                gpt2tui_command("serve", *args, "--port", "0", "--threads", "1"),
                 stdout=stdout,
                 stderr=stderr,
                 env=env,
@@ -194,7 +194,7 @@ def events_of(body: bytes) -> list[str]:
 
 def reference(serve_home: Path, *args: str) -> dict[str, Any]:
     run = subprocess.run(
-        [sys.executable, "-m", "gpt2tui", "generate", "tiny", QUESTION, *args, "--json"],
+        gpt2tui_command("generate", "tiny", QUESTION, *args, "--json"),
         capture_output=True,
         text=True,
         timeout=240,
@@ -634,9 +634,7 @@ def test_a_loading_model_answers_503(tiny_model: str) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpt2tui", "serve", *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run(gpt2tui_command("serve", *args), capture_output=True, text=True, timeout=120)
 
 
 def test_startup_refusals_are_one_sentence(tiny_model: str) -> None:
