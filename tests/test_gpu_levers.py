@@ -126,7 +126,7 @@ def test_compile_auto_on_a_cpu_is_off_and_the_gpu_switches_run(home: Path) -> No
         pytest.skip("auto compiles on a CUDA machine")
     run = cli("train", str(QA_CSV), "--base", "scratch", "--max-steps", "2", "--no-tf32", "--no-pin-memory")
     assert run.returncode == 0, run.stderr
-    folder = next((home / "runs").glob("*"))
+    folder = next((home / "runs").glob("*/config.json")).parent  # the run's, not the names' claims folder
     config = json.loads((folder / "config.json").read_text())["train"]
     assert (config["compile"], config["tf32"], config["pin_memory"]) == ("auto", False, False)
     started = next(e.event for e in read_events(folder / EVENTS_FILE)[0] if isinstance(e.event, RunStarted))
