@@ -28,7 +28,17 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_chat import PROMPT, SIZE, load_average, prepare, reference, reference_first_token, save
+from stream_chat import (
+    PROMPT,
+    SIZE,
+    host_app,
+    load_average,
+    measured_screen,
+    prepare,
+    reference,
+    reference_first_token,
+    save,
+)
 
 CASES = {"shared": None, "own plans": "default"}
 """Each case's GPT2TUI_SHARE_CORES (None: unset, the default)."""
@@ -36,14 +46,9 @@ REST = 0.3
 
 
 def side_by_side(folder: Path, tokens: int, replies: int) -> list[dict[str, Any]]:
-    """``replies`` prompts answered by two panes of the model in ``folder``, ``tokens`` each; per pane and reply: seconds to the
-    first character and to the last token, tokens, threads."""
-    from textual.app import App, ComposeResult
-    from textual.widgets import Static
-
+    """``replies`` prompts answered by two panes of the model in ``folder``, ``tokens`` each; per pane and
+    reply: seconds to the first character and to the last token, tokens, threads."""
     from gpt2tui.core.generation import GenerationSettings
-    from gpt2tui.ui.screens import chat as chat_module
-    from gpt2tui.ui.screens.chat import ChatScreen
     from gpt2tui.ui.widgets.chat_pane import ChatPane, ReplyFinished
     from gpt2tui.ui.widgets.prompt_input import PromptInput
 
@@ -72,23 +77,12 @@ def side_by_side(folder: Path, tokens: int, replies: int) -> list[dict[str, Any]
             super().__init__(*args, **kwargs)
             self.marks: dict[str, Any] = {}
 
-    class Measured(ChatScreen):
-        CSS_PATH = str(
-            Path(chat_module.__file__).with_name("chat.tcss")
-        )  # relative paths follow the subclass
-        pane_class = MeasuredPane
+    def entered(_: Any) -> None:
+        enter["at"] = time.perf_counter()
 
-        def on_prompt_input_submitted(self) -> None:
-            enter["at"] = time.perf_counter()
-
-    screen = Measured(str(folder), GenerationSettings(strategy="greedy", max_new_tokens=tokens), mode="raw")
-
-    class Bench(App[None]):
-        def compose(self) -> ComposeResult:
-            yield Static("home")
-
-        def on_mount(self) -> None:
-            self.push_screen(screen)
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=tokens)
+    screen = measured_screen(MeasuredPane, entered)(str(folder), settings, mode="raw")
+    Bench = host_app(screen)
 
     async def drive() -> None:
         async with Bench().run_test(size=SIZE) as pilot:

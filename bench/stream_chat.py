@@ -207,6 +207,37 @@ def child_cpu(pid: int) -> float:
 EARLIER = "An earlier reply, long enough to fill the screen before the measured reply starts. " * 60
 
 
+def measured_screen(pane_class: type[Any], on_enter: Callable[[Any], None]) -> type[Any]:
+    """The chat screen with panes of ``pane_class``, calling ``on_enter(screen)`` when Enter reaches it."""
+    from gpt2tui.ui.screens import chat as chat_module
+
+    class Measured(chat_module.ChatScreen):  # type: ignore[misc]
+        CSS_PATH = str(
+            Path(chat_module.__file__).with_name("chat.tcss")
+        )  # relative paths follow the subclass
+
+        def on_prompt_input_submitted(self) -> None:
+            on_enter(self)
+
+    Measured.pane_class = pane_class
+    return Measured
+
+
+def host_app(screen: Any) -> type[Any]:
+    """A bare app that opens ``screen`` over a placeholder, as the real app opens the chat over home."""
+    from textual.app import App, ComposeResult
+    from textual.widgets import Static
+
+    class Bench(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Static("home")
+
+        def on_mount(self) -> None:
+            self.push_screen(screen)
+
+    return Bench
+
+
 def through_chat(
     loaded: Any,
     tokens: int,
@@ -224,11 +255,8 @@ def through_chat(
     ``folder``: the chat loads that model folder in its child process (the default path); None: ``loaded``
     is injected into the screen and generates in this process.
     """
-    from textual.app import App, ComposeResult
-    from textual.widgets import Static
 
     from gpt2tui.core.generation import GenerationSettings
-    from gpt2tui.ui.screens import chat as chat_module
     from gpt2tui.ui.screens.chat import ChatScreen
     from gpt2tui.ui.widgets.chat_pane import ChatPane
     from gpt2tui.ui.widgets.prompt_input import PromptInput
@@ -268,35 +296,24 @@ def through_chat(
                 if self.process is not None:
                     marks["child_cpu"] = child_cpu(self.process.pid) - marks["child_start_cpu"]
 
-    class Measured(ChatScreen):
-        CSS_PATH = str(
-            Path(chat_module.__file__).with_name("chat.tcss")
-        )  # relative paths follow the subclass
-        pane_class = MeasuredPane
+    def entered(screen: ChatScreen) -> None:
+        """The clock starts (Textual then runs the chat screen's own handler)."""
+        marks["reply_start"] = time.perf_counter()
+        if "start" in marks:  # a first-character sample: the long reply's marks stay
+            return
+        marks["start"] = marks["reply_start"]
+        marks["start_cpu"] = time.thread_time()
+        process = screen.panes[0].process
+        if process is not None:
+            marks["child_start_cpu"] = child_cpu(process.pid)
 
-        def on_prompt_input_submitted(self) -> None:
-            """Enter reaches the screen: the clock starts (Textual then runs the chat screen's own handler)."""
-            marks["reply_start"] = time.perf_counter()
-            if "start" in marks:  # a first-character sample: the long reply's marks stay
-                return
-            marks["start"] = marks["reply_start"]
-            marks["start_cpu"] = time.thread_time()
-            process = self.panes[0].process
-            if process is not None:
-                marks["child_start_cpu"] = child_cpu(process.pid)
-
+    Measured = measured_screen(MeasuredPane, entered)
     settings = GenerationSettings(strategy="greedy", max_new_tokens=tokens)
     if folder is None:
         screen = Measured("bench", settings, loaded=loaded, mode="raw")
     else:
         screen = Measured(str(folder), settings, mode="raw")
-
-    class Bench(App[None]):
-        def compose(self) -> ComposeResult:
-            yield Static("home")
-
-        def on_mount(self) -> None:
-            self.push_screen(screen)
+    Bench = host_app(screen)
 
     async def ask(pilot: Any) -> None:
         """The prompt typed, then Enter after ``idle`` seconds of rest."""
