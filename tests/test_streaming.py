@@ -219,9 +219,11 @@ async def test_the_transcript_wraps_a_long_reply_as_a_whole_wrap_would() -> None
         transcript = pilot.app.query_one(Transcript)
         await pilot.pause()
         transcript.write("question", prefix="you ▸ ")
-        transcript.open(Text("model ▸ ", style="bold"))
-        for _ in range(1500):
-            transcript.append(rng.choice(pieces), style=rng.choice([None, "bold"]))
+        reply = transcript.open(Text("model ▸ ", style="bold"))
+        sent = [rng.choice(pieces) for _ in range(1500)]
+        for piece in sent:
+            transcript.append(piece, style=rng.choice([None, "bold"]))
+        assert transcript.entry_text(reply) == "model ▸ " + "".join(sent)  # each piece once, in order
         incremental = [strip.text for strip in transcript._strips]
         wrapped = transcript.lines_wrapped
         transcript._rewrap_all()
@@ -236,6 +238,31 @@ async def test_the_transcript_wraps_a_long_reply_as_a_whole_wrap_would() -> None
         incremental = [strip.text for strip in transcript._strips]
         transcript._rewrap_all()
         assert incremental == [strip.text for strip in transcript._strips]
+
+
+async def test_text_streamed_after_a_newline_is_shown_once() -> None:
+    """A paragraph after a newline was kept for re-wrapping as the same object as the paragraph itself, so
+    every later append landed in it twice: 'three four four five five'."""
+    from textual.app import App, ComposeResult
+
+    from gpt2tui.ui.widgets.transcript import Transcript
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Transcript()
+
+    chunks = ["one two", "\nthree", " four", " five", "\n", "six", " seven", "\n\n  eight", " nine"]
+    async with Host().run_test(size=(60, 20)) as pilot:
+        transcript = pilot.app.query_one(Transcript)
+        await pilot.pause()
+        for prefix in ("bot ▸ ", ""):
+            reply = transcript.open(prefix)
+            for chunk in chunks:
+                transcript.append(chunk)
+            transcript.close()
+            assert (
+                transcript.entry_text(reply) == prefix + "one two\nthree four five\nsix seven\n\n  eight nine"
+            )
 
 
 def test_token_pieces_join_to_one_decode_and_split_characters_go_to_the_completing_token(

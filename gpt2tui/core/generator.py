@@ -421,7 +421,7 @@ def share(plan: ThreadPlan, ways: int) -> int:
     threads = shared_threads(plan, ways)
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)  # new threads (each reply's own) start with this count
-        sys.stderr.write(f"gpt2tui generator: {threads} threads, {ways} replies side by side\n")
+        sys.stderr.write(f"gpt2tui generator: threads {threads} of {plan.threads} ({ways} side by side)\n")
     return threads
 
 

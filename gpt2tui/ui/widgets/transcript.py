@@ -173,8 +173,10 @@ class Transcript(ScrollView, can_focus=True):
         """
         tail = entry.tail
         if tail is None:
+            # A copy, never the paragraph itself (which it is for a paragraph with no prefix): appends go to
+            # both, and the same object would take each of them twice.
             text = entry.paragraph_text(len(entry.paragraphs) - 1)
-            tail = text[entry.wrap_offset :] if entry.wrap_offset else text
+            tail = text[entry.wrap_offset :] if entry.wrap_offset else text.copy()
         if divide_line is None or "\t" in tail.plain or self._width <= 0:
             # Tabs change lengths when expanded: wrap it all, every time.
             tail = entry.paragraph_text(len(entry.paragraphs) - 1)
