@@ -265,6 +265,36 @@ async def test_text_streamed_after_a_newline_is_shown_once() -> None:
             )
 
 
+async def test_control_characters_a_model_generates_are_drawn_as_symbols() -> None:
+    """An escape sent raw starts a terminal sequence (an untrained model's reply broke the pane's border)."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+
+    from gpt2tui.ui.widgets.transcript import Transcript
+    from tests.screen_text import screen_rows
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Transcript()
+
+    async with Host().run_test(size=(60, 10)) as pilot:
+        transcript = pilot.app.query_one(Transcript)
+        await pilot.pause()
+        transcript.write("a\x1b]0;title\x07 prompt", prefix="you ▸ ")
+        reply = transcript.open("bot ▸ ")
+        for chunk in ("Isine\x1b", "[31mreward", "\x9b2J\x7f\r", "\tend\nnext"):
+            transcript.append(chunk)
+        transcript.close()
+        assert transcript.entry_text(0) == "you ▸ a␛]0;title␇ prompt"
+        assert transcript.entry_text(reply) == "bot ▸ Isine␛[31mreward�2J␡␍\tend\nnext"
+        await pilot.pause()
+        rows = screen_rows(pilot.app)
+        assert any("bot ▸ Isine␛[31mreward�2J␡␍" in row for row in rows)
+        assert not any(ch < " " or "\x7f" <= ch <= "\x9f" for row in rows for ch in row)
+        transcript.replace_entry(reply, Text("x\x1by", style="bold"))  # a finished reply, coloured
+        assert transcript.entry_text(reply) == "bot ▸ x␛y"
+
+
 def test_token_pieces_join_to_one_decode_and_split_characters_go_to_the_completing_token(
     tokenizer: Any,
 ) -> None:

@@ -530,6 +530,16 @@ async def test_ctrl_l_clears_transcript_and_history_asking_first_when_unsaved(
         await pilot.press("ctrl+s", "ctrl+l")  # saved: nothing to lose, so no question
         await until(pilot, lambda: screen.turns == [])
         assert app.screen is screen
+        assert screen.status.plain.endswith("– tok/s")  # the cleared reply's speed went with it
+        from gpt2tui.paths import transcripts_dir
+
+        (saved,) = transcripts_dir().glob("*.md")
+        kept = saved.read_text(encoding="utf-8")
+        await send(pilot, screen, "a new conversation")
+        await pilot.press("ctrl+s")  # a new file: the one saved before the clear keeps its conversation
+        assert saved.read_text(encoding="utf-8") == kept and "again" in kept
+        (new,) = set(transcripts_dir().glob("*.md")) - {saved}
+        assert "a new conversation" in new.read_text(encoding="utf-8") and "again" not in new.read_text()
 
 
 async def test_ctrl_s_saves_markdown_with_only_the_used_parameters_to_the_same_file(

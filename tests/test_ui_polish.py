@@ -300,3 +300,16 @@ async def test_open_setup_still_works_from_home() -> None:
         assert " · 68 rows · " in text_of(setup.query_one("#dataset", Static))
         await pilot.press("escape", "escape")
         assert isinstance(app.screen, HomeScreen)
+
+
+def test_control_characters_of_a_file_are_shown_as_symbols_in_the_preview() -> None:
+    """A file's escape bytes, drawn raw, would drive the terminal instead of showing what will be trained."""
+    from gpt2tui.core.data import DatasetSummary
+    from gpt2tui.ui.screens.dataset import render_summary
+
+    for fmt, shown in (("txt", "a␛[2Jb↵c␇"), ("jsonl", "a␛[2Jb\nc␇")):
+        summary = DatasetSummary(
+            "f", fmt, "text", [], 1, 9, 5, 128, 1, 1, 0, "0", preview=["a\x1b[2Jb\nc\x07"]
+        )
+        plain = render_summary(summary).plain
+        assert shown in plain and "\x1b" not in plain and "\x07" not in plain

@@ -574,6 +574,7 @@ class ChatScreen(Screen[None]):
         for pane in self.panes:
             pane.clear()
         self._dirty = False
+        self.saved_path = None  # the next ctrl+s starts a new file: the one saved keeps the old conversation
         self.notify("Transcript cleared; the conversation starts afresh.")
 
     def action_save(self) -> None:

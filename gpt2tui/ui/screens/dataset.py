@@ -30,6 +30,7 @@ from gpt2tui.core.errors import UserError
 from gpt2tui.paths import SAMPLE_DIR
 from gpt2tui.ui.messages import DatasetChosen, PreviewFinished
 from gpt2tui.ui.samples import DATA_SUFFIXES, FIRST_SAMPLE, sample_files
+from gpt2tui.ui.visible import visible
 from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.wording import Advice, count_of_rows, in_screen_terms
 
@@ -113,9 +114,9 @@ def render_summary(summary: DatasetSummary) -> Text:
     for number, example in enumerate(summary.preview, start=1):
         text.append(f"── {number} ──\n", style="dim")
         if plain:
-            append_with_breaks(text, example)
+            append_with_breaks(text, visible(example))
         else:
-            text.append(example)
+            text.append(visible(example))
         text.append("\n")
     return text
 

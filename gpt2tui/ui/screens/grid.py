@@ -30,6 +30,7 @@ from gpt2tui.core.compare import Cell, grid_settings
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel
 from gpt2tui.core.generator import GeneratorProcess, in_process_requested
+from gpt2tui.ui.visible import visible
 from gpt2tui.ui.widgets.chat_pane import FLUSH_SECONDS, start_daemon
 from gpt2tui.ui.widgets.footer import Footer
 
@@ -113,7 +114,7 @@ class GridCell(VerticalScroll, can_focus=True):
         elif slot.cell is None and not body:
             text.append("waiting…", style="dim italic")
         else:
-            text.append(body)
+            text.append(visible(body))
         self.update(text)
         if slot.cell is None and body:
             self.scroll_end(

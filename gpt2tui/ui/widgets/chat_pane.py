@@ -343,7 +343,7 @@ class ChatPane(Vertical):
             self._pause_flush()
         self.turns.clear()
         self.transcript.clear()
-        self.status.state = ""
+        self._show_last_speed()
 
     def show_probabilities(self, on: bool) -> None:
         """Colour every finished reply by its tokens' probabilities, or show them plain again (beam search
@@ -362,7 +362,14 @@ class ChatPane(Vertical):
         if start > 0 and not self.transcript.entry_text(start - 1):
             start -= 1  # the blank line that separated it from the turn before
         self.transcript.truncate(start)
+        self._show_last_speed()
         return turn
+
+    def _show_last_speed(self) -> None:
+        """The status line's speed is the last reply's still in the transcript (none: no speed, no state)."""
+        last = self.turns[-1].reply if self.turns else None
+        self.status.tokens_per_second = last.tokens_per_second if last is not None else None
+        self.status.state = ""
 
     def load_turns(self, turns: list[SavedTurn], index: int) -> int:
         """Show a saved conversation (each turn's reply number ``index``) and continue from it; returns how

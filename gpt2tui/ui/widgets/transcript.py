@@ -33,6 +33,8 @@ from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from gpt2tui.ui.visible import visible, visible_text
+
 JUMP_SCROLL_ENV = "GPT2TUI_JUMP_SCROLL"
 """``0``: a streamed reply scrolls the transcript a line at a time instead of in jumps."""
 JUMP_FRACTION = 4
@@ -119,7 +121,7 @@ class Transcript(ScrollView, can_focus=True):
     def write(self, text: str, style: str = "", prefix: Text | str = "") -> int:
         """Add a closed entry (a prompt, a note); returns its index."""
         self.close()
-        return self._add(prefix, style, text.split("\n"))
+        return self._add(prefix, style, visible(text).split("\n"))
 
     def open(self, prefix: Text | str = "", style: str = "") -> int:
         """Start an entry that :meth:`append` streams into; returns its index."""
@@ -148,7 +150,7 @@ class Transcript(ScrollView, can_focus=True):
             return
         entry = self._entries[-1]
         old_count = len(self._strips)
-        first, *rest = chunk.split("\n")
+        first, *rest = visible(chunk).split("\n")
         entry.paragraphs[-1].append(first, style)
         if entry.tail is not None:
             entry.tail.append(first, style)
@@ -216,7 +218,7 @@ class Transcript(ScrollView, can_focus=True):
         That entry and those after it are re-wrapped (a reply and its notes), never the ones before it.
         """
         entry = self._entries[index]
-        entry.paragraphs = list(body.split("\n", allow_blank=True)) or [Text()]
+        entry.paragraphs = list(visible_text(body).split("\n", allow_blank=True)) or [Text()]
         old_count = len(self._strips)
         start = entry.first_line
         del self._strips[start:]
