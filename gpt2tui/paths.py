@@ -67,6 +67,11 @@ def transcripts_dir() -> Path:
     return ensure_dir(data_dir() / "transcripts")
 
 
+def screenshots_dir() -> Path:
+    """SVG screenshots of the TUI (ctrl+p, Screenshot) (created)."""
+    return ensure_dir(data_dir() / "screenshots")
+
+
 def logs_dir() -> Path:
     """Library output captured while the TUI runs (created)."""
     return ensure_dir(data_dir() / "logs")

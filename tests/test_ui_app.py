@@ -107,6 +107,20 @@ def test_importing_the_app_does_not_import_torch() -> None:
     assert out.stdout.strip() == "[]"
 
 
+async def test_the_palettes_screenshot_is_saved_in_gpt2tuis_folder(home: Path) -> None:
+    """Textual's default, the Downloads folder, is often missing on a server (the palette said only
+    'Failed to save screenshot')."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.action_screenshot()
+        deadline = time.monotonic() + 10
+        while not list((home / "screenshots").glob("*.svg")) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        (shot,) = (home / "screenshots").glob("*.svg")
+        assert shot.read_text(encoding="utf-8").startswith("<svg")
+
+
 async def test_first_start_explains_what_to_do() -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

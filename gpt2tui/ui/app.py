@@ -115,6 +115,15 @@ class GPT2TUIApp(App[None]):
         self.prompt_history: list[str] = []  # every chat's prompts this session, oldest first (↑ in a chat)
         self.toasts: list[ShownToast] = []  # the toasts asked for, pruned when one is withdrawn
 
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """Screenshots go to gpt2tui's own folder: Textual's default, the Downloads folder, is often missing on
+        a server, where the palette's Screenshot only said 'Failed to save screenshot'."""
+        from gpt2tui.paths import screenshots_dir
+
+        return super().deliver_screenshot(filename, path or str(screenshots_dir()), time_format)
+
     def get_default_screen(self) -> Screen[None]:
         return HomeScreen()
 
