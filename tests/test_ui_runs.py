@@ -326,6 +326,34 @@ async def test_quit_with_a_live_run_exits_at_once_and_leaves_it_running(home: Pa
     assert json.loads((home / "runs" / LIVE_ID / "status.json").read_text())["state"] == "running"
 
 
+async def test_a_finished_run_is_listed_when_the_watcher_reports_it_while_home_mounts(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app passes the watcher's news only to mounted screens; home is not mounted until its ``on_mount``
+    returns, and a finished run's status never changes again, so news that came while home mounted its footer
+    was lost: the run was never listed (a CI run timed out waiting for it). A slow footer makes it certain."""
+    import asyncio
+
+    from gpt2tui.ui.screens import home as home_module
+
+    class SlowFooter(home_module.Footer):  # type: ignore[misc, valid-type]
+        async def on_mount(self) -> None:
+            await asyncio.sleep(0.5)  # the watcher's first poll reports the run meanwhile
+
+    monkeypatch.setattr(home_module, "Footer", SlowFooter)
+    write_run(
+        home,
+        FINISHED_ID,
+        [started(), RunFinished("hand", "/m", 20, False, 5.0, 3.0, 148.0, 20.0, 1, 9000.0, 2.0)],
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        runs = app.screen.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: app.screen.is_mounted and app.run_book.statuses, "the watcher's report")
+        await pilot.pause(0.3)
+        assert [key.value for key in runs.rows] == [FINISHED_ID]
+
+
 @pytest.mark.parametrize("size", [SMALL, SIZE], ids=["80x24", "120x40"])
 async def test_finished_monitor_shows_progress_newest_eval_and_last_log_line(
     home: Path, size: tuple[int, int]

@@ -301,6 +301,11 @@ class HomeScreen(Screen[None]):
         self.runs_changed(book.statuses if book is not None else {})
         # The footer composes its keys now that a table has the focus: its keys are in the first frame.
         await self.mount(Footer())
+        # The app passes the run watcher's news only to mounted screens, and this one is not mounted until
+        # this method returns: news that came during the await is in the book (a finished run, whose
+        # status never changes again, was otherwise never listed).
+        if book is not None and book.statuses != self.statuses:
+            self.runs_changed(book.statuses)
 
     def on_screen_resume(self) -> None:
         if not self._shown:  # the first resume follows the mount, which has just filled both tables
