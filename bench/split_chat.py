@@ -29,8 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stream_chat import (
-    PROMPT,
     SIZE,
+    ask,
     host_app,
     load_average,
     measured_screen,
@@ -50,7 +50,6 @@ def side_by_side(folder: Path, tokens: int, replies: int) -> list[dict[str, Any]
     reply: seconds to the first character and to the last token, tokens, threads."""
     from gpt2tui.core.generation import GenerationSettings
     from gpt2tui.ui.widgets.chat_pane import ChatPane, ReplyFinished
-    from gpt2tui.ui.widgets.prompt_input import PromptInput
 
     enter = {"at": 0.0}
     results: list[dict[str, Any]] = []
@@ -94,10 +93,8 @@ def side_by_side(folder: Path, tokens: int, replies: int) -> list[dict[str, Any]
             for _ in range(replies):
                 for pane in screen.panes:
                     pane.marks = {}
-                screen.query_one("#prompt", PromptInput).value = PROMPT
                 await pilot.pause()
-                await asyncio.sleep(REST)
-                await pilot.press("enter")
+                await ask(pilot, screen, REST)
                 while not all(pane.marks.get("done") for pane in screen.panes):
                     await asyncio.sleep(0.02)
                 await pilot.pause()
@@ -122,7 +119,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = save(loaded, Path(tmp) / "bench-model", args.tokens)
         reference(loaded, 8)  # warm-up
-        loaded.model.generation_config.min_new_tokens = args.tokens
         for _ in range(args.repeats):
             for case, value in CASES.items():
                 for _ in range(args.replies):

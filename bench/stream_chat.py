@@ -238,6 +238,15 @@ def host_app(screen: Any) -> type[Any]:
     return Bench
 
 
+async def ask(pilot: Any, screen: Any, idle: float) -> None:
+    """``PROMPT`` typed into the chat ``screen``, then Enter after ``idle`` seconds of rest."""
+    from gpt2tui.ui.widgets.prompt_input import PromptInput
+
+    screen.query_one("#prompt", PromptInput).value = PROMPT
+    await asyncio.sleep(idle)
+    await pilot.press("enter")
+
+
 def through_chat(
     loaded: Any,
     tokens: int,
@@ -255,11 +264,9 @@ def through_chat(
     ``folder``: the chat loads that model folder in its child process (the default path); None: ``loaded``
     is injected into the screen and generates in this process.
     """
-
     from gpt2tui.core.generation import GenerationSettings
     from gpt2tui.ui.screens.chat import ChatScreen
     from gpt2tui.ui.widgets.chat_pane import ChatPane
-    from gpt2tui.ui.widgets.prompt_input import PromptInput
 
     marks: dict[str, Any] = {
         "ui_cpu": [],
@@ -315,12 +322,6 @@ def through_chat(
         screen = Measured(str(folder), settings, mode="raw")
     Bench = host_app(screen)
 
-    async def ask(pilot: Any) -> None:
-        """The prompt typed, then Enter after ``idle`` seconds of rest."""
-        screen.query_one("#prompt", PromptInput).value = PROMPT
-        await asyncio.sleep(idle)
-        await pilot.press("enter")
-
     async def drive() -> None:
         app = Bench()
         async with app.run_test(size=SIZE) as pilot:
@@ -330,13 +331,13 @@ def through_chat(
                 screen.transcript.write("an earlier prompt", prefix="you ▸ ")
                 screen.transcript.write(EARLIER, prefix="bench ▸ ")
             await pilot.pause()
-            await ask(pilot)
+            await ask(pilot, screen, idle)
             while marks["done"] is None or screen.active is not None:
                 await asyncio.sleep(0.05)
             screen.settings = screen.settings.replace(max_new_tokens=2)
             for _ in range(first_samples):
                 await pilot.pause()
-                await ask(pilot)
+                await ask(pilot, screen, idle)
                 while marks["reply_start"] is not None or screen.active is not None:
                     await asyncio.sleep(0.02)
 

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,11 +41,16 @@ def own_child(trained_tiny: Path) -> Iterator[GeneratorProcess]:
     yield from started(trained_tiny)
 
 
-def ended(process: GeneratorProcess, within: float = 30.0) -> bool:
+def until(condition: Callable[[], bool], within: float = 30.0) -> bool:
+    """Whether ``condition()`` holds within ``within`` seconds (polled)."""
     deadline = time.monotonic() + within
-    while process._process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return process._process.poll() is not None
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def ended(process: GeneratorProcess, within: float = 30.0) -> bool:
+    return until(lambda: process._process.poll() is not None, within)
 
 
 def test_a_reply_from_the_child_is_the_reply_in_process(child: GeneratorProcess, trained_tiny: Path) -> None:
@@ -108,13 +113,6 @@ def test_stop_ends_the_childs_reply_and_the_next_reply_runs(child: GeneratorProc
     assert reply.reply.stopped and reply.reply.new_tokens < 200 and reply.reply.text == text
     again = child.reply("raw", "In the beginning", [], GREEDY)
     assert "".join(again) == again.reply.text and not again.reply.stopped
-
-
-def until(condition: object, within: float = 30.0) -> bool:
-    deadline = time.monotonic() + within
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-        time.sleep(0.02)
-    return bool(condition())  # type: ignore[operator]
 
 
 def test_a_child_told_it_shares_the_machine_computes_its_replies_with_its_share(

@@ -539,7 +539,8 @@ async def test_ctrl_l_clears_transcript_and_history_asking_first_when_unsaved(
         await pilot.press("ctrl+s")  # a new file: the one saved before the clear keeps its conversation
         assert saved.read_text(encoding="utf-8") == kept and "again" in kept
         (new,) = set(transcripts_dir().glob("*.md")) - {saved}
-        assert "a new conversation" in new.read_text(encoding="utf-8") and "again" not in new.read_text()
+        fresh = new.read_text(encoding="utf-8")
+        assert "a new conversation" in fresh and "again" not in fresh
 
 
 async def test_ctrl_s_saves_markdown_with_only_the_used_parameters_to_the_same_file(
