@@ -12,8 +12,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
 
 from gpt2tui import __version__
 
@@ -665,11 +665,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    for chunk in reply_stream:
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    write_reply(reply_stream, sys.stdout)
     return 0
+
+
+def write_reply(chunks: Iterable[str], out: TextIO) -> None:
+    """Each chunk as it comes, then a newline. On a terminal a model's control characters are shown as
+    symbols (an escape would start a sequence the terminal obeys); into a file or a pipe, the exact text."""
+    from gpt2tui.core.visible import visible
+
+    shown = visible if out.isatty() else str
+    for chunk in chunks:
+        out.write(shown(chunk))
+        out.flush()
+    out.write("\n")
 
 
 class _EvalProgress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -317,3 +318,20 @@ def test_the_tui_with_an_unusable_data_folder_is_one_sentence(tmp_path: Path, mo
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     assert main([]) == 2
     assert capsys.readouterr().err.startswith(f"gpt2tui: Cannot create the folder {blocker / 'logs'} (")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_generate_shows_a_models_control_characters_as_symbols_on_a_terminal_only() -> None:
+    """An untrained model can reply with an escape: printed raw, the terminal would obey what follows it."""
+    from gpt2tui.cli import write_reply
+
+    chunks = ["Isine\x1b[2J", " reward\x07", "\x9b1m\tend\n"]
+    terminal, pipe = Terminal(), io.StringIO()
+    write_reply(chunks, terminal)
+    write_reply(chunks, pipe)
+    assert terminal.getvalue() == "Isine␛[2J reward␇�1m\tend\n\n"
+    assert pipe.getvalue() == "".join(chunks) + "\n"  # into a file: the model's exact text

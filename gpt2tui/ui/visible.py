@@ -1,28 +1,14 @@
-"""Text from a model or a data file, made safe to draw: control characters become the symbols for them.
-
-Sent to the terminal raw, an escape (0x1b) starts a sequence the terminal obeys: an untrained model's reply
-moved the cursor and broke the chat pane's border, and an 8-bit CSI (0x9b) does the same on terminals that
-read it. rich counts the other controls as zero cells wide, which not every terminal agrees with. Each is shown
-as one visible symbol instead (``␛``, ``␇``, ``␍``, ``␡``; C1 controls as ``�``), so the text keeps its length
-and a style's spans still fit. Newlines and tabs are the text's own and stay.
-"""
+"""Styled text from a model or a data file, made safe to draw (``core.visible`` for why): control characters
+become the symbols for them, the styles kept. rich counts the controls as zero cells wide, which not every
+terminal agrees with."""
 
 from __future__ import annotations
 
 from rich.text import Text
 
-VISIBLE_CONTROLS = str.maketrans(
-    {
-        **{code: chr(0x2400 + code) for code in range(0x20) if code not in (0x09, 0x0A)},
-        0x7F: "\u2421",
-        **{code: "\ufffd" for code in range(0x80, 0xA0)},
-    }
-)
+from gpt2tui.core.visible import VISIBLE_CONTROLS, visible
 
-
-def visible(text: str) -> str:
-    """``text`` with its control characters (but newlines and tabs) as visible symbols, one for one."""
-    return text.translate(VISIBLE_CONTROLS)
+__all__ = ["VISIBLE_CONTROLS", "visible", "visible_text"]
 
 
 def visible_text(text: Text) -> Text:
