@@ -99,6 +99,12 @@ async def test_the_chat_key_map_comes_from_its_bindings(tiny_model: str) -> None
         assert keys["F2"] == "Greedy decoding"
         assert keys["F9"] == "Max new tokens up (… 50, 100, 200 …)"
         assert keys["ctrl+s"] == "Save the transcript as Markdown"
+        palette = shown_key_map(app)["In the command palette (ctrl+p), no key of their own"]
+        assert ("ctrl+p", "Undo the last turn: its prompt goes back into the prompt box") in palette
+        assert (
+            "ctrl+p",
+            "Copy the last reply to the clipboard: through the terminal (OSC 52), also over SSH",
+        ) in (palette)
         await pilot.press("escape")
         assert isinstance(app.screen, ChatScreen)  # escape closed the key map, not the chat
 

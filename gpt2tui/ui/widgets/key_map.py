@@ -126,7 +126,8 @@ def entries_of(node: DOMNode) -> list[KeyEntry]:
 
 def key_map(screen: Screen[object]) -> list[KeySection]:
     """The keys of ``screen``, then those of each of its lists and fields that has keys of its own (titled
-    with where they work), then the App's (with moving the focus)."""
+    with where they work), the screen's commands that only the palette offers (its ``PALETTE_ONLY``: label,
+    help, action), then the App's (with moving the focus)."""
     title = screen.sub_title or screen.title or type(screen).__name__
     sections = [KeySection(f"This screen ({title})", tuple(entries_of(screen)))]
     for widget in screen.query("*"):
@@ -134,6 +135,10 @@ def key_map(screen: Screen[object]) -> list[KeySection]:
             entries = entries_of(widget)
             if entries:
                 sections.append(KeySection(f"In the {place_of(widget)}", tuple(entries)))
+    palette_only = getattr(screen, "PALETTE_ONLY", ())
+    if palette_only:  # commands with no key: without this section F1 would never mention them
+        entries = tuple(KeyEntry("ctrl+p", f"{label}: {help_text}") for label, help_text, _ in palette_only)
+        sections.append(KeySection("In the command palette (ctrl+p), no key of their own", entries))
     app = screen.app
     grouped: dict[str, tuple[list[str], Binding]] = {}
     for key, active in screen.active_bindings.items():
