@@ -111,7 +111,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from gpt2tui.core.device import SHARE_ENV
+    from gpt2tui.core.prompt_cache import PROMPT_CACHE_ENV
 
+    # Every reply repeats one prompt: with the prompt cache only its last token would be computed, while the
+    # reference computes all of it. Both compute the whole prompt here.
+    os.environ[PROMPT_CACHE_ENV] = "default"
     loaded = prepare(None, args.tokens, children_plan=True)
     ref_rates: list[float] = []
     ref_firsts: list[float] = []

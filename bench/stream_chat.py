@@ -417,7 +417,18 @@ def main() -> None:
         default=4,
         help="short replies after each long one, each one more first-character sample (as many references)",
     )
+    parser.add_argument(
+        "--prompt-cache",
+        action="store_true",
+        help="keep the chat's prompt cache (default off here: every reply repeats one prompt, of which the cache "
+        "would compute only the last token, while the reference computes all of it)",
+    )
     args = parser.parse_args()
+    if not args.prompt_cache:
+        from gpt2tui.core.prompt_cache import PROMPT_CACHE_ENV
+
+        os.environ[PROMPT_CACHE_ENV] = "default"  # read at each reply, here and in the child
+    print(f"prompt cache {'on' if args.prompt_cache else 'off'}")
 
     loaded = prepare(args.threads, max(args.tokens))
     params = sum(p.numel() for p in loaded.model.parameters())

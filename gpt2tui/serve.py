@@ -378,6 +378,7 @@ class Job:
                     draft.settings,
                     self.cancel,
                     stop_text=self.stops,
+                    prompt_cache=loaded.prompt_cache,
                 )
                 for chunk in reply_stream:
                     if chunk:  # a reply's last chunk may bring only tokens (end-of-text), no text
@@ -399,10 +400,11 @@ class Job:
     def _log(self, replies: list[Reply], seconds: float, cut: bool) -> None:
         new = sum(r.new_tokens for r in replies)
         prompt = sum(r.prompt_tokens for r in replies)
+        cached = sum(r.cached_tokens for r in replies)
         rate = new / seconds if seconds > 0 else 0.0
         line = (
-            f"{self.id} {self.model.name}: {len(replies)}/{len(self.drafts)} choices, {prompt} prompt + {new} "
-            f"new tokens in {seconds:.2f} s ({rate:,.0f} tok/s)"
+            f"{self.id} {self.model.name}: {len(replies)}/{len(self.drafts)} choices, {prompt} prompt "
+            f"({cached} cached) + {new} new tokens in {seconds:.2f} s ({rate:,.0f} tok/s)"
         )
         if cut:
             asked = sum(d.max_new for d in self.drafts)
@@ -728,17 +730,17 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def usage(finished: dict[int, Finished], n: int, completion_tokens: int) -> dict[str, Any]:
+    """OpenAI's usage object: prompt tokens counted once per prompt, however many choices it has (as OpenAI
+    counts them), and of those the ones an earlier generation had computed (``core.prompt_cache``)."""
+    firsts = [f.reply for index, f in finished.items() if index % n == 0]
+    prompt_tokens = sum(reply.prompt_tokens for reply in firsts)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": sum(reply.cached_tokens for reply in firsts)},
     }
-
-
-def _prompt_usage(finished: dict[int, Finished], n: int) -> int:
-    """Prompt tokens counted once per prompt, however many choices it has (as OpenAI counts them)."""
-    return sum(f.reply.prompt_tokens for index, f in finished.items() if index % n == 0)
 
 
 def build_app(state: ServerState) -> Starlette:
@@ -942,7 +944,7 @@ def build_app(state: ServerState) -> Starlette:
                     return
                 if include_usage:
                     tokens = sum(f.reply.new_tokens for f in finished.values())
-                    yield sse({**head, "choices": [], "usage": usage(_prompt_usage(finished, n), tokens)})
+                    yield sse({**head, "choices": [], "usage": usage(finished, n, tokens)})
                 yield sse("[DONE]")
 
             return EventStream(events(), job)
@@ -970,7 +972,7 @@ def build_app(state: ServerState) -> Starlette:
                 **head,
                 "system_fingerprint": FINGERPRINT,
                 "choices": choices,
-                "usage": usage(_prompt_usage(finished, n), tokens),
+                "usage": usage(finished, n, tokens),
             }
         )
 
@@ -1049,7 +1051,7 @@ def build_app(state: ServerState) -> Starlette:
                     return
                 if include_usage:
                     tokens = sum(f.reply.new_tokens for f in finished.values())
-                    yield sse({**head, "choices": [], "usage": usage(_prompt_usage(finished, n), tokens)})
+                    yield sse({**head, "choices": [], "usage": usage(finished, n, tokens)})
                 yield sse("[DONE]")
 
             return EventStream(events(), job)
@@ -1074,7 +1076,7 @@ def build_app(state: ServerState) -> Starlette:
                 "object": "chat.completion",
                 "system_fingerprint": FINGERPRINT,
                 "choices": choices,
-                "usage": usage(_prompt_usage(finished, n), tokens),
+                "usage": usage(finished, n, tokens),
             }
         )
 

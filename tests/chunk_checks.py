@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from gpt2tui.core.generation import Chunk, Reply, Token, token_pieces
 
 
@@ -36,3 +38,14 @@ def assert_chunks_are_the_reply(
         rest = "".join(t.text for chunk in chunks[first_cut:] for t in chunk.tokens)
         assert rest.startswith(chunks[first_cut]) and len(rest) > len(chunks[first_cut])
     return tokens
+
+
+def assert_same_tokens(a: Sequence[Token], b: Sequence[Token]) -> None:
+    """The same tokens (ids and texts) with the same log-probabilities to within float rounding: a model
+    that kept an earlier generation's keys and values (``core.prompt_cache``) computes the rest of the
+    prompt in a smaller batch, whose sums round differently in the last bits."""
+    assert [(t.id, t.text) for t in a] == [(t.id, t.text) for t in b]
+    for kind in ("logprob", "model_logprob"):
+        x, y = [getattr(t, kind) for t in a], [getattr(t, kind) for t in b]
+        assert [v is None for v in x] == [v is None for v in y]
+        assert [v for v in x if v is not None] == pytest.approx([v for v in y if v is not None], abs=1e-5)

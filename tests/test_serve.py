@@ -214,6 +214,11 @@ def test_models_and_health(server: ServerProcess) -> None:
     assert (status, json.loads(body)) == (200, {"status": "ok"})
 
 
+def counts(usage: Any) -> tuple[int, int, int]:
+    """A usage object's token counts, without the prompt tokens' details (how many were cached)."""
+    return usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+
+
 def test_same_text_as_gpt2tui_generate(server: ServerProcess, serve_home: Path) -> None:
     """Completions (the prompt as the model's template writes it) and chat (the question as a user message),
     streaming and not: the same text as ``gpt2tui generate`` with the same seed and settings."""
@@ -232,7 +237,9 @@ def test_same_text_as_gpt2tui_generate(server: ServerProcess, serve_home: Path) 
     chat = api.chat.completions.create(model="tiny", messages=messages, **SAMPLING)
     assert chat.choices[0].message.content == expected["text"]
     assert chat.choices[0].message.role == "assistant" and chat.object == "chat.completion"
-    assert chat.usage == completion.usage
+    assert counts(chat.usage) == counts(completion.usage)
+    # The same prompt as the completion's: its keys and values were kept, all but its last token's.
+    assert chat.usage.prompt_tokens_details.cached_tokens == chat.usage.prompt_tokens - 1
 
     chunks = list(api.completions.create(model="tiny", prompt=prompt, stream=True, **SAMPLING))
     assert "".join(c.choices[0].text for c in chunks) == expected["text"]
@@ -245,7 +252,7 @@ def test_same_text_as_gpt2tui_generate(server: ServerProcess, serve_home: Path) 
     )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected["text"]
-    assert chunks[-1].choices == [] and chunks[-1].usage == completion.usage
+    assert chunks[-1].choices == [] and counts(chunks[-1].usage) == counts(completion.usage)
     assert all(c.usage is None for c in chunks[:-1])
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
 
@@ -314,7 +321,12 @@ def test_raw_http_streaming_wire_format(server: ServerProcess) -> None:
     assert status == 200 and headers["content-type"] == "application/json"
     reply = json.loads(raw)
     assert reply["choices"][0]["text"] == "".join(c["choices"][0]["text"] for c in text_chunks)
-    assert reply["usage"] == usage["usage"]
+    details = {"prompt_tokens_details"}
+    assert {k: v for k, v in reply["usage"].items() if k not in details} == {
+        k: v for k, v in usage["usage"].items() if k not in details
+    }
+    # The same prompt again: the model kept the first request's keys and values for all but its last token.
+    assert reply["usage"]["prompt_tokens_details"] == {"cached_tokens": reply["usage"]["prompt_tokens"] - 1}
 
     status, _, raw = request(
         server,
@@ -527,7 +539,7 @@ def test_client_disconnect_stops_generation(server: ServerProcess) -> None:
     sock.close()
     request_id = re.search(rb'"id": "(cmpl-[0-9a-f]+)"', received).group(1).decode()
     line = server.wait_for(
-        rf"{request_id} long: 1/1 choices, \d+ prompt \+ (\d+) new tokens .*; stopped \(client disconnected\) "
+        rf"{request_id} long: 1/1 choices, \d+ prompt \(\d+ cached\) \+ (\d+) new tokens .*; stopped \(client disconnected\) "
         r"after \d+ of up to 1000 new tokens"
     )
     assert int(line.group(1)) < 500
@@ -545,7 +557,7 @@ def test_client_disconnect_stops_generation(server: ServerProcess) -> None:
     server.wait_for(r"long: queued 1 choice of up to 999 new tokens")  # the server has the request
     sock.close()
     line = server.wait_for(
-        r"long: [01]/1 choices, \d+ prompt \+ (\d+) new tokens .*; stopped \(client disconnected\) after \d+ of "
+        r"long: [01]/1 choices, \d+ prompt \(\d+ cached\) \+ (\d+) new tokens .*; stopped \(client disconnected\) after \d+ of "
         r"up to 999 new tokens"
     )
     assert int(line.group(1)) < 500

@@ -83,6 +83,7 @@ class FakeStream:
         template: str | None = None,
         stop_text: str | None = None,
         batch_seconds: float = 0.0,
+        prompt_cache: Any = None,
     ) -> _FakeReplyStream:
         self.calls.append(StreamCall(prompt, settings, template, stop_text))
         return _FakeReplyStream(self, len(self.calls), settings, stop or threading.Event())

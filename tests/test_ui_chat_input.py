@@ -210,6 +210,32 @@ async def test_a_prompt_cut_to_fit_the_context_gets_a_note_under_the_reply(tiny:
         assert note == chat_pane.TRIMMED_NOTE.format(kept=250, context=tiny.context_length)
 
 
+async def test_a_reply_that_filled_the_context_says_so(tiny: LoadedModel) -> None:
+    """max new tokens at the context's size (F9's top rung): the reply gets what the prompt leaves, and a note."""
+    settings = GenerationSettings(strategy="greedy", seed=1, max_new_tokens=tiny.context_length)
+    screen = ChatScreen("tiny", settings, loaded=tiny, mode="raw")
+    tiny.model.generation_config.min_new_tokens = (
+        tiny.context_length
+    )  # no end-of-text before the context ends
+    try:
+        async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+            await send(pilot, screen, "the Sun and the Moon")
+            reply = screen.turns[-1].reply
+            assert reply is not None and reply.new_tokens == reply.room == 256 - reply.prompt_tokens
+            note = (
+                f"The reply ended at the model's context of 256: {reply.room} new tokens fit after the "
+                f"{reply.prompt_tokens}-token prompt, not the 256 asked for."
+            )
+            assert screen.transcript.plain.splitlines()[-1] == f"  {note}"
+            screen.settings = settings.replace(max_new_tokens=4)
+            await send(pilot, screen, "the Sun")
+            assert (
+                "The reply ended at" not in screen.transcript.plain.splitlines()[-1]
+            )  # it had room: no note
+    finally:
+        tiny.model.generation_config.min_new_tokens = None
+
+
 # ---- ctrl+q asks when a chat is unsaved ---------------------------------------------------------------
 
 

@@ -75,6 +75,7 @@ def reply_cell(
         template=loaded.template,
         stop_text=loaded.stop_text,
         batch_seconds=batch_seconds,
+        prompt_cache=loaded.prompt_cache,
     )
     parts = []
     for chunk in reply_stream:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gpt2tui.core.device import switched_off
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.prompt_cache import PromptCache
 from gpt2tui.core.store import NAME_RE, ModelInfo
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
@@ -238,6 +239,9 @@ class Reply:
     prompt_tokens: int = 0
     prompt_trimmed: int = 0
     """Tokens cut from the start of the prompt so that it and the reply fit the context (0: none were)."""
+    room: int = 0
+    """The most new tokens the reply could have: the max-new-tokens setting, or fewer where the context
+    left fewer after the prompt (0: not recorded)."""
     tokens: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     """(token id, log-probability) of each generated token, from the generation itself (not for beam), under
     the distribution it was drawn from (after temperature, top-k, top-p)."""
@@ -248,6 +252,9 @@ class Reply:
     """The text each of ``tokens`` added (see :func:`token_pieces`); empty when ``tokens`` is."""
     threads: int = 0
     """The CPU threads ``generate`` computed with (0: not recorded)."""
+    cached_tokens: int = 0
+    """Prompt tokens whose keys and values an earlier generation had computed (``core.prompt_cache``): the
+    prefill computed only ``prompt_tokens - cached_tokens``."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -263,6 +270,8 @@ class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     metadata: ModelMetadata
+    prompt_cache: PromptCache = dataclasses.field(default_factory=PromptCache, repr=False, compare=False)
+    """The keys and values of this model's last generation, reused by the next prompt that starts the same."""
 
     @property
     def template(self) -> str | None:
@@ -562,6 +571,7 @@ class ReplyStream:
         template: str | None = None,
         stop_text: StopText = None,
         batch_seconds: float = 0.0,
+        prompt_cache: PromptCache | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -570,6 +580,7 @@ class ReplyStream:
         self.stop = stop or threading.Event()
         self.stop_text = _stops(stop_text)
         self.batch_seconds = batch_seconds
+        self.prompt_cache = prompt_cache
         self.reply = Reply(seed=settings.seed if settings.seed is not None else secrets.randbelow(2**31))
 
     def _inputs(self) -> tuple[Any, int]:
@@ -591,15 +602,32 @@ class ReplyStream:
         device = next(self.model.parameters()).device
         return torch.tensor([ids], device=device), max_new
 
+    def _cache(self, input_ids: Any, max_new: int) -> Any:
+        """The key/value cache to generate with: the prompt cache's (its shared prefix already computed), a
+        growing one, or one to keep; None: ``generate``'s own."""
+        from gpt2tui.core.kv_cache import growing_cache, plain_cache, reserve
+
+        limit = int(input_ids.shape[1]) + max_new
+        if self.prompt_cache is not None:
+            kv, self.reply.cached_tokens = self.prompt_cache.take(input_ids[0].tolist())
+            if kv is not None:
+                reserve(kv, limit)
+                return kv
+        # One that grows in place instead of copying itself at every token (core/kv_cache.py).
+        kv = growing_cache(self.model, limit=limit)
+        if kv is None and self.prompt_cache is not None:
+            kv = plain_cache(self.model)
+        return kv
+
     def __iter__(self) -> Iterator[Chunk]:
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from gpt2tui.core.kv_cache import growing_cache
         from gpt2tui.core.sampling import TokenChooser
 
         input_ids, max_new = self._inputs()
         self.reply.prompt_tokens = int(input_ids.shape[1])
+        self.reply.room = max_new
         halt = threading.Event()  # set when the stop text appears
         streaming = self.settings.strategy != "beam"  # beam search has no single sequence to stream
         # After the first token the generating thread waits (at most HANDOFF_SECONDS) for this thread to take
@@ -622,10 +650,11 @@ class ReplyStream:
             "eos_token_id": self.tokenizer.eos_token_id,
             "stopping_criteria": StoppingCriteriaList([_StopOn(self.stop, halt)]),
         }
+        kv = None
         if streaming:
             kwargs["streamer"] = streamer
-            kv = growing_cache(self.model, limit=int(input_ids.shape[1]) + max_new)
-            if kv is not None:  # in place of one that copies itself at every token (core/kv_cache.py)
+            kv = self._cache(input_ids, max_new)
+            if kv is not None:
                 kwargs["past_key_values"] = kv
         choice = self.settings.choice(self.reply.seed)
         chooser = TokenChooser(choice, input_ids.device) if choice is not None else None
@@ -736,6 +765,8 @@ class ReplyStream:
             thread.join()
             if "error" in outcome:
                 raise outcome["error"]
+            if self.prompt_cache is not None and kv is not None:  # only a generation that ended normally
+                self.prompt_cache.store(outcome["ids"][0].tolist(), kv)
             while not streamer.text_queue.empty():  # what came after a stop text, unread
                 item = streamer.text_queue.get_nowait()
                 if item is not streamer.stop_signal:
@@ -783,12 +814,15 @@ def stream(
     template: str | None = None,
     stop_text: StopText = None,
     batch_seconds: float = 0.0,
+    prompt_cache: PromptCache | None = None,
 ) -> ReplyStream:
     """Start nothing yet: iterating the returned stream runs generation and yields its :class:`Chunk` s.
 
     ``batch_seconds`` > 0: after a chunk, wait that long (or until ``stop`` is set) and yield what arrived
     meanwhile as one chunk. The first chunk still comes as soon as its token; a reader that only shows text
     a few times a second (the chat screen) then costs the generating thread nothing per token.
+    ``prompt_cache``: the model's :class:`~gpt2tui.core.prompt_cache.PromptCache`, to compute only the part
+    of the prompt the previous generation had not (and keep this one's for the next).
     """
     return ReplyStream(
         model,
@@ -799,6 +833,7 @@ def stream(
         template=template,
         stop_text=stop_text,
         batch_seconds=batch_seconds,
+        prompt_cache=prompt_cache,
     )
 
 
@@ -839,6 +874,7 @@ def turn_stream(
         stop,
         stop_text=stop_text,
         batch_seconds=batch_seconds,
+        prompt_cache=loaded.prompt_cache,
     )
 
 

@@ -51,6 +51,25 @@ def growing_cache(model: Any, limit: int | None = None) -> Any | None:
         return None
 
 
+def reserve(kv: Any, limit: int) -> None:
+    """Let ``kv``'s growing layers double up to ``limit`` positions (a kept cache reused by a longer reply:
+    under the old limit each new token past it would reallocate)."""
+    for layer in getattr(kv, "layers", ()):
+        if isinstance(layer, growing_layer()):
+            layer.limit = limit
+
+
+def plain_cache(model: Any) -> Any | None:
+    """The cache ``generate`` would make itself (where :func:`growing_cache` gives none), made here so that
+    it can be kept after the generation (``core.prompt_cache``); None where it cannot be made."""
+    try:
+        from transformers.cache_utils import DynamicCache
+
+        return DynamicCache(config=model.config)
+    except (ImportError, AttributeError, TypeError):  # a model whose config is not a transformers one
+        return None
+
+
 @cache
 def growing_layer() -> type[Any]:
     """The ``DynamicLayer`` subclass (built once: transformers is imported lazily)."""

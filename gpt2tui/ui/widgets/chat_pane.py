@@ -58,6 +58,10 @@ FLUSH_SECONDS = 1 / 12  # how often streamed text reaches the transcript (the fi
 READ_SECONDS = 1 / 25  # how often the core hands streamed text over (one chunk per batch of tokens)
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 TRIMMED_NOTE = "The prompt was cut to its last {kept} tokens to fit the model's context of {context}."
+FULL_NOTE = (
+    "The reply ended at the model's context of {context}: {room} new tokens fit after the {prompt}-token "
+    "prompt, not the {asked} asked for."
+)
 
 PROMPT_STYLE = "bold"
 REPLY_PREFIX_STYLE = "bold green"
@@ -548,6 +552,18 @@ class ChatPane(Vertical):
         self.transcript.write(reply_details(turn), style=META_STYLE, prefix="  ")
         if reply.prompt_trimmed and self.loaded is not None:
             note = TRIMMED_NOTE.format(kept=reply.prompt_tokens, context=self.loaded.context_length)
+            self.transcript.write(note, style=META_STYLE, prefix="  ")
+        if (
+            self.loaded is not None
+            and 0 < reply.room <= reply.new_tokens
+            and reply.room < turn.settings.max_new_tokens
+        ):
+            note = FULL_NOTE.format(
+                context=self.loaded.context_length,
+                room=reply.room,
+                prompt=reply.prompt_tokens,
+                asked=turn.settings.max_new_tokens,
+            )
             self.transcript.write(note, style=META_STYLE, prefix="  ")
         self.status.tokens_per_second = reply.tokens_per_second
         self.status.state = "stopped" if reply.stopped else ""
