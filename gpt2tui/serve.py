@@ -209,12 +209,12 @@ def _settings(fields: Fields, max_tokens_field: str) -> tuple[GenerationSettings
         settings = settings.replace(repetition_penalty=penalty)
     if max_tokens is not None:
         settings = settings.replace(max_new_tokens=max_tokens)
-    if temperature is not None:
+    if temperature is not None and temperature >= MIN_TEMPERATURE:
         settings = settings.replace(temperature=temperature)
-    if beams is not None and beams != 1:
+    if beams is not None and beams != 1:  # deterministic: a temperature of 0 (as clients send for it) is fine
         settings = settings.replace(strategy="beam", num_beams=beams)
     elif temperature is not None and temperature < MIN_TEMPERATURE:
-        settings = settings.replace(strategy="greedy", temperature=GenerationSettings.temperature)
+        settings = settings.replace(strategy="greedy")
     elif top_k is not None:
         if top_p is not None and top_p != 1:
             raise bad(

@@ -709,6 +709,9 @@ def test_sampling_fields_map_to_strategies() -> None:
     assert (top_p.strategy, top_p.top_p, top_p.temperature) == ("top-p", 0.5, 0.7)
     beam = settings(num_beams=3)
     assert (beam.strategy, beam.num_beams) == ("beam", 3)
+    # Clients send temperature 0 for a deterministic reply; beam search is one (it was refused: "temperature
+    # must be at least 0.01, not 0.0.").
+    assert settings(num_beams=3, temperature=0) == beam
     assert settings(repetition_penalty=1.3).repetition_penalty == 1.3
 
 
