@@ -4,13 +4,16 @@ Each chat turn's prompt is the whole conversation so far (``core.generation.chat
 conversation of ``--turns`` turns (each question a verse of the sample text, each reply ``--reply`` greedy
 tokens) and, at every turn, measures from the same rest (``--idle``):
 
-* reference: raw ``model.generate`` of one token on the whole prompt (prefill + first token), from a thread;
+* reference: raw ``model.generate`` of one token on the whole prompt (prefill + first token), from a thread
+  (the same threads as ours: ``--threads``, or gpt2tui's plan, passed to the chat's child);
 * cache off: the turn through ``LoadedModel.reply`` with an empty prompt cache (what every turn did before);
 * ours: the same turn with the model's own prompt cache, which holds the previous turn (the default).
 
-Time runs from the call to the first chunk (in-process, no UI: ``bench/stream_chat.py`` measures the chat
-screen's own first character, with the cache off so that both sides compute the whole prompt). The reply
-after each turn's measurements is the one the conversation keeps. ``--shape gpt2`` is GPT-2 124M's shape
+Time runs from the call to the first chunk (in-process, no UI). ``--screen`` measures through the chat
+screen instead, the model in its child process as the app runs it: from Enter to the first visible character
+of each turn, in one conversation with the cache off and one with it on (the child reads the switch), the
+reference measured afterwards on each turn's prompt. The reply after each turn's measurements is the one the
+conversation keeps. ``--shape gpt2`` is GPT-2 124M's shape
 (12 layers, 768 wide, 1,024 positions, random weights: the speed is the shape's, not the weights'); ``small``
 is the scratch ``small`` shape. Printed per turn (median of ``--repeats`` conversations): prompt tokens, of
 those cached, the three times and the ratios to the reference.
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_chat import CORPUS, in_a_thread, load_average
+from stream_chat import CORPUS, SIZE, host_app, in_a_thread, load_average, measured_screen, save
 
 
 def build(shape: str) -> Any:
@@ -122,6 +125,95 @@ def conversation(loaded: Any, turns: int, reply_tokens: int, idle: float) -> lis
     return rows
 
 
+def through_screen(
+    loaded: Any, folder: Path, turns: int, reply_tokens: int, idle: float
+) -> list[dict[str, float]]:
+    """One conversation through the chat screen (the model in its child process, chat mode): per turn, Enter
+    to the first visible character, and raw prefill + first token on the same prompt in this process."""
+    import asyncio
+
+    from gpt2tui.core.generation import GenerationSettings, chat_prompt
+    from gpt2tui.ui.widgets.chat_pane import ChatPane
+    from gpt2tui.ui.widgets.prompt_input import PromptInput
+
+    marks: dict[str, Any] = {"enter": None, "first": None}
+
+    class FirstCharacter(ChatPane):
+        def _flush(self) -> None:
+            super()._flush()
+            turn = self.turns[-1] if self.turns else None
+            if (
+                turn is not None
+                and not turn.waiting
+                and marks["first"] is None
+                and marks["enter"] is not None
+            ):
+                marks["first"] = time.perf_counter() - marks["enter"]
+
+    def entered(screen: Any) -> None:
+        marks["enter"], marks["first"] = time.perf_counter(), None
+
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=reply_tokens)
+    screen = measured_screen(FirstCharacter, entered)(str(folder), settings, mode="chat")
+    rows: list[dict[str, float]] = []
+    prompts: list[str] = []
+
+    async def drive() -> None:
+        async with host_app(screen)().run_test(size=SIZE) as pilot:
+            while screen.loaded is None:
+                await asyncio.sleep(0.05)
+            pane = screen.panes[0]
+            for question in questions(turns):
+                history = [(t.prompt, t.text) for t in pane.turns]
+                prompts.append(chat_prompt(history, question, loaded, reply_tokens))
+                screen.query_one("#prompt", PromptInput).value = question
+                await asyncio.sleep(idle)
+                await pilot.press("enter")
+                while screen.active is not None or marks["first"] is None or pane.turns[-1].reply is None:
+                    await asyncio.sleep(0.02)
+                reply = pane.turns[-1].reply
+                rows.append(
+                    {"prompt": reply.prompt_tokens, "cached": reply.cached_tokens, "first": marks["first"]}
+                )
+
+    asyncio.run(drive())
+    # The reference after the app has closed: measured inside its event loop, it took 5-10x as long.
+    for row, prompt in zip(rows, prompts, strict=True):
+        time.sleep(idle)
+        row["reference"] = raw_first_token(loaded, prompt)
+    return rows
+
+
+def screen_main(args: argparse.Namespace, loaded: Any) -> None:
+    """``--screen``: conversations through the chat screen with the cache off and on (interleaved)."""
+    import os
+    import tempfile
+
+    from gpt2tui.core.prompt_cache import PROMPT_CACHE_ENV
+
+    runs: dict[str, list[list[dict[str, float]]]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save(loaded, Path(tmp) / "bench-model", args.reply)
+        for _ in range(args.repeats):
+            for case in ("off", "on"):
+                os.environ[PROMPT_CACHE_ENV] = "default" if case == "off" else ""  # the child reads it
+                runs[case].append(through_screen(loaded, folder, args.turns, args.reply, args.idle))
+    print(
+        f"{'turn':>4} {'prompt':>6} {'cached':>6} {'raw ms':>7} {'off ms':>7} {'ours ms':>7} {'off/raw':>7} {'ours/raw':>8}"
+    )
+    for turn in range(args.turns):
+
+        def med(case: str, key: str, turn: int = turn) -> float:
+            return statistics.median(run[turn][key] for run in runs[case])
+
+        reference = statistics.median(run[turn]["reference"] for case in runs for run in runs[case])
+        print(
+            f"{turn + 1:>4} {med('on', 'prompt'):>6.0f} {med('on', 'cached'):>6.0f} {reference * 1e3:>7.1f} "
+            f"{med('off', 'first') * 1e3:>7.1f} {med('on', 'first') * 1e3:>7.1f} "
+            f"{med('off', 'first') / reference:>7.2f} {med('on', 'first') / reference:>8.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=("gpt2", "small"), default="gpt2", help="the model's shape")
@@ -130,11 +222,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="conversations (the median per turn)")
     parser.add_argument("--idle", type=float, default=0.3, help="seconds of rest before each measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: gpt2tui's plan)")
+    parser.add_argument(
+        "--screen",
+        action="store_true",
+        help="through the chat screen (model in its child process): Enter to the first visible character",
+    )
     args = parser.parse_args()
 
-    from gpt2tui.core.device import configure_threads
+    import os
+
+    from gpt2tui.core.device import APPLIED_ENV, configure_threads
 
     plan = configure_threads(args.threads)
+    os.environ.pop(APPLIED_ENV, None)  # the chat's child takes OMP_NUM_THREADS as given: the same threads
     import torch
 
     from gpt2tui.core.quiet import quiet_transformers
@@ -147,6 +247,13 @@ def main() -> None:
         f"torch {torch.__version__}; shape {args.shape} "
         f"({sum(p.numel() for p in loaded.model.parameters()) / 1e6:.0f}M parameters)"
     )
+    if args.screen:
+        from gpt2tui.ui.libraries import ensure_libraries
+
+        ensure_libraries()  # as the app does after its first frame
+        screen_main(args, loaded)
+        print(f"load average {load_average()}")
+        return
     conversation(loaded, 2, 4, 0.0)  # warm-up
     runs = [conversation(loaded, args.turns, args.reply, args.idle) for _ in range(args.repeats)]
     print(

@@ -108,6 +108,7 @@ def _threads_option(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from gpt2tui.core.config import COMPILE, TrainConfig
+    from gpt2tui.core.prompt_cache import SERVE_CACHES
 
     parser = _Parser(
         prog="gpt2tui",
@@ -285,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key",
         help="require 'Authorization: Bearer KEY' on /v1 (default: $GPT2TUI_API_KEY, which other users cannot "
         "see in the process list)",
+    )
+    s.add_argument(
+        "--prompt-caches",
+        type=int,
+        default=SERVE_CACHES,
+        metavar="N",
+        help=f"key/value caches kept per model, so that up to N conversations that interleave each compute only "
+        f"their new messages (default {SERVE_CACHES}; each holds up to the context's keys and values; 0: none)",
     )
     _threads_option(s)
 
@@ -882,7 +891,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gpt2tui.serve import API_KEY_ENV, run_server
 
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
-    return run_server(args.models, host=args.host, port=args.port, api_key=api_key, threads=args.threads)
+    return run_server(
+        args.models,
+        host=args.host,
+        port=args.port,
+        api_key=api_key,
+        threads=args.threads,
+        prompt_caches=args.prompt_caches,
+    )
 
 
 def cmd_push(args: argparse.Namespace) -> int:

@@ -50,6 +50,7 @@ from starlette.routing import Route
 from gpt2tui import __version__
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import MIN_TEMPERATURE, GenerationSettings, prompt_budget
+from gpt2tui.core.prompt_cache import SERVE_CACHES, PromptCache
 
 if TYPE_CHECKING:
     from gpt2tui.core.generation import LoadedModel, Reply
@@ -617,9 +618,12 @@ def plan_chat(
 class ServerState:
     """The served models, the API key, and the requests in flight (so a shutdown can stop them)."""
 
-    def __init__(self, models: Sequence[ServedModel], api_key: str | None = None) -> None:
+    def __init__(
+        self, models: Sequence[ServedModel], api_key: str | None = None, prompt_caches: int = SERVE_CACHES
+    ) -> None:
         self.models = {m.name: m for m in models}
         self.api_key = api_key
+        self.prompt_caches = prompt_caches  # kept key/value caches per model (core.prompt_cache)
         self.jobs: set[Job] = set()
         self.closing = False
         self.fatal: str | None = None  # a model that could not be loaded: the server ends with this sentence
@@ -1185,6 +1189,7 @@ def _loader(state: ServerState, on_fatal: Callable[[], None], out: TextIO) -> No
             return
         if state.closing:
             return
+        loaded.prompt_cache = PromptCache(state.prompt_caches)
         model.ready(loaded)
         what = "chat and completions" if model.can_chat else "completions only: no chat template"
         print(
@@ -1202,6 +1207,7 @@ def run_server(
     api_key: str | None = None,
     threads: int | None = None,
     out: TextIO = sys.stdout,
+    prompt_caches: int = SERVE_CACHES,
 ) -> int:
     """``gpt2tui serve``: resolve the models, listen, load them in the background, serve until a signal."""
     from gpt2tui.core.device import configure_threads
@@ -1211,6 +1217,8 @@ def run_server(
         raise UserError("--api-key must not be empty (leave it out to serve without a key).")
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be from 0 to 65535, not {port}.")
+    if prompt_caches < 0:
+        raise UserError(f"--prompt-caches must be 0 or more, not {prompt_caches}.")
     warning = exposure_warning(host, api_key)
     if warning:
         print(f"gpt2tui: {warning}", file=sys.stderr, flush=True)
@@ -1225,7 +1233,7 @@ def run_server(
         )
     configure_threads(threads)  # before torch is imported (by the loader): OpenMP reads it once
     sock = bind(host, port)
-    state = ServerState(list(served.values()), api_key)
+    state = ServerState(list(served.values()), api_key, prompt_caches)
     config = uvicorn.Config(
         build_app(state),
         log_config=LOG_CONFIG,

@@ -169,3 +169,31 @@ def test_a_reused_growing_cache_doubles_up_to_the_longer_reply(loaded: generatio
         )
     # Buffers doubled (64, 128, 256), not one reallocation per token past the first reply's limit.
     assert all(layer.reallocations <= 4 for layer in kv.layers)
+
+
+def test_interleaved_conversations_each_reuse_their_own_cache(loaded: generation.LoadedModel) -> None:
+    """Two conversations taking turns (two API clients): with a cache for each, each turn reuses its own
+    conversation; with one cache, each pushes the other's out."""
+    # Both start with "Question:": the second's first turn must not take the first's cache for that word.
+    starts = ("Question: What is Mars?\nAnswer:", "Question: How far is the Moon?\nAnswer:")
+
+    def turns(cache: PromptCache) -> list[generation.Reply]:
+        prompts = list(starts)
+        replies = []
+        for _ in range(2):
+            for at, prompt in enumerate(prompts):
+                reply_stream = stream(loaded.model, loaded.tokenizer, prompt, GREEDY, prompt_cache=cache)
+                prompts[at] = prompt + "".join(reply_stream) + " and then"
+                replies.append(reply_stream.reply)
+        return replies
+
+    two = turns(PromptCache(capacity=2))
+    assert [r.cached_tokens for r in two[:2]] == [0, 0]
+    assert all(
+        later.cached_tokens >= first.prompt_tokens for first, later in zip(two[:2], two[2:], strict=True)
+    )
+    one = turns(PromptCache(capacity=1))
+    assert all(r.cached_tokens < 5 for r in one)  # at most a shared first word or two
+    assert [r.new_tokens for r in one] == [r.new_tokens for r in two]
+    none = PromptCache(capacity=0)
+    assert all(r.cached_tokens == 0 for r in turns(none)) and none.held == 0

@@ -299,6 +299,30 @@ def test_n_choices_logprobs_echo_and_stop(server: ServerProcess) -> None:
     assert greedy.choices[0].text == again.choices[0].text  # temperature 0 is greedy: no seed involved
 
 
+def test_interleaved_conversations_each_compute_only_their_new_messages(server: ServerProcess) -> None:
+    """Two clients taking turns, each sending its whole conversation: the server keeps a cache for each."""
+    api = client(server)
+    conversations = [
+        [{"role": "user", "content": "What is the largest planet?"}],
+        [{"role": "user", "content": "How far away is the Moon from the Earth?"}],
+    ]
+    first: list[Any] = []
+    for turn in range(2):
+        for at, messages in enumerate(conversations):
+            chat = api.chat.completions.create(
+                model="tiny", messages=messages, **{**SAMPLING, "max_tokens": 8}
+            )
+            messages += [
+                {"role": "assistant", "content": chat.choices[0].message.content},
+                {"role": "user", "content": "Tell me more."},
+            ]
+            if turn == 0:
+                first.append(chat.usage)
+            else:  # at least the conversation's first request was kept for it
+                earlier = first[at]
+                assert chat.usage.prompt_tokens_details.cached_tokens >= earlier.prompt_tokens
+
+
 def test_raw_http_streaming_wire_format(server: ServerProcess) -> None:
     body = {"model": "tiny", "prompt": "Venus", "stream": True, "stream_options": {"include_usage": True}}
     status, headers, raw = request(server, "POST", "/v1/completions", {**body, **SAMPLING})
@@ -679,6 +703,12 @@ def test_startup_refusals_are_one_sentence(tiny_model: str) -> None:
     assert (run.returncode, run.stderr) == (
         2,
         "gpt2tui: The model 'tiny' is named twice; serve each model once.\n",
+    )
+    run = run_cli(tiny_model, "--prompt-caches", "-1")
+    assert (run.returncode, run.stdout, run.stderr) == (
+        2,
+        "",
+        "gpt2tui: --prompt-caches must be 0 or more, not -1.\n",
     )
 
 
