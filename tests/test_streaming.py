@@ -441,6 +441,20 @@ def test_a_stop_text_that_cuts_a_token_keeps_every_generated_token(tokenizer: An
         assert "".join(t.text for t in tokens).startswith("Hé 😀 中文 the earth")
 
 
+def test_generation_ends_at_the_token_that_completes_the_stop_text_whatever_the_readers_pace(
+    tokenizer: Any,
+) -> None:
+    """The generating thread notices the stop text itself: no tokens after it are generated (their number
+    depended on when the reader looked, so a reply's token count and the prompt cache varied by timing)."""
+    reply_ids = scripted_reply(tokenizer)
+    completing = next(n for n in range(len(reply_ids) + 1) if "ea" in tokenizer.decode(reply_ids[:n]))
+    settings = GenerationSettings(strategy="greedy", max_new_tokens=50, seed=3)
+    for batch_seconds in (0.0, 0.3):  # a reader that reads at once, and one that looks three times a second
+        s = scripted_stream(tokenizer, reply_ids, settings, "ea", batch_seconds)
+        assert "".join(s) == s.reply.text == "Hé 😀 中文 the "
+        assert s.reply.new_tokens == completing < len(reply_ids)
+
+
 def test_text_held_back_as_a_possible_stop_text_rides_with_the_chunk_that_shows_it(tokenizer: Any) -> None:
     from tests.chunk_checks import assert_chunks_are_the_reply
 
@@ -475,7 +489,7 @@ def test_a_grid_cell_cut_by_its_stop_text_counts_only_the_tokens_it_shows(tokeni
 
     from gpt2tui.core.card import FormattingRecord, ModelMetadata
     from gpt2tui.core.compare import reply_cell
-    from gpt2tui.core.generation import LoadedModel, shown_tokens, stream
+    from gpt2tui.core.generation import LoadedModel, stream
     from gpt2tui.core.metrics import mean_token_logprob
 
     reply_ids = scripted_reply(tokenizer)
@@ -486,7 +500,7 @@ def test_a_grid_cell_cut_by_its_stop_text_counts_only_the_tokens_it_shows(tokeni
     s = stream(model, tokenizer, "hi", settings, stop_text="ea")  # type: ignore[arg-type]
     assert "".join(s) == s.reply.text == "Hé 😀 中文 the "
     assert s.reply.new_tokens == len(reply_ids)  # " earth" and every token after it were generated
-    shown = shown_tokens(tokenizer, s.reply)
+    shown = s.reply.shown_tokens
     # The last shown token is the one the stop text cut (" earth": its space is shown), none after it.
     assert tokenizer.decode(reply_ids[:shown]) == "Hé 😀 中文 the earth"
     assert len(tokenizer.decode(reply_ids[: shown - 1])) < len(s.reply.text)

@@ -63,7 +63,7 @@ def reply_cell(
 ) -> Cell:
     """Generate one reply (streamed to ``on_text`` when given, in chunks ``batch_seconds`` apart at most
     often) and measure it."""
-    from gpt2tui.core.generation import shown_tokens, stream
+    from gpt2tui.core.generation import stream
     from gpt2tui.core.metrics import distinct_n, mean_token_logprob, repeated_ngram_rate
 
     reply_stream = stream(
@@ -88,7 +88,7 @@ def reply_cell(
     if (
         reply.tokens
     ):  # the tokens of the text shown (not those past its stop text), the model's log-probabilities
-        new_tokens = shown_tokens(loaded.tokenizer, reply)
+        new_tokens = reply.shown_tokens
         ids = [t for t, _ in reply.tokens[:new_tokens]]
         logprobs = reply.model_logprobs[:new_tokens]
     else:  # beam search: the reply's tokens, without probabilities

@@ -213,7 +213,7 @@ def score_replies(
     """Generate one reply per held-out prompt (the model's own template and stop text, ``settings`` with its
     fixed seed) and score them; token log-probabilities come from the generation itself, under the model's own
     distribution (before temperature, top-k and top-p)."""
-    from gpt2tui.core.generation import shown_tokens, stream
+    from gpt2tui.core.generation import stream
     from gpt2tui.core.metrics import ScoredReply, generation_metrics
 
     prompts = held_out_prompts(loaded, packed, count, settings.seed or 0, settings.max_new_tokens)
@@ -229,7 +229,7 @@ def score_replies(
         )
         text = "".join(reply_stream)
         reply = reply_stream.reply
-        shown = shown_tokens(loaded.tokenizer, reply)
+        shown = reply.shown_tokens
         # Coherence is the model's own view of its reply: the log-probabilities before temperature, top-k and
         # top-p reshaped the distribution for sampling.
         logprobs = reply.model_logprobs[:shown]

@@ -252,6 +252,10 @@ class Reply:
     """The text each of ``tokens`` added (see :func:`token_pieces`); empty when ``tokens`` is."""
     threads: int = 0
     """The CPU threads ``generate`` computed with (0: not recorded)."""
+    shown_tokens: int = 0
+    """How many of the reply's first tokens make up ``text``: a reply cut at its stop text leaves out the
+    stop's tokens (and, for beam search, which cannot end at a stop text, those after it), an end-of-text
+    token adds no text. Figures measured over the reply's tokens (eval's coherence, the grid's) count these."""
     cached_tokens: int = 0
     """Prompt tokens whose keys and values an earlier generation had computed (``core.prompt_cache``): the
     prefill computed only ``prompt_tokens - cached_tokens``."""
@@ -364,16 +368,14 @@ def load(ref: str) -> LoadedModel:
     return load_resolved(resolve(ref))
 
 
-def shown_tokens(tokenizer: PreTrainedTokenizerBase, reply: Reply) -> int:
-    """How many of ``reply.tokens`` make up ``reply.text``: a reply cut at its stop text leaves out the stop's
-    tokens and those generated while the stop was being noticed, whose number depends on timing. Figures
-    measured over the reply's tokens (eval's coherence, the grid's) count these only, so they are the same on
-    every run."""
-    ids = [token for token, _ in reply.tokens]
-    for n in range(len(ids) + 1):
-        if len(tokenizer.decode(ids[:n], skip_special_tokens=True)) >= len(reply.text):
+def covering(pieces: Sequence[str], length: int) -> int:
+    """How many of the tokens whose texts are ``pieces`` it takes to make the first ``length`` characters."""
+    at = 0
+    for n, piece in enumerate(pieces):
+        if at >= length:
             return n
-    return len(ids)
+        at += len(piece)
+    return len(pieces)
 
 
 def prompt_budget(context: int, max_new_tokens: int) -> int:
@@ -393,6 +395,32 @@ class _StopOn:
 
         done = any(e.is_set() for e in self.events)
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+
+class _StopOnText:
+    """A ``StoppingCriteria`` that ends generation at the token whose text completes a stop text.
+
+    It runs in the generating thread right after the streamer took the token, so generation ends at that
+    token: before, the reader noticed the stop text and set an event, and the tokens generated meanwhile (how
+    many depended on timing, up to a dozen in the chat, which reads a few times a second) were counted in the
+    reply, kept in the prompt cache, and computed for nothing.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self.longest = max(len(stop) for stop in stops)
+        self.recent = ""  # the emitted text's tail: long enough to hold a stop text ending in the newest text
+        self.seen = False
+
+    def emitted(self, text: str) -> None:
+        """The streamer emitted ``text`` (in the generating thread)."""
+        self.recent = self.recent[-(self.longest - 1) :] + text if self.longest > 1 else text
+        self.seen = self.seen or any(stop in self.recent for stop in self.stops)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.seen, dtype=torch.bool, device=input_ids.device)
 
 
 def _stops(stop_text: StopText) -> tuple[str, ...]:
@@ -460,9 +488,11 @@ def incremental_streamer() -> type[Any]:
             skip_prompt: bool = False,
             timeout: float | None = None,
             handed_over: threading.Event | None = None,
+            stop_on_text: _StopOnText | None = None,
             **decode_kwargs: Any,
         ) -> None:
             super().__init__(tokenizer, skip_prompt, timeout, **decode_kwargs)
+            self.stop_on_text = stop_on_text  # told each emitted text, in this (the generating) thread
             self.ids: list[int] = []
             self.prefix = 0
             self.read = 0
@@ -507,6 +537,8 @@ def incremental_streamer() -> type[Any]:
                 del self.ids[: self.prefix]  # keep the list as short as the window
                 self.read -= self.prefix
                 self.prefix = 0
+            if self.stop_on_text is not None:
+                self.stop_on_text.emitted(new)
             self.on_finalized_text(chunk)
             if self.handed_over is not None:  # the first text only: see ReplyStream.__iter__
                 self.handed_over.wait(HANDOFF_SECONDS)
@@ -635,12 +667,14 @@ class ReplyStream:
         # the text the user waits for reached the reader 3.4 ms later (median; up to the GIL's 5 ms switch
         # interval); now 0.3 ms (bench/stream_chat.py, first character).
         handed_over = None if switched_off(HANDOFF_ENV) else threading.Event()
+        stop_on_text = _StopOnText(self.stop_text) if self.stop_text and streaming else None
         streamer = incremental_streamer()(
             self.tokenizer,
             skip_prompt=True,
             skip_special_tokens=True,
             timeout=POLL_SECONDS,
             handed_over=handed_over,
+            stop_on_text=stop_on_text,
         )
         kwargs = {
             **self.settings.generate_kwargs(),
@@ -648,7 +682,9 @@ class ReplyStream:
             "attention_mask": torch.ones_like(input_ids),
             "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
-            "stopping_criteria": StoppingCriteriaList([_StopOn(self.stop, halt)]),
+            "stopping_criteria": StoppingCriteriaList(
+                [_StopOn(self.stop, halt), *([stop_on_text] if stop_on_text is not None else [])]
+            ),
         }
         kv = None
         if streaming:
@@ -796,6 +832,8 @@ class ReplyStream:
                 if streamed_ids == chosen
                 else token_pieces(self.tokenizer, chosen)
             )
+            pieces = [token.text for token in streamed] if streaming else texts
+            self.reply.shown_tokens = covering(pieces, len(text))
         finally:
             halt.set()
             if handed_over is not None:
