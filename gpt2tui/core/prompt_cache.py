@@ -1,4 +1,4 @@
-"""Keep the last reply's keys and values, so that a prompt starting the same way computes only what is new.
+"""Keep the last replies' keys and values, so that a prompt starting the same way computes only what is new.
 
 In chat mode every turn's prompt is the whole conversation so far, and an OpenAI client sends the whole
 conversation with every request: without this, each reply computed every earlier turn again before its first
@@ -15,8 +15,8 @@ The kept positions hold the values computed when they were first seen, one token
 tokens; computed again as part of a prompt they could differ in the last bits of a float (batched matrix
 products round differently), so a seeded reply matches a fresh process's token for token except where two
 tokens tie to within rounding, as with llama.cpp. ``GPT2TUI_PROMPT_CACHE=default`` computes every prompt in
-full (the off switch). The cache costs memory while the model is loaded: at most the context's keys and
-values (GPT-2 124M, 1,024 positions: 75 MB in fp32), per kept cache: the chat keeps one, ``gpt2tui serve`` one per
+full (the off switch). A kept cache costs memory while the model is loaded: at most the context's keys and
+values (GPT-2 124M, 1,024 positions: 75 MB in fp32). The chat keeps one, ``gpt2tui serve`` one for each
 interleaved conversation (``--prompt-caches``, 4 by default).
 """
 
