@@ -554,3 +554,70 @@ async def test_a_replayed_history_shows_no_stale_evaluation_progress(home: Path)
         monitor = await open_monitor(pilot, app, FINISHED_ID)
         await wait_for(pilot, lambda: len(monitor.evals) == 2, "both evaluations")
         assert text_of(monitor.query_one("#progress-text", Static)).startswith("step 6/6 · ETA")
+
+
+# ---- renaming a run's model ---------------------------------------------------------------------------
+
+
+def test_renaming_a_runs_model_takes_its_runs_along(tiny_model: str, home: Path) -> None:
+    """The run that wrote a model (or will write it when resumed) names it by its new name: its config (what a
+    resume saves to, what its monitor chats with), its status (the run lists) and its name claim."""
+    from gpt2tui.core.runs import Run, name_owner
+
+    store = ModelStore()
+    store.rename(tiny_model, "hand")
+    events: list[TrainingEvent] = [
+        started(),
+        step(1, 4.0),
+        RunFinished("hand", "/m", 1, True, 5.0, 3.0, 148.0, 20.0, 1, 9000.0, 2.0),
+    ]
+    folder = write_run(home, FINISHED_ID, events, state="stopped")
+    (home / "runs" / ".names").mkdir()
+    (home / "runs" / ".names" / "hand").write_text(FINISHED_ID)
+    store.rename("hand", "renamed")
+    run = Run(folder)
+    assert run.config()["train"]["name"] == "renamed"
+    assert run.summary()["model"] == "renamed"
+    assert name_owner("renamed") is not None and name_owner("renamed").id == FINISHED_ID  # type: ignore[union-attr]
+    assert name_owner("hand") is None
+    assert not (home / "runs" / ".names" / "hand").exists()
+
+
+def test_a_model_a_live_run_is_training_cannot_be_renamed(tiny_model: str, home: Path) -> None:
+    from gpt2tui.core.runs import Run
+
+    store = ModelStore()
+    store.rename(tiny_model, "hand")
+    folder = write_run(home, LIVE_ID, [started(), step(1, 4.0)], state="running", **live_status())
+    (home / "runs" / ".names").mkdir()
+    (home / "runs" / ".names" / "hand").write_text(LIVE_ID)
+    with pytest.raises(UserError) as refused:
+        store.rename("hand", "renamed")
+    assert str(refused.value) == (
+        f"The run {LIVE_ID} is training the model 'hand'; rename it once the run has ended (or stop it)."
+    )
+    assert store.exists("hand") and not store.exists("renamed")
+    assert Run(folder).config()["train"]["name"] == "hand"
+
+
+async def test_the_monitor_of_a_renamed_models_run_chats_with_it_by_its_new_name(
+    tiny_model: str, home: Path
+) -> None:
+    from gpt2tui.ui.screens.chat import ChatScreen
+
+    ModelStore().rename(tiny_model, "hand")
+    events: list[TrainingEvent] = [
+        started(),
+        step(1, 4.0),
+        RunFinished("hand", "/m", 1, False, 5.0, 3.0, 148.0, 20.0, 1, 9000.0, 2.0),
+    ]
+    write_run(home, FINISHED_ID, events)
+    ModelStore().rename("hand", "renamed")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        monitor = await open_monitor(pilot, app, FINISHED_ID)
+        assert monitor.sub_title == f"run {FINISHED_ID} · renamed"
+        assert "Saved as renamed" in visible_text(app, monitor.query_one("#outcome", Static))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), "the chat")
+        assert app.screen.sub_title == "chat with renamed"

@@ -465,6 +465,45 @@ def claim_name(run: Run, requested: str | None, stem: str, taken: Any) -> str:
     return name
 
 
+def follow_rename(old: str, new: str, root: Path | None = None) -> None:
+    """The model ``old`` is now ``new``: the runs that wrote it (or will, once resumed) say so.
+
+    Each such run's ``config.json`` and ``status.json`` get the new name, and its claim moves with it, so
+    that resuming a stopped run saves to the renamed model (it made a second copy under the old name),
+    chatting from its monitor opens it, and the run lists show it. Call only when no live run writes ``old``
+    (:func:`renaming_refused`). Its events keep the old name: they are the record of what happened.
+    """
+    root = root or runs_root()
+    if not root.is_dir():
+        return
+    with _names_lock(root) as names:
+        for run in list_runs(root):
+            try:
+                record = run.config()
+            except UserError:
+                continue
+            train = record.get("train")
+            if not isinstance(train, dict) or train.get("name") != old:
+                continue
+            write_json_atomic(run.config_path, {**record, "train": {**train, "name": new}})
+            if run.recorded_status().model == old:
+                run.write_status(model=new)
+            claim = names / old
+            with contextlib.suppress(OSError):
+                if claim.read_text(encoding="utf-8").strip() == run.id:
+                    os.replace(claim, names / new)
+
+
+def renaming_refused(name: str, root: Path | None = None) -> UserError | None:
+    """Why the model ``name`` cannot be renamed now (a live run is writing it), or None."""
+    owner = name_owner(name, root)
+    if owner is None or not owner.status().live:
+        return None
+    return UserError(
+        f"The run {owner.id} is training the model '{name}'; rename it once the run has ended (or stop it)."
+    )
+
+
 def release_names(run_id: str, root: Path) -> None:
     names = root / NAMES_DIR
     if not names.is_dir():

@@ -221,8 +221,11 @@ class ModelStore:
         can run out of space), then the folder is renamed, then they replace the old files."""
         info = self.get(old)
         self.require_free(new)
-        from gpt2tui.core.runs import name_owner, owner_error
+        from gpt2tui.core.runs import follow_rename, name_owner, owner_error, renaming_refused
 
+        refused = renaming_refused(old)
+        if refused is not None:
+            raise refused
         owner = name_owner(new)
         if owner is not None:
             raise owner_error(owner, new, what="name")
@@ -246,6 +249,7 @@ class ModelStore:
             moved = target / path.name
             if moved.exists():
                 os.replace(moved, target / final_name)
+        follow_rename(old, new)
         return self.get(new)
 
     def record_evaluation(self, name: str, record: EvaluationRecord) -> ModelInfo:

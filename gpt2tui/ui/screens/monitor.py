@@ -203,7 +203,7 @@ class MonitorScreen(Screen[None]):
         elif isinstance(event, RunFinished):
             log.write(describe(event))
             self.finished_event = event
-            self.model_name = event.name
+            self.model_name = self.model_name or event.name  # the config's: it follows a rename
             self.event_state = "stopped" if event.stopped else "finished"
             self.ended_at = recorded.time
             self.query_one("#progress", ProgressBar).update(progress=event.steps)
@@ -214,8 +214,8 @@ class MonitorScreen(Screen[None]):
             self.ended_at = recorded.time
 
     def started(self, event: RunStarted) -> None:
-        self.model_name = event.name
-        self.sub_title = f"run {self.run_id} · {event.name}"
+        self.model_name = self.model_name or event.name  # the config's: it follows a rename
+        self.sub_title = f"run {self.run_id} · {self.model_name}"
         limit = "max steps" if event.step_limit == "max_steps" else "epochs"
         self.query_one("#info", Static).update(
             Text.from_markup(
@@ -379,7 +379,7 @@ class MonitorScreen(Screen[None]):
 
     def saved_text(self) -> str:
         event = self.finished_event
-        name = escape(event.name if event else (self.status.model if self.status else None) or "the model")
+        name = escape(self.model_name or (self.status.model if self.status else None) or "the model")
         keys = "Press [b]c[/b] to chat with it, [b]escape[/b] for the model list."
         if event is None:
             return f"Saved as [b]{name}[/b].  {keys}"
