@@ -621,3 +621,31 @@ async def test_the_monitor_of_a_renamed_models_run_chats_with_it_by_its_new_name
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), "the chat")
         assert app.screen.sub_title == "chat with renamed"
+
+
+async def test_back_from_a_runs_monitor_home_highlights_that_run(home: Path) -> None:
+    """A run opened by the app (as the setup screen's start does): back on home, s, r and o act on it, not
+    on the row that was highlighted before (s silently stopped nothing: the highlighted run had finished)."""
+    newer = "20240105-120000-cccc"
+    write_run(home, FINISHED_ID, finished_history([(0, 5.0)]))
+    write_run(home, newer, finished_history([(0, 5.0)]))
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        runs = app.screen.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: runs.row_count == 2, "both runs listed")
+        runs.focus()
+        runs.move_cursor(row=0)
+        assert runs.coordinate_to_cell_key(runs.cursor_coordinate).row_key.value == newer
+        app.open_run(FINISHED_ID)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "home")
+        await pilot.pause()
+        assert runs.coordinate_to_cell_key(runs.cursor_coordinate).row_key.value == FINISHED_ID
+        runs.move_cursor(row=0)  # the user moves on; coming back from elsewhere keeps their row
+        app.action_chat_with("nothing-here")
+        await pilot.pause()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "home again")
+        await pilot.pause()
+        assert runs.coordinate_to_cell_key(runs.cursor_coordinate).row_key.value == newer

@@ -110,6 +110,8 @@ class GPT2TUIApp(App[None]):
         self.warm_up_thread: threading.Thread | None = None
         self._printed: IO[str] | None = None
         self.run_book = RunBook()
+        self.last_run_shown: str | None = None
+        """The run whose monitor opened last: home highlights it when it comes back (its keys act on it)."""
         self.run_watcher = RunWatcher(self)
         self.quit_note: str | None = None  # printed after exit: the runs that go on training
         self.prompt_history: list[str] = []  # every chat's prompts this session, oldest first (↑ in a chat)
@@ -337,12 +339,18 @@ class GPT2TUIApp(App[None]):
 
         self.push_screen(ChatScreen(name))
 
+    def take_last_run_shown(self) -> str | None:
+        """The run whose monitor opened since the last call (home asks once, when it comes back), or None."""
+        run_id, self.last_run_shown = self.last_run_shown, None
+        return run_id
+
     def open_run(self, run_id: str) -> None:
         """The monitor of ``run_id`` on top (it shows the run's whole history, whoever started it)."""
         from gpt2tui.ui.screens.monitor import MonitorScreen
 
         if isinstance(self.screen, MonitorScreen) and self.screen.run_id == run_id:
             return
+        self.last_run_shown = run_id
         self.push_screen(MonitorScreen(run_id))
 
     @on(NewFinetuneRequested)

@@ -261,6 +261,7 @@ class HomeScreen(Screen[None]):
         self.push_targets: dict[str, PushTarget] = {}  # per model, the last target asked for (this session)
         self.hub_owner: str | None = None  # the owner of the last repository pushed to (this session)
         self._shown = False
+        self.wanted_run: str | None = None  # to highlight once listed: the run whose monitor was just left
 
     def compose(self) -> ComposeResult:
         # Each part is shown or hidden from the start as the lists make it, so the first frame is the settled
@@ -312,6 +313,10 @@ class HomeScreen(Screen[None]):
             self._shown = True
             return
         self.refresh_models()
+        # Back from a run's monitor (a run just started, or one opened from here): its row is highlighted,
+        # so that s, r and o act on the run the user was watching, not on the row highlighted before.
+        take = getattr(self.app, "take_last_run_shown", None)
+        self.wanted_run = take() if take is not None else None
         book = getattr(self.app, "run_book", None)
         if book is not None:
             self.runs_changed(book.statuses)
@@ -554,8 +559,9 @@ class HomeScreen(Screen[None]):
         )
         previous = self.statuses
         self.statuses = dict(statuses)
+        wanted = self.wanted_run if self.wanted_run in statuses else None
         if list(statuses) != [str(key.value) for key in table.rows]:
-            keep = self.selected_run()
+            keep = wanted or self.selected_run()
             table.clear()
             for run_id, status in statuses.items():
                 table.add_row(*run_row(run_id, status), key=run_id)
@@ -567,6 +573,10 @@ class HomeScreen(Screen[None]):
                 if previous.get(run_id) != status:
                     for column, value in zip(RUN_COLUMNS, run_row(run_id, status), strict=True):
                         table.update_cell(run_id, column, value, update_width=True)
+            if wanted is not None:
+                table.move_cursor(row=list(statuses).index(wanted))
+        if wanted is not None:
+            self.wanted_run = None
         table.display = bool(statuses)
         self.show_run_note()
         if ended_now:
