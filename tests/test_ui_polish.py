@@ -143,6 +143,59 @@ async def test_a_blank_block_size_is_not_marked_invalid() -> None:
         assert block.has_class("-invalid")
 
 
+async def test_a_refused_block_size_offers_no_way_on(tmp_path: Path) -> None:
+    """Block size 0 was refused under the preview, yet "ctrl+n: continue" stayed and ctrl+n went on with 128."""
+    app = make_app()
+    notes: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, DatasetScreen)
+        screen.notify = lambda message, **kwargs: notes.append(str(message))  # type: ignore[method-assign]
+        await pilot.press("ctrl+l")
+        screen.query_one("#path", Input).value = str(QA_CSV)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.summary is not None, "the preview")
+        status = screen.query_one("#status", Static)
+        assert text_of(status) == "ctrl+n: continue to the fine-tune setup"
+        block = screen.query_one("#block", Input)
+        block.focus()
+        block.value = "0"
+        await pilot.press("enter")
+        assert (
+            text_of(screen.query_one("#error", Static)) == "Block size must be a whole number of at least 2."
+        )
+        assert text_of(status) == ""
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.screen is screen and notes[-1] == "Block size must be a whole number of at least 2."
+
+
+async def test_a_folder_typed_in_the_path_box_clears_the_file_chosen_before(tmp_path: Path) -> None:
+    """The tree browses the folder; the old file's error (or preview) no longer stands under the new path."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, DatasetScreen)
+        path = screen.query_one("#path", Input)
+        await pilot.press("ctrl+l")
+        path.value = str(tmp_path / "missing.txt")
+        await pilot.press("enter")
+        error = screen.query_one("#error", Static)
+        await wait_for(pilot, lambda: "No such file" in text_of(error), "the missing file's error")
+        path.value = str(QA_CSV)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.summary is not None, "the preview")
+        path.focus()
+        path.value = str(tmp_path)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.summary is None and not error.display
+        assert text_of(screen.query_one("#summary", Static)) == ""
+        assert text_of(screen.query_one("#status", Static)) == ""
+
+
 async def test_highlighting_previews_where_the_cursor_stops_and_enter_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

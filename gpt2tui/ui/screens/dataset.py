@@ -40,6 +40,7 @@ COLUMNS_HINT = "Choose the columns to train on above: a text column, or a questi
 PREVIEW_TOKENIZER = "a byte-level BPE trained on this file (scratch tiny)"
 HIGHLIGHT_DELAY = 0.3
 """Seconds a file stays highlighted before it is previewed: moving through a list previews only where it stops."""
+BAD_BLOCK = "Block size must be a whole number of at least 2."
 LINE_BREAK = "↵"
 """Marks a line break inside a plain-text example, so hard-wrapped text wraps once, at the screen's edge."""
 DATASET_ADVICE: Advice = {
@@ -279,6 +280,7 @@ class DatasetScreen(Screen[None]):
             return
         path = self.resolve_input(event.value.strip())
         if path.is_dir():
+            self.forget_choice()  # the file chosen before is no longer what the path box says
             self.browse(path)
             return
         self.choose(path, keep_input=True)
@@ -286,7 +288,8 @@ class DatasetScreen(Screen[None]):
     @on(Input.Submitted, "#block")
     def block_typed(self, event: Input.Submitted) -> None:
         if event.validation_result is not None and not event.validation_result.is_valid:
-            self.show_error("Block size must be a whole number of at least 2.")
+            self.show_error(BAD_BLOCK)
+            self.query_one("#status", Static).update("")  # no "continue" under a refused value
             return
         if self.spec is not None:
             self.start_preview(self.spec)
@@ -413,7 +416,19 @@ class DatasetScreen(Screen[None]):
 
     # ------------------------------------------------------------------------------------------ actions
 
+    def forget_choice(self) -> None:
+        """No file chosen: its preview, error and the way on are cleared (a preview still running is dropped)."""
+        self.request += 1
+        self.spec, self.summary, self.previewing = None, None, False
+        self.show_error("")
+        self.query_one("#summary", Static).update("")
+        self.query_one("#status", Static).update("")
+
     def action_continue(self) -> None:
+        if not self.query_one("#block", Input).is_valid:
+            self.show_error(BAD_BLOCK)
+            self.notify(BAD_BLOCK, severity="warning")
+            return
         if self.spec is None or self.summary is None:
             self.notify("Choose a file that previews without errors first.", severity="warning")
             return
