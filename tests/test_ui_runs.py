@@ -253,9 +253,22 @@ async def test_monitor_shows_why_a_run_failed_and_offers_resume(home: Path) -> N
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "home again")
 
+        runs = app.screen.query_one("#runs", DataTable)
+        runs.move_cursor(row=runs.get_row_index(LIVE_ID))
+        await pilot.pause()
+        note = text_of(app.screen.query_one("#run-note", Static))
+        # The screen's key, not the CLI's command (which stays in the sentence `gpt2tui runs` prints).
+        assert note == (
+            f"Run {LIVE_ID} failed: the training process ended without saving its state; r resumes it from its "
+            "last checkpoint."
+        )
         monitor = await open_monitor(pilot, app, LIVE_ID)
         assert monitor.state == "failed"
-        assert DIED.format(run=LIVE_ID) in text_of(monitor.query_one("#outcome", Static))
+        assert text_of(monitor.query_one("#outcome", Static)).startswith(
+            "The run failed: the training process ended without saving its state  Press r to resume it"
+        )
+        assert "gpt2tui runs resume" not in text_of(monitor.query_one("#outcome", Static))
+        assert DIED.endswith("`gpt2tui runs resume {run}`")
 
 
 async def test_home_lists_runs_and_refuses_to_remove_a_live_one(home: Path) -> None:

@@ -40,7 +40,9 @@ NAMES_DIR = ".names"  # one claim file per model name a run will write: <name> h
 
 LOCK_WAIT_SECONDS = 30.0
 LIVE_STATES = ("starting", "running", "stopping")
-DIED = "the training process ended without saving its state; resume it with `gpt2tui runs resume {run}`"
+RESUME_ADVICE = "resume it with `gpt2tui runs resume {run}`"
+"""How a failure sentence ends for the CLI; the TUI says its own key instead (``ui.wording.failure_in_app``)."""
+DIED = "the training process ended without saving its state; " + RESUME_ADVICE
 
 
 def now_iso() -> str:

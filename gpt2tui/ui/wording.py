@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gpt2tui.core.errors import UserError
+from gpt2tui.core.runs import RESUME_ADVICE
 
 Advice = Mapping[str, str]
 """Per ``UserError.fix`` key, how this screen fixes it: a clause that may name ``UserError.details`` fields."""
@@ -25,6 +26,11 @@ def in_screen_terms(err: UserError, advice: Advice) -> str:
         return f"{err.problem}; {clause.format(**err.details)}."
     except (KeyError, IndexError):  # advice naming a detail this error lacks: the core's sentence is right
         return str(err)
+
+
+def failure_in_app(message: str, run_id: str) -> str:
+    """A run's failure sentence without the CLI's resume command (the screens offer their r key instead)."""
+    return message.replace("; " + RESUME_ADVICE.format(run=run_id), "")
 
 
 def count_of_rows(file_format: str | None, rows: int) -> str:

@@ -41,7 +41,7 @@ from gpt2tui.ui.widgets.dialogs import (
     os_error_sentence,
 )
 from gpt2tui.ui.widgets.footer import Footer
-from gpt2tui.ui.wording import Advice, count_of_rows
+from gpt2tui.ui.wording import Advice, count_of_rows, failure_in_app
 
 EMPTY_INTRO = """\
 [b]No fine-tuned models yet.[/b]
@@ -598,7 +598,8 @@ class HomeScreen(Screen[None]):
             note.display = False
             return
         if status.state == "failed":
-            note.update(Text(f"Run {run_id} failed: {status.message or 'no reason was recorded.'}"))
+            reason = failure_in_app(status.message or "no reason was recorded", run_id).rstrip(".")
+            note.update(Text(f"Run {run_id} failed: {reason}; r resumes it from its last checkpoint."))
         elif status.live:
             note.update(Text(f"Run {run_id} is its own process; from a shell: gpt2tui runs attach {run_id}"))
         else:

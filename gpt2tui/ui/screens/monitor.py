@@ -40,6 +40,7 @@ from gpt2tui.ui.messages import ChatRequested, MonitorClosed, RunResumed
 from gpt2tui.ui.runs import resume_error, run_folder, stop_error, updated_at
 from gpt2tui.ui.widgets.footer import Footer
 from gpt2tui.ui.widgets.loss_plot import LossPlot
+from gpt2tui.ui.wording import failure_in_app
 
 LOG_LINES = 2_000
 LIVE_STATES = ("starting", "running", "stopping")
@@ -366,7 +367,7 @@ class MonitorScreen(Screen[None]):
         elif state in ("finished", "stopped"):
             self.show_outcome(self.saved_text(), error=False)
         elif state == "failed":
-            message = self.failure or "the run ended with an error."
+            message = failure_in_app(self.failure or "the run ended with an error.", self.run_id)
             self.show_outcome(
                 f"The run failed: {escape(message)}  Press [b]r[/b] to resume it from its last checkpoint, "
                 "[b]escape[/b] to go back.",
