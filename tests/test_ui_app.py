@@ -375,13 +375,13 @@ async def test_setup_refuses_invalid_values_in_place(tiny_model: str) -> None:
         setup.query_one("#batch_size", Input).value = "0"
         await pilot.press("ctrl+s")
         assert app.screen is setup
-        assert text_of(error) == "Batch size: Must be greater than or equal to 1."
+        assert text_of(error) == "Batch size must be a whole number of at least 1."
         assert app.focused is setup.query_one("#batch_size", Input)
         setup.query_one("#batch_size", Input).value = "8"
 
         setup.query_one("#eval_split", Input).value = "1.5"
         await pilot.press("ctrl+s")
-        assert text_of(error) == "Eval split: Must be between 0 and 1 (exclusive)."
+        assert text_of(error) == "Eval split must be a number between 0 and 1 (not 0 or 1)."
         setup.query_one("#eval_split", Input).value = "0.1"
 
         setup.query_one("#name", Input).value = tiny_model
@@ -403,7 +403,7 @@ async def test_setup_refusal_is_visible_at_80x24() -> None:
         await pilot.press("ctrl+s")
         error = setup.query_one("#error", Static)
         await wait_for(pilot, lambda: bool(visible_text(app, error)), "the error on screen")
-        assert visible_text(app, error).strip() == "Seed: Must be a valid integer."
+        assert visible_text(app, error).strip() == "Seed must be a whole number from 0 to 4,294,967,295."
         assert app.focused is seed
         await wait_for(pilot, lambda: "x" in visible_text(app, seed), "the refused field on screen")
         rows = visible_text(app, seed).splitlines()

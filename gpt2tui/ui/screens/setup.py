@@ -71,6 +71,29 @@ class BetweenZeroAndOne(Validator):
         return self.success() if 0 < number < 1 else self.failure("Must be between 0 and 1 (exclusive).")
 
 
+FIELD_LABELS = {"lr": "Learning rate"}
+"""A field's label where its id, capitalised, is not it."""
+
+
+def requirement(validator: Validator) -> str:
+    """What a field's validator asks for, as the end of a sentence ("a whole number of at least 1")."""
+    if isinstance(validator, BetweenZeroAndOne):
+        return "a number between 0 and 1 (not 0 or 1)"
+    if not isinstance(validator, Number):
+        return "valid"
+    kind = "a whole number" if isinstance(validator, Integer) else "a number"
+
+    def shown(bound: float) -> str:
+        return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+    low, high = validator.minimum, validator.maximum
+    if low is not None and high is not None:
+        return f"{kind} from {shown(low)} to {shown(high)}"
+    if low is not None:
+        return f"{kind} of at least {shown(low)}"
+    return f"{kind} of at most {shown(high)}" if high is not None else kind
+
+
 class SetupScreen(Screen[None]):
     """Collect a :class:`TrainConfig` and start it as a run; the core's own validation decides what is refused.
 
@@ -372,8 +395,11 @@ class SetupScreen(Screen[None]):
                 continue
             result = input_.validate(input_.value.strip())
             if result is not None and not result.is_valid:
-                label = input_.id.replace("_", " ").capitalize() if input_.id else "A field"
-                raise FieldError(f"{label}: {result.failure_descriptions[0]}", input_.id)
+                field_id = input_.id or ""
+                label = FIELD_LABELS.get(field_id, field_id.replace("_", " ").capitalize() or "A field")
+                failed = result.failures[0].validator if result.failures else None
+                wanted = requirement(failed) if failed is not None else "valid"
+                raise FieldError(f"{label} must be {wanted}.", input_.id)
         kind = self.base_kind()
         base = "scratch" if kind == "scratch" else self.field("base")
         if not base:
