@@ -283,6 +283,17 @@ async def test_delete_asks_first(tiny_model: str) -> None:
         assert app.screen.query_one("#empty").display
 
 
+async def open_path(pilot: Any, app: GPT2TUIApp, path: Path) -> DatasetScreen:
+    """From home: n, then the path typed in the path box (ctrl+l) and enter."""
+    await pilot.press("n")
+    screen = app.screen
+    assert isinstance(screen, DatasetScreen)
+    await pilot.press("ctrl+l")
+    screen.query_one("#path", Input).value = str(path)
+    await pilot.press("enter")
+    return screen
+
+
 async def test_dataset_errors_are_the_core_sentences(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
@@ -292,14 +303,8 @@ async def test_dataset_errors_are_the_core_sentences(tmp_path: Path) -> None:
     )
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        screen = app.screen
-        assert isinstance(screen, DatasetScreen)
+        screen = await open_path(pilot, app, empty)
         error = screen.query_one("#error", Static)
-
-        await pilot.press("ctrl+l")
-        screen.query_one("#path", Input).value = str(empty)
-        await pilot.press("enter")
         await wait_for(pilot, lambda: bool(text_of(error)), "the empty-file error")
         assert text_of(error) == f"{empty} is empty: there is no text to train on."
 

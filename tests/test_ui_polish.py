@@ -22,7 +22,7 @@ from gpt2tui.ui.screens.home import HomeScreen
 from gpt2tui.ui.screens.setup import SetupScreen
 from gpt2tui.ui.widgets.dialogs import NameDialog
 from tests.conftest import KJV_TXT, QA_CSV
-from tests.test_ui_app import ROOT, SIZE, SMALL, make_app, open_setup, text_of, wait_for
+from tests.test_ui_app import ROOT, SIZE, SMALL, make_app, open_path, open_setup, text_of, wait_for
 
 
 def drawn_lines(widget: Widget) -> list[str]:
@@ -148,13 +148,8 @@ async def test_a_refused_block_size_offers_no_way_on(tmp_path: Path) -> None:
     app = make_app()
     notes: list[str] = []
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        screen = app.screen
-        assert isinstance(screen, DatasetScreen)
+        screen = await open_path(pilot, app, QA_CSV)
         screen.notify = lambda message, **kwargs: notes.append(str(message))  # type: ignore[method-assign]
-        await pilot.press("ctrl+l")
-        screen.query_one("#path", Input).value = str(QA_CSV)
-        await pilot.press("enter")
         await wait_for(pilot, lambda: screen.summary is not None, "the preview")
         status = screen.query_one("#status", Static)
         assert text_of(status) == "ctrl+n: continue to the fine-tune setup"
@@ -175,13 +170,8 @@ async def test_a_folder_typed_in_the_path_box_clears_the_file_chosen_before(tmp_
     """The tree browses the folder; the old file's error (or preview) no longer stands under the new path."""
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        screen = app.screen
-        assert isinstance(screen, DatasetScreen)
+        screen = await open_path(pilot, app, tmp_path / "missing.txt")
         path = screen.query_one("#path", Input)
-        await pilot.press("ctrl+l")
-        path.value = str(tmp_path / "missing.txt")
-        await pilot.press("enter")
         error = screen.query_one("#error", Static)
         await wait_for(pilot, lambda: "No such file" in text_of(error), "the missing file's error")
         path.value = str(QA_CSV)
