@@ -123,9 +123,9 @@ class ChatScreen(Screen[None]):
     COMMANDS: ClassVar[set[type[Provider]]] = {ChatCommands}
     AUTO_FOCUS = "#prompt"
     pane_class: ClassVar[type[ChatPane]] = ChatPane
+    """What a pane is (a bench measures streaming with a subclass)."""
     PALETTE_ONLY: ClassVar[tuple[tuple[str, str, str], ...]] = PALETTE_ONLY
     """Listed by the key map (F1) too, so that a command with no key is still found there."""
-    """What a pane is (a bench measures streaming with a subclass)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # The decoding keys are listed on the transcript's border (KEY_LEGEND), not in the footer.
