@@ -734,11 +734,13 @@ def sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def usage(finished: dict[int, Finished], n: int, completion_tokens: int) -> dict[str, Any]:
-    """OpenAI's usage object: prompt tokens counted once per prompt, however many choices it has (as OpenAI
-    counts them), and of those the ones an earlier generation had computed (``core.prompt_cache``)."""
+def usage(finished: dict[int, Finished], n: int) -> dict[str, Any]:
+    """OpenAI's usage object for the finished choices (``n`` per prompt): every choice's new tokens; prompt
+    tokens counted once per prompt, however many choices it has (as OpenAI counts them), and of those the ones
+    an earlier generation had computed (``core.prompt_cache``)."""
     firsts = [f.reply for index, f in finished.items() if index % n == 0]
     prompt_tokens = sum(reply.prompt_tokens for reply in firsts)
+    completion_tokens = sum(f.reply.new_tokens for f in finished.values())
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -947,8 +949,7 @@ def build_app(state: ServerState) -> Starlette:
                     yield stream_error(job, None)
                     return
                 if include_usage:
-                    tokens = sum(f.reply.new_tokens for f in finished.values())
-                    yield sse({**head, "choices": [], "usage": usage(finished, n, tokens)})
+                    yield sse({**head, "choices": [], "usage": usage(finished, n)})
                 yield sse("[DONE]")
 
             return EventStream(events(), job)
@@ -970,13 +971,12 @@ def build_app(state: ServerState) -> Starlette:
                     "seed": done.reply.seed,
                 }
             )
-        tokens = sum(f.reply.new_tokens for f in finished.values())
         return JSONResponse(
             {
                 **head,
                 "system_fingerprint": FINGERPRINT,
                 "choices": choices,
-                "usage": usage(finished, n, tokens),
+                "usage": usage(finished, n),
             }
         )
 
@@ -1054,8 +1054,7 @@ def build_app(state: ServerState) -> Starlette:
                     yield stream_error(job, None)
                     return
                 if include_usage:
-                    tokens = sum(f.reply.new_tokens for f in finished.values())
-                    yield sse({**head, "choices": [], "usage": usage(finished, n, tokens)})
+                    yield sse({**head, "choices": [], "usage": usage(finished, n)})
                 yield sse("[DONE]")
 
             return EventStream(events(), job)
@@ -1073,14 +1072,13 @@ def build_app(state: ServerState) -> Starlette:
             }
             for j in range(n)
         ]
-        tokens = sum(f.reply.new_tokens for f in finished.values())
         return JSONResponse(
             {
                 **head,
                 "object": "chat.completion",
                 "system_fingerprint": FINGERPRINT,
                 "choices": choices,
-                "usage": usage(finished, n, tokens),
+                "usage": usage(finished, n),
             }
         )
 
