@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_chat import CORPUS, SIZE, host_app, in_a_thread, load_average, measured_screen, save
+from stream_chat import CORPUS, SIZE, host_app, load_average, measured_screen, reference_first_token, save
 
 
 def build(shape: str) -> Any:
@@ -60,24 +60,6 @@ def questions(count: int) -> list[str]:
     return [lines[i * 7 % len(lines)][:160] for i in range(count)]
 
 
-def raw_first_token(loaded: Any, prompt: str) -> float:
-    """Seconds for raw ``generate`` of one token on the whole prompt, from a thread as the chat does."""
-    import torch
-
-    ids = torch.tensor([loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]])
-    eos = loaded.tokenizer.eos_token_id
-
-    def generate() -> Any:
-        with torch.inference_mode():
-            return loaded.model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=1, do_sample=False, pad_token_id=eos
-            )
-
-    started = time.perf_counter()
-    in_a_thread(generate)
-    return time.perf_counter() - started
-
-
 def first_chunk(
     loaded: Any, question: str, history: list[tuple[str, str]], settings: Any
 ) -> tuple[float, Any]:
@@ -101,8 +83,7 @@ def conversation(loaded: Any, turns: int, reply_tokens: int, idle: float) -> lis
     rows = []
     for question in questions(turns):
         prompt = chat_prompt(history, question, loaded, settings.max_new_tokens)
-        time.sleep(idle)
-        reference = raw_first_token(loaded, prompt)
+        reference = reference_first_token(loaded, idle, prompt)
         cold = dataclasses.replace(loaded, prompt_cache=PromptCache())
         time.sleep(idle)
         off, (off_stream, _, rest) = first_chunk(cold, question, history, settings)
@@ -179,8 +160,7 @@ def through_screen(
     asyncio.run(drive())
     # The reference after the app has closed: measured inside its event loop, it took 5-10x as long.
     for row, prompt in zip(rows, prompts, strict=True):
-        time.sleep(idle)
-        row["reference"] = raw_first_token(loaded, prompt)
+        row["reference"] = reference_first_token(loaded, idle, prompt)
     return rows
 
 

@@ -131,12 +131,13 @@ def reference(loaded: Any, tokens: int) -> tuple[float, list[int], float]:
     return seconds, out[0, ids.shape[1] :].tolist(), time.process_time() - cpu
 
 
-def reference_first_token(loaded: Any, idle: float = 0.0) -> float:
-    """Prefill + first token: ``generate`` with ``max_new_tokens=1``, after ``idle`` seconds of rest."""
+def reference_first_token(loaded: Any, idle: float = 0.0, prompt: str = PROMPT) -> float:
+    """Prefill + first token of ``prompt``: ``generate`` with ``max_new_tokens=1``, after ``idle`` seconds of
+    rest."""
     import torch
 
     time.sleep(idle)
-    ids = torch.tensor([loaded.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]])
     kwargs = {**generate_kwargs(loaded, 1)}
 
     def generate() -> Any:
