@@ -827,13 +827,11 @@ class ReplyStream:
             chosen = [token for token, _ in self.reply.tokens]
             # The stream decoded each token's text as it came: decoding the whole reply again is not needed.
             streamed_ids = [token.id for token in streamed]
+            streamed_texts = [token.text for token in streamed]
             self.reply.pieces = (
-                [token.text for token in streamed]
-                if streamed_ids == chosen
-                else token_pieces(self.tokenizer, chosen)
+                streamed_texts if streamed_ids == chosen else token_pieces(self.tokenizer, chosen)
             )
-            pieces = [token.text for token in streamed] if streaming else texts
-            self.reply.shown_tokens = covering(pieces, len(text))
+            self.reply.shown_tokens = covering(streamed_texts if streaming else texts, len(text))
         finally:
             halt.set()
             if handed_over is not None:
