@@ -114,8 +114,13 @@ async def test_the_palettes_screenshot_is_saved_in_gpt2tuis_folder(home: Path) -
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         app.action_screenshot()
+
+        def written() -> bool:  # Textual writes the file from a thread: it can exist, still empty
+            shots = list((home / "screenshots").glob("*.svg"))
+            return bool(shots) and shots[0].read_text(encoding="utf-8").rstrip().endswith("</svg>")
+
         deadline = time.monotonic() + 10
-        while not list((home / "screenshots").glob("*.svg")) and time.monotonic() < deadline:
+        while not written() and time.monotonic() < deadline:
             await pilot.pause(0.05)
         (shot,) = (home / "screenshots").glob("*.svg")
         assert shot.read_text(encoding="utf-8").startswith("<svg")
