@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def test_block_size_above_the_context_is_refused(home: Path) -> None:
     ("changes", "message"),
     [
         ({"batch_size": 0}, "--batch-size must be at least 1, not 0."),
-        ({"max_steps": 0}, "--max-steps must be at least 1, not 0."),
+        ({"max_steps": 0}, "--max-steps must be from 1 to 10,000,000, not 0."),
+        ({"max_steps": 99_999_999_999}, "--max-steps must be from 1 to 10,000,000, not 99,999,999,999."),
         ({"max_steps": None, "epochs": 0}, "--epochs must be a number greater than 0, not 0."),
         ({"lr": 5.0}, "--lr must be between 0 and 1, not 5.0."),
         ({"scratch_size": "huge"}, "Unknown scratch size 'huge'; choose one of tiny, small, gpt2."),
@@ -121,6 +123,18 @@ def test_bad_settings_are_refused_before_any_work(home: Path, changes: dict, mes
         train(tiny(**changes))
     assert str(info.value) == message
     assert not home.exists()
+
+
+def test_epochs_that_make_too_many_steps_are_refused_before_training(home: Path) -> None:
+    """Known only once the data is packed: the file's blocks times the epochs, over the batch."""
+    with pytest.raises(UserError) as info:
+        train(tiny(max_steps=None, epochs=1e9, batch_size=1))
+    assert re.fullmatch(
+        r"--epochs 1e\+09 makes [\d,]+ optimizer steps on this data, more than the 10,000,000 a run may have; "
+        r"use fewer epochs\.",
+        str(info.value),
+    )
+    assert tree_snapshot(home / "models") == {}
 
 
 def test_non_finite_loss_stops_with_a_clear_message(home: Path, tmp_path: Path) -> None:

@@ -402,6 +402,21 @@ async def test_setup_refuses_invalid_values_in_place(tiny_model: str) -> None:
         assert app.screen is setup
 
 
+async def test_setup_refuses_a_step_count_no_run_could_reach() -> None:
+    """99,999,999,999 steps: the warm-up alone would keep the learning rate near 0 for ever."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        setup = SetupScreen(DataSpec(str(QA_CSV)))
+        await app.push_screen(setup)
+        setup.query_one("#max_steps", Input).value = "99999999999"
+        await pilot.press("ctrl+s")
+        assert (
+            text_of(setup.query_one("#error", Static))
+            == "Max steps must be a whole number from 1 to 10,000,000."
+        )
+        assert app.screen is setup
+
+
 async def test_setup_refusal_is_visible_at_80x24() -> None:
     """The last field and the error line are below the fold of a 24-row terminal; both must come into view."""
     app = make_app()

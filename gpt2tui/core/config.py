@@ -20,6 +20,21 @@ MAX_SEED = 2**32 - 1
 """accelerate's ``set_seed`` seeds numpy too, which takes 32-bit seeds."""
 
 
+MAX_STEPS = 10_000_000
+"""The most optimizer steps a run may have (nanoGPT trains GPT-2 124M from scratch in 600,000): more is a typo,
+and its warm-up alone (:attr:`TrainConfig.warmup_ratio` of the steps) would keep the learning rate near 0 for
+the whole of any run that ends in this lifetime."""
+
+
+def check_total_steps(steps: int, epochs: float) -> None:
+    """Refuse a run that ``--epochs`` makes longer than :data:`MAX_STEPS` on its data (known once packed)."""
+    if steps > MAX_STEPS:
+        raise UserError(
+            f"--epochs {epochs:g} makes {steps:,} optimizer steps on this data, more than the {MAX_STEPS:,} a run "
+            "may have; use fewer epochs."
+        )
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run; defaults suit a small fine-tune."""
@@ -77,8 +92,8 @@ class TrainConfig:
         for option, value in positive.items():
             if value < 1:
                 raise UserError(f"{option} must be at least 1, not {value}.")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserError(f"--max-steps must be at least 1, not {self.max_steps}.")
+        if self.max_steps is not None and not 1 <= self.max_steps <= MAX_STEPS:
+            raise UserError(f"--max-steps must be from 1 to {MAX_STEPS:,}, not {self.max_steps:,}.")
         if self.max_steps is None and not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise UserError(f"--epochs must be a number greater than 0, not {self.epochs}.")
         if self.block_size is not None and self.block_size < 2:

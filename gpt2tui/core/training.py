@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpt2tui import __version__
 from gpt2tui.core.card import DatasetRecord, FormattingRecord, ModelMetadata
-from gpt2tui.core.config import MIXED_PRECISION, TrainConfig
+from gpt2tui.core.config import MIXED_PRECISION, TrainConfig, check_total_steps
 from gpt2tui.core.data import DatasetSummary, DataSpec, check_eval_split
 from gpt2tui.core.device import keep_freed_memory
 from gpt2tui.core.errors import UserError
@@ -203,6 +203,7 @@ def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: boo
     global_batch = config.batch_size * accelerator.num_processes
     batches_per_epoch = max(1, math.ceil(len(parts.train) / global_batch))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * batches_per_epoch / config.grad_accum))
+    check_total_steps(total_steps, config.epochs)
     # One scheduler step per optimizer step, on every process alike (not prepared: accelerate would step it
     # once per process).
     scheduler = get_linear_schedule_with_warmup(

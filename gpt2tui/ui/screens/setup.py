@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.validation import Integer, Number, Validator
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static
 
-from gpt2tui.core.config import MAX_SEED
+from gpt2tui.core.config import MAX_SEED, MAX_STEPS
 from gpt2tui.core.data import DatasetSummary, DataSpec
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.models import HUB_EXAMPLES, SCRATCH_SIZES
@@ -159,7 +159,7 @@ class SetupScreen(Screen[None]):
                 yield Input(
                     SCRATCH_MAX_STEPS,
                     id="max_steps",
-                    validators=[Integer(minimum=1)],
+                    validators=[Integer(minimum=1, maximum=MAX_STEPS)],
                     tooltip="Optimizer steps (when the length is by max steps).",
                 )
                 yield Label("Block size", classes="field")
