@@ -32,6 +32,7 @@ from gpt2tui.ui.messages import DatasetChosen, PreviewFinished
 from gpt2tui.ui.samples import DATA_SUFFIXES, FIRST_SAMPLE, sample_files
 from gpt2tui.ui.visible import visible
 from gpt2tui.ui.widgets.footer import Footer
+from gpt2tui.ui.widgets.text_field import TextField
 from gpt2tui.ui.wording import Advice, count_of_rows, in_screen_terms
 
 DEFAULT_PAIRS = (("question", "answer"), ("prompt", "completion"))
@@ -175,10 +176,10 @@ class DatasetScreen(Screen[None]):
                 yield Label(self.browse_label(self.start_dir), classes="section", id="browse")
                 yield DataFileTree(self.start_dir, id="tree")
             with Vertical(id="right"):
-                yield Input(placeholder=f"path to a {SUPPORTED} file, then enter", id="path")
+                yield TextField(placeholder=f"path to a {SUPPORTED} file, then enter", id="path")
                 with Horizontal(id="options"):
                     yield Label("Block size", classes="field")
-                    yield Input(
+                    yield TextField(
                         placeholder="128",
                         id="block",
                         type="integer",

@@ -21,6 +21,7 @@ from gpt2tui.core.models import HUB_EXAMPLES, SCRATCH_SIZES
 from gpt2tui.core.training import TrainConfig
 from gpt2tui.ui.messages import DataRecounted, HubProbed, RunLaunched, RunLaunchFailed
 from gpt2tui.ui.widgets.footer import Footer
+from gpt2tui.ui.widgets.text_field import TextField
 from gpt2tui.ui.wording import Advice, count_of_rows, in_screen_terms
 
 SCRATCH_MAX_STEPS = "200"
@@ -135,7 +136,7 @@ class SetupScreen(Screen[None]):
                 yield Label("Base", classes="field")
                 yield Select(BASE_KINDS, value="scratch", allow_blank=False, id="base_kind")
                 yield Label("Hub id / folder", classes="field")
-                yield Input(placeholder=HUB_EXAMPLES[0], id="base", disabled=True)
+                yield TextField(placeholder=HUB_EXAMPLES[0], id="base", disabled=True)
                 yield Label("Scratch size", classes="field")
                 yield Select(
                     [(SCRATCH_LABELS.get(size, size), size) for size in SCRATCH_SIZES],
@@ -144,11 +145,11 @@ class SetupScreen(Screen[None]):
                     id="scratch_size",
                 )
                 yield Label("Name", classes="field")
-                yield Input(id="name", tooltip="The stored model's name.")
+                yield TextField(id="name", tooltip="The stored model's name.")
                 yield Label("Length by", classes="field")
                 yield Select(LENGTHS, value="max_steps", allow_blank=False, id="length")
                 yield Label("Epochs", classes="field")
-                yield Input(
+                yield TextField(
                     "3",
                     id="epochs",
                     validators=[Number(minimum=0.0001)],
@@ -156,7 +157,7 @@ class SetupScreen(Screen[None]):
                     tooltip="Passes over the training blocks (when the length is by epochs).",
                 )
                 yield Label("Max steps", classes="field")
-                yield Input(
+                yield TextField(
                     SCRATCH_MAX_STEPS,
                     id="max_steps",
                     validators=[Integer(minimum=1, maximum=MAX_STEPS)],
@@ -164,7 +165,7 @@ class SetupScreen(Screen[None]):
                 )
                 yield Label("Block size", classes="field")
                 block = str(self.preview_block_size) if self.preview_block_size else ""
-                yield Input(
+                yield TextField(
                     block,
                     id="block_size",
                     placeholder="blank: base default",
@@ -172,27 +173,27 @@ class SetupScreen(Screen[None]):
                     valid_empty=True,
                 )
                 yield Label("Batch size", classes="field")
-                yield Input("8", id="batch_size", validators=[Integer(minimum=1)])
+                yield TextField("8", id="batch_size", validators=[Integer(minimum=1)])
                 yield Label("Grad accum", classes="field")
-                yield Input("1", id="grad_accum", validators=[Integer(minimum=1)])
+                yield TextField("1", id="grad_accum", validators=[Integer(minimum=1)])
                 yield Label("Learning rate", classes="field")
-                yield Input(
+                yield TextField(
                     id="lr",
                     placeholder="blank: base default",
                     validators=[BetweenZeroAndOne()],
                     valid_empty=True,
                 )
                 yield Label("Eval split", classes="field")
-                yield Input("0.1", id="eval_split", validators=[BetweenZeroAndOne()])
+                yield TextField("0.1", id="eval_split", validators=[BetweenZeroAndOne()])
                 yield Label("Eval every", classes="field")
-                yield Input(
+                yield TextField(
                     EVAL_EVERY,
                     id="eval_every",
                     placeholder="0: before and after only",
                     validators=[Integer(minimum=0)],
                 )
                 yield Label("Save every", classes="field")
-                yield Input(
+                yield TextField(
                     str(DEFAULTS.save_every),
                     id="save_every",
                     placeholder="0: only when stopped",
@@ -200,7 +201,7 @@ class SetupScreen(Screen[None]):
                     tooltip="Optimizer steps between checkpoints (a stopped or failed run resumes from one).",
                 )
                 yield Label("Seed", classes="field")
-                yield Input("42", id="seed", validators=[Integer(minimum=0, maximum=MAX_SEED)])
+                yield TextField("42", id="seed", validators=[Integer(minimum=0, maximum=MAX_SEED)])
                 yield Label("Keep best", classes="field")
                 yield Checkbox(
                     "best eval's weights",

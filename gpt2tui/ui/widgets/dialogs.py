@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.ui.widgets.footer import Footer
+from gpt2tui.ui.widgets.text_field import TextField
 from gpt2tui.ui.wording import Advice, in_screen_terms
 
 
@@ -86,7 +87,7 @@ class NameDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, id="title")
-            yield Input(self.initial, id="name")
+            yield TextField(self.initial, id="name")
             yield Static("", id="error", classes="error")
             yield Static("enter: apply   escape: cancel", classes="hint")
         yield Footer()
@@ -142,7 +143,7 @@ class PushDialog(ModalScreen[PushTarget | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(f"Push '{self.model}' to the Hugging Face Hub as repository:"), id="title")
-            yield Input(self.initial, placeholder="OWNER/NAME", id="repo-id", select_on_focus=False)
+            yield TextField(self.initial, placeholder="OWNER/NAME", id="repo-id", select_on_focus=False)
             with RadioSet(id="visibility"):
                 yield RadioButton(
                     "private: only you (or your organization) can see it", self.private, id="private"
@@ -205,7 +206,7 @@ class PickDialog(ModalScreen[str | None]):
                 for name, about in self.choices
             ]
             yield OptionList(*options, id="choices")
-            yield Input(placeholder=self.typed_placeholder, id="typed")
+            yield TextField(placeholder=self.typed_placeholder, id="typed")
             yield Static("", id="error", classes="error")
             yield Static("enter: choose   tab: type one instead   escape: cancel", classes="hint")
         yield Footer()

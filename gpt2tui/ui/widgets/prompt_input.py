@@ -19,8 +19,10 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
+from gpt2tui.ui.widgets.text_field import KeysInOrder
 
-class PromptInput(TextArea):
+
+class PromptInput(KeysInOrder, TextArea):
     """A soft-wrapped, growing text box whose Enter posts :class:`PromptInput.Submitted` instead of a newline."""
 
     KEY_MAP_PLACE = "prompt box"

@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import MAX_SEED, STRATEGIES, GenerationSettings, Strategy
 from gpt2tui.ui.widgets.footer import Footer
+from gpt2tui.ui.widgets.text_field import TextField
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class SettingsPanel(ModalScreen[GenerationSettings | None]):
             for field in FIELDS:
                 with Horizontal(classes="field", id=f"{field.id}-row"):
                     yield Label(field.label, classes="field-label")
-                    yield Input(self._shown(field), id=field.id, compact=True, **self._hints(field))
+                    yield TextField(self._shown(field), id=field.id, compact=True, **self._hints(field))
             yield Static("", id="error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Apply", variant="primary", id="apply", compact=True)
