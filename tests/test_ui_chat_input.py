@@ -111,6 +111,10 @@ async def test_a_load_failure_drops_the_queued_prompt_with_a_sentence(
         assert lines[0] == "Cannot chat: No model named 'ghost' is stored."
         assert prompt_of(screen).disabled and fake_stream.calls == [] and screen.queued == []
         assert prompt_of(screen).placeholder == "The model did not load (Escape goes back)"
+        await pilot.press("ctrl+b", "ctrl+g")  # nothing to put beside it, nothing to compare
+        assert app.screen is screen and len(screen.panes) == 1
+        assert ("warning", chat_module.SPLIT_NOT_LOADED) in app.notes
+        assert ("warning", chat_module.GRID_NOT_LOADED) in app.notes
 
 
 # ---- multi-line prompts ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ probability colours run the real core on the tiny model, since they are about wh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -16,6 +17,7 @@ from textual.widgets import OptionList
 from gpt2tui.core.compare import decoding_grid
 from gpt2tui.core.generation import GenerationSettings, LoadedModel
 from gpt2tui.core.generator import GeneratorProcess
+from gpt2tui.core.transcripts import read_transcript
 from gpt2tui.ui.screens import chat as chat_module
 from gpt2tui.ui.screens.chat import ChatScreen, ladder_step
 from gpt2tui.ui.screens.grid import GridScreen
@@ -69,6 +71,22 @@ async def test_ctrl_b_adds_a_second_model_that_answers_the_same_prompt_with_the_
         await until(pilot, lambda: len(screen.query(ChatPane)) == 1)
         assert screen.panes == [screen.pane] and screen.sub_title == "chat with tiny"
         assert ("information", "Back to tiny alone.") in app.notes
+
+
+async def test_a_second_model_added_mid_chat_says_it_starts_without_the_earlier_turns(
+    tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    """Its replies cannot be compared with the first model's as if both had the same conversation."""
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "first?")
+        await send(pilot, screen, "second?")
+        second = screen.add_pane("tiny-b", loaded=dataclasses.replace(tiny, name="tiny-b"))
+        await until(pilot, lambda: bool(second.query("Transcript")) and bool(second.transcript.plain))
+        assert second.transcript.plain.strip() == (
+            "This model joins here: it answers from the next prompt on, without the 2 earlier turns "
+            "(ctrl+l clears both, to compare them from the start)."
+        )
 
 
 async def test_side_by_side_each_childs_replies_compute_with_half_the_cores_it_planned_alone(
@@ -307,6 +325,9 @@ async def test_copy_undo_and_export_from_the_palette(
         rows = [json.loads(line) for line in exported[0].read_text(encoding="utf-8").splitlines()]
         assert rows == [{"question": "first?", "answer": "r1w1 r1w2"}]
         assert any(m.startswith("1 question/answer row in ") for _, m in app.notes)
+        assert screen.unsaved
+        await screen.run_action("undo")  # the last turn left: nothing remains to lose by leaving
+        assert screen.turns == [] and not screen.unsaved
 
 
 async def test_undo_keeps_a_draft_that_ctrl_z_brings_back(tiny: LoadedModel, fake_stream: FakeStream) -> None:
@@ -363,6 +384,47 @@ async def test_a_saved_transcript_loads_back_and_the_chat_goes_on_from_it(
         assert fake_stream.calls[-1].prompt.count("remember me?") == 1  # the loaded turn is the history
         await pilot.press("ctrl+s")
         assert screen.saved_path == path  # saved back to the transcript it continues
+
+
+async def test_a_transcript_loaded_into_another_models_chat_keeps_who_wrote_each_reply(
+    tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    """Saved again after the chat went on, the loaded replies still name the model that wrote them."""
+    first = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    async with ChatTestApp(first).run_test(size=SIZE) as pilot:
+        await send(pilot, first, "remember me?")
+        await pilot.press("ctrl+s")
+    other = dataclasses.replace(tiny, name="other")
+    screen = ChatScreen("other", GenerationSettings(max_new_tokens=2), loaded=other)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await screen.run_action("load_transcript")
+        await pilot.press("enter")
+        await until(pilot, lambda: [t.prompt for t in screen.turns] == ["remember me?"])
+        await send(pilot, screen, "and now?")
+        await pilot.press("ctrl+s")
+        assert screen.saved_path == first.saved_path
+    saved = read_transcript(screen.saved_path)
+    assert [[r.model for r in turn.replies] for turn in saved.turns] == [["tiny"], ["other"]]
+    assert "**tiny:**" in screen.saved_path.read_text(encoding="utf-8")
+
+
+async def test_the_load_list_leaves_out_saved_grids(tiny: LoadedModel, fake_stream: FakeStream) -> None:
+    """A grid saved with ctrl+s sits beside the transcripts but cannot be continued: it is not offered."""
+    from gpt2tui.core.compare import Cell, grid_markdown
+    from gpt2tui.paths import transcripts_dir
+
+    screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+    async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
+        await send(pilot, screen, "remember me?")
+        await pilot.press("ctrl+s")
+    grid = transcripts_dir() / "tiny-grid-20261208-010000.md"
+    grid.write_text(
+        grid_markdown(
+            "a prompt", [Cell("greedy", "tiny", "greedy", 0, "text", 1, 0.1, 10.0, None, None, None, None)]
+        ),
+        encoding="utf-8",
+    )
+    assert [name for name, _ in chat_module.saved_transcripts()] == [screen.saved_path.name]
 
 
 def test_stored_models_offered_for_the_second_pane_leave_out_the_first(tiny_model: str) -> None:

@@ -135,6 +135,15 @@ def save_transcript(transcript: Transcript, folder: Path, path: Path | None = No
     return path
 
 
+def is_transcript(path: Path) -> bool:
+    """Whether ``path`` carries a transcript's data block (a saved decoding grid, also Markdown, does not)."""
+    try:
+        with path.open("rb") as file:
+            return f"<!-- {DATA_MARK} ".encode() in file.read()
+    except OSError:
+        return False
+
+
 def read_transcript(path: Path) -> Transcript:
     """A transcript saved by :func:`save_transcript`; a file that is not one says so in one sentence."""
     try:

@@ -32,7 +32,14 @@ from textual.widgets import Header
 
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import HUB_CHOICES, GenerationSettings, LoadedModel, Mode
-from gpt2tui.core.transcripts import SavedTurn, qa_rows, read_transcript, save_transcript, write_qa_jsonl
+from gpt2tui.core.transcripts import (
+    SavedTurn,
+    is_transcript,
+    qa_rows,
+    read_transcript,
+    save_transcript,
+    write_qa_jsonl,
+)
 from gpt2tui.core.transcripts import Transcript as SavedTranscript
 from gpt2tui.ui.messages import DecodingGridRequested
 from gpt2tui.ui.widgets.chat_pane import NOTE_STYLE, PROBABILITY_LEGEND, ChatModel, ChatPane, Turn
@@ -53,9 +60,15 @@ LOADING_PLACEHOLDER = "Loading the model… Enter queues your prompt until it is
 QUEUED_PLACEHOLDER = "queued: sent when the model is ready"
 QUEUE_DROPPED = "The queued prompt was not sent: the model did not load."
 NOT_LOADED_PLACEHOLDER = "The model did not load (Escape goes back)"
+SPLIT_NOT_LOADED = "The model did not load, so no second model can answer beside it; Escape goes back."
+GRID_NOT_LOADED = "The model did not load, so the decoding grid cannot run; Escape goes back."
 KEY_LEGEND = "F2 greedy F3 beam F4 top-k F5 top-p · F6/F7 temp · F8/F9 max tokens"
 SPLIT_KEY_LEGEND = "F2-F5 strategy · F6/F7 temp · F8/F9 max"  # a half-width pane's border
 SECOND_LEGEND = "ctrl+b: back to one model"
+JOINED_LATE = (
+    "This model joins here: it answers from the next prompt on, without the {n} earlier {turns} "
+    "(ctrl+l clears both, to compare them from the start)."
+)
 PICK_SECOND = "Chat with a second model side by side (the same prompts, seed and settings):"
 SECOND_FAILED = "The second model did not load, so the chat is back to one model: {error}"
 CLI_ADVICE = (
@@ -198,6 +211,7 @@ class ChatScreen(Screen[None]):
         """The first (or only) pane: the model the chat was opened with."""
         self.panes: list[ChatPane] = [self.pane]
         self._dirty = False  # transcript changed since the last save
+        self.load_failed = False  # the first model did not load: nothing can be asked of it
         self.queued: list[str] = []  # prompts entered while a model loads, sent in order once all are ready
 
     # ---- layout and start-up ---------------------------------------------------------------------
@@ -265,6 +279,7 @@ class ChatScreen(Screen[None]):
             self._remove_pane(message.pane)
             return
         self.notify(message.error, title="Model not loaded", severity="error", timeout=8)
+        self.load_failed = True
         self.prompt_input.disabled = True
         self.prompt_input.placeholder = NOT_LOADED_PLACEHOLDER
         if self.queued:
@@ -358,6 +373,9 @@ class ChatScreen(Screen[None]):
             self._remove_pane(self.panes[-1])
             self.notify(f"Back to {self.pane.model_label} alone.")
             return
+        if self.load_failed:
+            self.notify(SPLIT_NOT_LOADED, severity="warning")
+            return
         self.app.push_screen(PickDialog(PICK_SECOND, stored_models(self.pane.model_label)), self._add_pane)
 
     def _add_pane(self, ref: str | None) -> None:
@@ -368,6 +386,9 @@ class ChatScreen(Screen[None]):
         """A second pane for the model ``ref`` (loaded in its own child process, unless ``loaded`` is given)."""
         pane = self.pane_class(ref, loaded=loaded)
         pane.probabilities = self.pane.probabilities
+        if self.turns:  # its replies (and the history it is given) start with the next prompt
+            earlier = len(self.turns)
+            pane.opening_note = JOINED_LATE.format(n=earlier, turns="turn" if earlier == 1 else "turns")
         self.panes.append(pane)
         self.query_one("#panes", Horizontal).mount(pane)
         self._share_cores()
@@ -453,6 +474,9 @@ class ChatScreen(Screen[None]):
 
     def action_grid(self) -> None:
         """ctrl+g: the prompt in the box (or the last one sent) under every decoding strategy, side by side."""
+        if self.load_failed:
+            self.notify(GRID_NOT_LOADED, severity="warning")
+            return
         prompt = self.prompt_input.value.strip() or (self.turns[-1].prompt if self.turns else "")
         if not prompt:
             self.notify("Type a prompt first: the grid answers it under every strategy.", severity="warning")
@@ -489,7 +513,7 @@ class ChatScreen(Screen[None]):
         if turn is None:
             self.notify(NOTHING_YET.format(what="undo"), severity="warning")
             return
-        self._dirty = True
+        self._dirty = bool(self.turns)  # nothing left: nothing to lose by leaving
         box = self.prompt_input
         draft = box.text.strip()
         # An edit, not load_text: the box's own undo (ctrl+z) then brings back what was typed there.
@@ -682,13 +706,15 @@ def ladder_step(value: int, direction: int, limit: int) -> int:
 
 
 def saved_transcripts() -> list[tuple[str, str]]:
-    """The saved transcripts, newest first, each with its time (the file name is the choice)."""
+    """The saved transcripts, newest first, each with its time (the file name is the choice); saved decoding
+    grids, in the same folder, are left out (they cannot be continued)."""
     from gpt2tui.paths import transcripts_dir
 
     try:
         files = sorted(transcripts_dir().glob("*.md"), key=lambda f: f.stat().st_mtime, reverse=True)
     except OSError:
         return []
+    files = [f for f in files if is_transcript(f)]
     return [(f.name, f"{datetime.fromtimestamp(f.stat().st_mtime):%Y-%m-%d %H:%M}") for f in files]
 
 

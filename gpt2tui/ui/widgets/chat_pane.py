@@ -87,6 +87,7 @@ class Turn:
     text: str = ""  # what has been shown so far
     reply: Reply | None = None
     error: str | None = None
+    model: str | None = None  # the model that wrote the reply, when not this pane's (a loaded transcript's)
     waiting: bool = True  # no chunk shown yet: the 'thinking…' indicator is up
     started: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -206,6 +207,7 @@ class ChatPane(Vertical):
         self._frame = 0
         self._flush_timer: Timer | None = None
         self.sharing = 1  # how many panes reply at once (their children share the cores)
+        self.opening_note: str | None = None  # written first in the transcript (set before mounting)
 
     def compose(self) -> ComposeResult:
         yield StatusLine()
@@ -228,6 +230,8 @@ class ChatPane(Vertical):
     def on_mount(self) -> None:
         self.status.model_name = self.model_ref
         self._flush_timer = self.set_interval(FLUSH_SECONDS, self._flush, name="chat-flush", pause=True)
+        if self.opening_note:
+            self.transcript.write(self.opening_note, style=NOTE_STYLE)
         if self._injected is not None:
             self._model_ready(self._injected)
         else:
@@ -389,6 +393,7 @@ class ChatPane(Vertical):
             mode: Mode = "raw" if saved.mode == "raw" else "chat"
             turn = Turn(prompt=saved.prompt, mode=mode, prompt_entry=self._write_prompt(saved.prompt, mode))
             turn.settings = settings_from_record(answer.settings)
+            turn.model = answer.model
             turn.text = answer.text
             turn.waiting = False
             if answer.error:
@@ -423,6 +428,7 @@ class ChatPane(Vertical):
         this thread draws the prompt and the reply's entry (:meth:`_show_reply`)."""
         assert self.loaded is not None
         turn.settings = settings
+        turn.model = None  # this pane's model writes the reply (again, when a loaded turn is regenerated)
         earlier = self.turns[: self.turns.index(turn)]
         history = [(t.prompt, t.text) for t in earlier if t.mode == "chat" and t.reply is not None]
         take = self._taker(turn)  # its chunks reach the transcript through this thread, after this method
@@ -661,7 +667,9 @@ def settings_from_record(record: dict[str, object]) -> GenerationSettings:
 def saved_reply(model: str, turn: Turn, probabilities: bool) -> SavedReply:
     """One turn's reply for a transcript file."""
     reply = turn.reply
-    saved = SavedReply(model=model, text=turn.text, settings=turn.settings.to_record(), error=turn.error)
+    saved = SavedReply(
+        model=turn.model or model, text=turn.text, settings=turn.settings.to_record(), error=turn.error
+    )
     if reply is not None:
         saved.text = reply.text or turn.text
         saved.seed = reply.seed if turn.settings.strategy in SAMPLING else None
