@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +23,30 @@ quiet_environment()
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own GPT2TUI_HOME and an empty Hugging Face cache; the Hub probe stays on loopback."""
     root = tmp_path / "home"
     monkeypatch.setenv("GPT2TUI_HOME", str(root))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_ENDPOINT", CLOSED_ENDPOINT)
-    return root
+    yield root
+    end_live_runs(root / "runs")
+
+
+def end_live_runs(runs: Path) -> None:
+    """Kill the run processes a test left training (a failed assertion skips its own clean-up): each would keep
+    a core busy for the rest of the suite, and past it."""
+    import signal
+
+    from gpt2tui.core.procs import signal_process
+    from gpt2tui.core.runs import list_runs
+
+    if not runs.is_dir():
+        return
+    for run in list_runs(runs):
+        status = run.recorded_status()
+        if run.is_alive():
+            signal_process(status.pid, status.pid_started, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
