@@ -258,3 +258,17 @@ def test_auto_precision_uses_a_gpu_when_there_is_one(home: Path) -> None:
     train(tiny(name="gpu", max_steps=4), on_event=events.append)
     expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     assert events[0].device.startswith("cuda") and events[0].mixed_precision == expected
+
+
+def test_a_file_name_that_is_not_utf8_trains_and_is_stored(home: Path, tmp_path: Path) -> None:
+    """Linux names are bytes: a Latin-1 name reaches Python with a lone surrogate, which UTF-8 cannot write.
+    The model card (UTF-8 text) once failed the whole finished run at its save."""
+    import shutil
+
+    data = tmp_path / "q\udce9.csv"  # the bytes b"q\xe9.csv"
+    shutil.copy(QA_CSV, data)
+    result = train(TrainConfig(DataSpec(str(data)), base="scratch", max_steps=2, block_size=64, name="latin"))
+    info = ModelStore().resolve("latin")
+    assert str(info.path) == result.path
+    assert "q\ufffd.csv" in (info.path / "README.md").read_text(encoding="utf-8")
+    assert info.metadata.dataset.path == str(data)  # the exact name, for a later re-read
