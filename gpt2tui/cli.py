@@ -684,9 +684,15 @@ def write_reply(chunks: Iterable[str], out: TextIO) -> None:
     from gpt2tui.core.visible import visible
 
     shown = visible if out.isatty() else str
-    for chunk in chunks:
-        out.write(shown(chunk))
-        out.flush()
+    stream = iter(chunks)
+    try:
+        for chunk in stream:
+            out.write(shown(chunk))
+            out.flush()
+    finally:  # a closed pipe: the generation stops before the process exits (core.generation)
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
     out.write("\n")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpt2tui.cli import main
-from tests.conftest import QA_CSV, cli, cli_together, tree_snapshot
+from tests.conftest import QA_CSV, cli, cli_together, gpt2tui_command, tree_snapshot
 
 gpt2tui = cli
 
@@ -335,3 +335,25 @@ def test_generate_shows_a_models_control_characters_as_symbols_on_a_terminal_onl
     write_reply(chunks, pipe)
     assert terminal.getvalue() == "Isine␛[2J reward␇�1m\tend\n\n"
     assert pipe.getvalue() == "".join(chunks) + "\n"  # into a file: the model's exact text
+
+
+def test_generate_into_a_pipe_closed_early_exits_quietly(tiny_model: str) -> None:
+    """``gpt2tui generate … | head -c 5``: the reader leaves mid-reply. The generating thread was still inside
+    torch when the process exited, which aborted it (exit 134, "terminate called without an active
+    exception")."""
+    process = subprocess.Popen(
+        gpt2tui_command("generate", tiny_model, "In the beginning", "--raw", "--max-new-tokens", "200"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.read(5)
+        process.stdout.close()
+        errors = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 0, errors
+        assert "terminate" not in errors
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -44,6 +44,8 @@ Mode = Literal["chat", "raw"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
 POLL_SECONDS = 0.25
 HANDOFF_SECONDS = 0.005
+ABANDON_JOIN_SECONDS = 60.0
+"""The longest an abandoned stream waits for its generating thread (one forward pass: a prefill at most)."""
 """The longest the generating thread waits, after the first token, for the reader to take its text."""
 HANDOFF_ENV = "GPT2TUI_HANDOFF"
 """``default``: the generating thread goes straight on after the first token (the off switch of the wait)."""
@@ -836,6 +838,11 @@ class ReplyStream:
             halt.set()
             if handed_over is not None:
                 handed_over.set()
+            # Abandoned (the reader left: a closed pipe, a client gone): wait for ``generate`` to see the halt
+            # at its next token. A process that exits with it still inside torch aborts ("terminate called
+            # without an active exception", exit 134, as `gpt2tui generate | head` did), and a server's next
+            # request would otherwise compute beside it on the same model.
+            thread.join(ABANDON_JOIN_SECONDS)
             self.reply.seconds = time.perf_counter() - started
             self.reply.stopped = self.stop.is_set()
 
