@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate text from a stored model, streamed to stdout")
     g.add_argument("model", metavar="MODEL", help="stored model name or model folder")
-    g.add_argument("prompt", metavar="PROMPT")
+    g.add_argument("prompt", metavar="PROMPT", type=argument_text)
     _decoding_options(g)
     g.add_argument("--raw", action="store_true", help="do not apply the model's prompt template")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
@@ -251,14 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
         "compare-decoding", help="one prompt under greedy, beam, top-k, top-p and a temperature sweep"
     )
     d.add_argument("model", metavar="MODEL", help="stored model name, model folder or Hub id")
-    d.add_argument("prompt", metavar="PROMPT")
+    d.add_argument("prompt", metavar="PROMPT", type=argument_text)
     _decoding_options(d, seed=0)
     _threads_option(d)
     d.add_argument("--json", action="store_true", help="print one JSON list of cells")
 
     v = sub.add_parser("compare", help="one prompt to two models with the same settings and seed")
     v.add_argument("models", metavar="MODEL", nargs=2, help="two stored model names, folders or Hub ids")
-    v.add_argument("prompt", metavar="PROMPT")
+    v.add_argument("prompt", metavar="PROMPT", type=argument_text)
     _decoding_options(v, seed=0)
     _threads_option(v)
     v.add_argument("--json", action="store_true", help="print one JSON list of the two replies")
@@ -365,6 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+
+
+def argument_text(value: str) -> str:
+    """A command-line argument as text: bytes that are not UTF-8 (Python holds them as lone surrogates, which no
+    tokenizer takes: "TypeError: TextEncodeInput must be …") become U+FFFD."""
+    return os.fsencode(value).decode("utf-8", "replace")
 
 
 def _spec(args: argparse.Namespace) -> Any:

@@ -29,6 +29,8 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
+import re
 import secrets
 import signal
 import socket
@@ -141,6 +143,8 @@ class Fields:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad(f"{name} must be a number, not {json.dumps(value)}.", name)
+        if not math.isfinite(value):  # Python's JSON reads NaN and Infinity; NaN passed every bound check
+            raise bad(f"{name} must be a finite number, not {value}.", name)
         return float(value)
 
     def integer(self, name: str) -> int | None:
@@ -696,9 +700,30 @@ async def read_json(request: Request) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise bad(f"The request body is not valid JSON ({err}).") from None
+    except RecursionError:
+        raise bad("The request body is not valid JSON (nested too deeply).") from None
     if not isinstance(data, dict):
         raise bad("The request body must be a JSON object.")
-    return data
+    return without_lone_surrogates(data)
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """Every string in ``value`` with its lone UTF-16 surrogates as U+FFFD.
+
+    ``"\\ud800"`` is valid JSON (a JavaScript string cut inside an emoji sends one), but no UTF-8 text holds it:
+    the tokenizer raised a TypeError and the client got a 500. A surrogate pair has already become one
+    character here, so any surrogate left is alone.
+    """
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 async def wait_disconnect(request: Request) -> None:
@@ -1155,16 +1180,34 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class WithoutQuery(logging.Filter):
+    """Access log lines name the path without its query string: a client may put its API key there
+    (``?api_key=…``), and the key must never reach a log. The query's presence is kept (``?…``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?…", *args[3:])
+        return True
+
+
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(message)s", "datefmt": "%H:%M:%S"}},
+    "filters": {"without_query": {"()": WithoutQuery}},
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
+        "access": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "stream": "ext://sys.stderr",
+            "filters": ["without_query"],
+        },
     },
     "loggers": {
         "uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
-        "uvicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
         "gpt2tui.serve": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }

@@ -357,3 +357,12 @@ def test_generate_into_a_pipe_closed_early_exits_quietly(tiny_model: str) -> Non
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_prompt_argument_that_is_not_utf8_is_generated_from(
+    tiny_model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gpt2tui generate tiny $'caf\\xe9'`` in a UTF-8 terminal: Python holds the byte as a lone surrogate,
+    which the tokenizer refused with a TypeError ("Unexpected error")."""
+    assert main(["generate", tiny_model, "caf\udce9", "--raw", "--max-new-tokens", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["new_tokens"] == 2

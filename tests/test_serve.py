@@ -462,6 +462,19 @@ def test_errors_are_openai_error_objects(server: ServerProcess) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
         api.completions.create(model="tiny", prompt="x" * 1_100_000)
     assert caught.value.status_code == 413
+    status, _, body = request(server, "POST", "/v1/completions", raw=b"[" * 100_000 + b"]" * 100_000)
+    assert (status, error_of(body)["message"]) == (
+        400,
+        "The request body is not valid JSON (nested too deeply).",
+    )
+    status, _, body = request(
+        server, "POST", "/v1/completions", raw=b'{"model": "tiny", "prompt": "x", "temperature": NaN}'
+    )
+    assert (status, error_of(body)["message"]) == (400, "temperature must be a finite number, not nan.")
+    # A JavaScript string cut inside an emoji: a lone surrogate, valid JSON that no UTF-8 text holds.
+    lone = b'{"model": "tiny", "prompt": "caf\\ud83d", "max_tokens": 2, "temperature": 0, "echo": true}'
+    status, _, body = request(server, "POST", "/v1/completions", raw=lone)
+    assert status == 200 and json.loads(body)["choices"][0]["text"].startswith("caf\ufffd")
     status, _, body = request(server, "GET", "/v1/nothing")
     assert (status, error_of(body)["message"]) == (404, "There is no /v1/nothing here; the API is under /v1.")
     status, _, body = request(server, "GET", "/v1/completions")
@@ -481,9 +494,12 @@ def test_api_key_is_required_and_never_logged(server: ServerProcess) -> None:
     ):
         status, headers, body = request(server, method, path, {"model": "tiny", "prompt": "x"}, key=None)
         assert (status, error_of(body)["message"], headers["www-authenticate"]) == (401, message, "Bearer")
+    status, _, _ = request(server, "GET", f"/v1/models?api_key={WRONG_KEY}", key=None)  # not how to send it
+    assert status == 401
     assert client(server).completions.create(model="tiny", prompt="x", max_tokens=2).choices
     output = server.output()
     assert '/v1/completions HTTP/1.1" 401' in output  # the refusals were logged...
+    assert '"GET /v1/models?… HTTP/1.1" 401' in output  # (the query string left out)
     assert API_KEY not in output and WRONG_KEY not in output  # ...and no key, right or wrong
 
 
