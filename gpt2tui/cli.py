@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 from gpt2tui import __version__
@@ -414,6 +414,42 @@ class _Output:
             os.close(devnull)
 
 
+def _stdout_is_pipe() -> bool:
+    import select
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode) and hasattr(select, "poll")
+    except (OSError, ValueError):
+        return False
+
+
+def _reader_gone(timeout_ms: int = 0) -> bool:
+    """Whether stdout is a pipe whose reading end has been closed (poll reports an error on the write end),
+    waiting up to ``timeout_ms`` for it."""
+    import select
+
+    if not _stdout_is_pipe():
+        return False
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), 0)  # errors and hang-ups are always reported
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(timeout_ms))
+
+
+def _when_reader_leaves(callback: Callable[[], None]) -> None:
+    """Call ``callback`` once stdout's pipe loses its reader: a follower that prints now and then would
+    otherwise notice only at its next line (for a run, its next evaluation or its end)."""
+    import threading
+
+    def watch() -> None:
+        while not _reader_gone(500):
+            pass
+        callback()
+
+    if _stdout_is_pipe():
+        threading.Thread(target=watch, daemon=True, name="gpt2tui-reader-watch").start()
+
+
 def _train_config(args: argparse.Namespace) -> Any:
     from gpt2tui.core.config import TrainConfig
 
@@ -562,10 +598,14 @@ def _attach(run: Any, stop_on_interrupt: bool, as_json: bool = False) -> int:
             out.line(describe(recorded.event))
 
     previous = signal.signal(signal.SIGINT, interrupted)
+    if not stop_on_interrupt:  # `runs attach R | head -2` returns when head does, not when the run ends
+        _when_reader_leaves(detach.set)
     try:
         status = follow(run, show, detach)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if detach.is_set() and (out.closed or _reader_gone()):
+        return 0  # quietly: the reader left, the run goes on
     if detach.is_set():
         sys.stderr.write(
             f"detached; run {run.id} goes on ('gpt2tui runs attach {run.id}' follows it again)\n"

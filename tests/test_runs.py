@@ -215,6 +215,24 @@ def test_a_closed_stdout_pipe_never_kills_the_training(home: Path, pids: Started
     assert (home / "models" / "piped" / "model.safetensors").is_file()
 
 
+def test_attach_into_a_pipe_returns_when_its_reader_leaves(home: Path, pids: Started) -> None:
+    """``runs attach R | head -2`` returned only when the run ended (minutes later); the run must go on."""
+    info = started(str(QA_CSV), *TINY, "--max-steps", "100000", "--name", "long")
+    pids.append(info["pid"])
+    attach = subprocess.Popen(
+        gpt2tui_command("runs", "attach", info["run"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    pids.append(attach.pid)
+    assert attach.stdout is not None and attach.stderr is not None
+    assert attach.stdout.readline().startswith(b"training long:")
+    attach.stdout.close()  # head has its lines
+    assert attach.wait(timeout=60) == 0
+    assert attach.stderr.read() == b""
+    assert get_run(info["run"]).status().state == "running"
+    assert gpt2tui("runs", "stop", info["run"]).returncode == 0
+    assert ended(info["run"]) == "stopped"
+
+
 def test_two_processes_on_the_cpu_match_one_with_the_same_global_batch(home: Path) -> None:
     # Without dropout: each process draws its own dropout masks, so only then can the runs agree exactly.
     common = (str(KJV_TXT), *TINY, "--max-steps", "6", "--block-size", "64", "--dropout", "0", "--json")
