@@ -129,6 +129,32 @@ def test_rename_rewrites_the_card_and_metadata(tiny_model: str, home: Path) -> N
     assert not [p for p in info.path.iterdir() if p.name.startswith(".")]
 
 
+def test_rename_keeps_metadata_fields_this_version_cannot_read(tiny_model: str, home: Path) -> None:
+    """A newer gpt2tui's fields (or a hand edit's) survive a rename, as they survive an evaluation."""
+    meta_path = home / "models" / "tiny" / META_FILE
+    raw = json.loads(meta_path.read_text())
+    raw["future_field"] = {"x": 1}
+    meta_path.write_text(json.dumps(raw))
+    info = ModelStore().rename("tiny", "renamed")
+    kept = json.loads((info.path / META_FILE).read_text())
+    assert kept["future_field"] == {"x": 1} and kept["name"] == "renamed"
+    assert {k: v for k, v in kept.items() if k != "name"} == {k: v for k, v in raw.items() if k != "name"}
+
+
+def test_rename_refuses_a_metadata_file_it_cannot_read(
+    tiny_model: str, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rewriting it from the typed view replaced a hand edit's typo with empty metadata."""
+    (home / "models" / "tiny" / META_FILE).write_text('{"name": "tiny", oops')
+    before = tree_snapshot(home)
+    assert main(["models", "rename", "tiny", "renamed"]) == 2
+    assert capsys.readouterr().err == (
+        "gpt2tui: Could not rename tiny: its gpt2tui.json is not a readable JSON object; repair that file and "
+        "rename it again.\n"
+    )
+    assert tree_snapshot(home) == before
+
+
 def test_read_only_store_refusals_are_one_sentence(
     tiny_model: str, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

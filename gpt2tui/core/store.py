@@ -234,12 +234,14 @@ class ModelStore:
             META_FILE: info.path / f".{META_FILE}.{uuid.uuid4().hex}.tmp",
             CARD_FILE: info.path / f".{CARD_FILE}.{uuid.uuid4().hex}.tmp",
         }
-        has_meta = (info.path / META_FILE).is_file()
+        # Merged, not rewritten from the typed view: fields this version cannot read (a newer gpt2tui's, a hand
+        # edit's) survive, as with an evaluation; an unreadable file is refused rather than replaced.
+        raw = _raw_metadata(info.path, f"rename {old}", "rename it again")
         try:
-            if has_meta:
-                meta = dataclasses.replace(info.metadata, name=new)
-                write_text_synced(staged[META_FILE], _meta_json(meta))
-                write_text_synced(staged[CARD_FILE], model_card(meta))
+            if raw:
+                raw["name"] = new
+                write_text_synced(staged[META_FILE], json.dumps(raw, indent=2, sort_keys=True) + "\n")
+                write_text_synced(staged[CARD_FILE], model_card(dataclasses.replace(info.metadata, name=new)))
             os.rename(info.path, target)
         except OSError as err:
             for path in staged.values():
@@ -260,7 +262,7 @@ class ModelStore:
         the old ones: a crash or a full disk leaves the old files or the new ones, never a truncated one.
         """
         info = self.get(name)
-        raw = _raw_metadata(info.path, name)
+        raw = _raw_metadata(info.path, f"store the evaluation with {name}", "evaluate again")
         meta = ModelMetadata.from_dict(raw, source=str(info.path / META_FILE)).with_evaluation(record)
         stored = meta.to_dict()
         raw.update(evaluations=stored["evaluations"], schema_version=stored["schema_version"])
@@ -331,8 +333,9 @@ def remove_leftovers(root: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _raw_metadata(folder: Path, name: str) -> dict[str, Any]:
-    """The folder's metadata as stored (``{}`` for a plain folder), or why it cannot be merged into."""
+def _raw_metadata(folder: Path, doing: str, again: str) -> dict[str, Any]:
+    """The folder's metadata as stored (``{}`` for a plain folder), or why it cannot be merged into (``doing``
+    and ``again`` complete that sentence)."""
     path = folder / META_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -342,8 +345,7 @@ def _raw_metadata(folder: Path, name: str) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict):
         raise UserError(
-            f"Could not store the evaluation with {name}: its {META_FILE} is not a readable JSON object; "
-            "repair that file and evaluate again."
+            f"Could not {doing}: its {META_FILE} is not a readable JSON object; repair that file and {again}."
         )
     return data
 
