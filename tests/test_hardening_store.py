@@ -155,6 +155,24 @@ def test_rename_refuses_a_metadata_file_it_cannot_read(
     assert tree_snapshot(home) == before
 
 
+@pytest.mark.parametrize("odd", ["my model", "日本"])
+def test_a_folder_copied_in_under_an_odd_name_can_be_used_renamed_and_deleted(
+    tiny_model: str, home: Path, odd: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was listed, but every command refused its name ("not a valid model name"): stuck for good."""
+    shutil.copytree(home / "models" / "tiny", home / "models" / odd)
+    store = ModelStore()
+    assert odd in [info.name for info in store.list()]
+    assert store.resolve(odd).path == home / "models" / odd
+    assert main(["models", "show", odd]) == 0
+    assert main(["models", "rename", odd, "fine"]) == 0 and store.has("fine")
+    shutil.copytree(home / "models" / "tiny", home / "models" / odd)
+    assert main(["models", "rm", odd]) == 0
+    assert sorted(p.name for p in (home / "models").iterdir()) == ["fine", "tiny"]
+    assert main(["models", "rename", "fine", odd]) == 2  # a new name still follows the rule
+    assert "is not a valid model name" in capsys.readouterr().err
+
+
 def test_read_only_store_refusals_are_one_sentence(
     tiny_model: str, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

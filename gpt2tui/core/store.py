@@ -152,8 +152,17 @@ class ModelStore:
         broken = None if (folder / "config.json").is_file() else "it has no config.json"
         return ModelInfo(folder.name, folder, read_metadata(folder), broken)
 
+    def listed_folder(self, name: str) -> Path | None:
+        """The folder :meth:`list` shows as ``name``, whatever its name: one copied in by hand ("my model",
+        "日本") is listed, so it can be shown, used, renamed and deleted by that name. Only new names must follow
+        the rule (:func:`validate_name`)."""
+        if not name or name.startswith(".") or "/" in name or "\0" in name or os.sep in name:
+            return None
+        path = self.root / name
+        return path if path.is_dir() else None
+
     def get(self, name: str, allow_broken: bool = False) -> ModelInfo:
-        path = self.path_for(name)
+        path = self.listed_folder(name) or self.path_for(name)
         if path.is_dir() and not path.name.startswith("."):
             info = self._info(path)
             if allow_broken or not info.broken:
@@ -165,7 +174,7 @@ class ModelStore:
 
     def resolve(self, ref: str) -> ModelInfo:
         """A stored model's name, or a path to any ``save_pretrained`` folder."""
-        if self.has(ref) or (NAME_RE.fullmatch(ref) and (self.root / ref).is_dir()):
+        if self.has(ref) or self.listed_folder(ref) is not None:
             return self.get(ref)  # a broken stored folder says so, rather than "no such model"
         path = Path(ref).expanduser()
         if path.is_dir():
