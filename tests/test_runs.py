@@ -308,6 +308,12 @@ def test_a_name_a_live_run_will_write_is_refused(home: Path, pids: Started) -> N
             f"gpt2tui: The run {info['run']} is training a model named 'taken'; choose another --name.\n"
         )
         assert [r.id for r in list_runs()] == [info["run"]]  # the refused run left nothing behind
+        early = gpt2tui("generate", "taken", "hi")  # not a Hub lookup of 'taken'
+        assert (early.returncode, early.stderr) == (
+            2,
+            f"gpt2tui: The model 'taken' is not stored yet: the run {info['run']} is training it and stores it "
+            f"when it ends ('gpt2tui runs attach {info['run']}' follows it).\n",
+        )
     finally:
         gpt2tui("runs", "stop", info["run"])
         ended(info["run"])

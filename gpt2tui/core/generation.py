@@ -328,7 +328,30 @@ def resolve(ref: str) -> ModelInfo:
         stored = NAME_RE.fullmatch(ref) is not None and (store.root / ref).exists()  # even a broken one
         if stored or base_kind(ref) != "hub" or not HUB_ID.fullmatch(ref):
             raise
+        not_yet = not_stored_yet(ref)
+        if not_yet is not None:
+            raise not_yet from None
     return HubModel(ref, Path(ref), ModelMetadata(name=ref, base=ref, base_kind="hub"))
+
+
+def not_stored_yet(name: str) -> UserError | None:
+    """Why ``name`` is no stored model when a run is to write it (rather than a Hub lookup's failure)."""
+    from gpt2tui.core.runs import name_owner
+
+    if NAME_RE.fullmatch(name) is None:
+        return None
+    run = name_owner(name)
+    if run is None:
+        return None
+    if run.status().live:
+        return UserError(
+            f"The model '{name}' is not stored yet: the run {run.id} is training it and stores it when it ends "
+            f"('gpt2tui runs attach {run.id}' follows it)."
+        )
+    return UserError(
+        f"The model '{name}' is not stored yet: the run {run.id} ({run.status().state}) stores it once resumed "
+        f"('gpt2tui runs resume {run.id}')."
+    )
 
 
 def load_resolved(info: ModelInfo) -> LoadedModel:
