@@ -70,8 +70,13 @@ def test_existing_name_is_never_overwritten(store: ModelStore) -> None:
     assert str(info.value) == (
         "A model named 'taken' already exists; choose another --name or delete it with 'gpt2tui models rm taken'."
     )
-    with pytest.raises(UserError):
-        store.rename("taken", "taken")
+    store.save("other", fake_writer, ModelMetadata())
+    before = tree_snapshot(store.root)
+    with pytest.raises(UserError) as info:
+        store.rename("other", "taken")
+    assert str(info.value) == (  # rename has no --name: its second argument is the name
+        "A model named 'taken' already exists; choose another name or delete it with 'gpt2tui models rm taken'."
+    )
     assert tree_snapshot(store.root) == before
 
 

@@ -112,13 +112,13 @@ class ModelStore:
             and (self.root / name / "config.json").is_file()
         )
 
-    def require_free(self, name: str, run: str | None = None) -> str:
+    def require_free(self, name: str, run: str | None = None, what: str = "--name") -> str:
         """Fail before any work if ``name`` is taken: models are never overwritten silently (a model saved by
         the same ``run``, when it was stopped and is now resumed, is the one exception)."""
         if self.exists(name) and not self._saved_by(name, run):
             problem = f"A model named '{name}' already exists"
             raise UserError(
-                f"{problem}; choose another --name or delete it with 'gpt2tui models rm {name}'.",
+                f"{problem}; choose another {what} or delete it with 'gpt2tui models rm {name}'.",
                 problem=problem,
                 fix="name_taken",
                 name=name,
@@ -229,7 +229,7 @@ class ModelStore:
         """All or nothing: the new metadata and card are written beside the old ones first (the step that
         can run out of space), then the folder is renamed, then they replace the old files."""
         info = self.get(old)
-        self.require_free(new)
+        self.require_free(new, what="name")
         from gpt2tui.core.runs import follow_rename, name_owner, owner_error, renaming_refused
 
         refused = renaming_refused(old)
