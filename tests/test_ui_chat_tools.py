@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from rich.segment import Segment
@@ -359,15 +360,20 @@ async def test_palette_offers_the_commands_without_keys(tiny: LoadedModel) -> No
         assert "Chat: Undo the last turn" in "\n".join(screen_rows(screen.app))
 
 
-async def test_a_saved_transcript_loads_back_and_the_chat_goes_on_from_it(
-    tiny: LoadedModel, fake_stream: FakeStream
-) -> None:
+async def saved_chat(tiny: LoadedModel) -> Path:
+    """A one-turn chat with ``tiny`` ("remember me?"), saved with ctrl+s: its transcript's path."""
     first = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
     async with ChatTestApp(first).run_test(size=SIZE) as pilot:
         await send(pilot, first, "remember me?")
         await pilot.press("ctrl+s")
-        path = first.saved_path
-    assert path is not None
+    assert first.saved_path is not None
+    return first.saved_path
+
+
+async def test_a_saved_transcript_loads_back_and_the_chat_goes_on_from_it(
+    tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    path = await saved_chat(tiny)
     screen = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
     app = ChatTestApp(screen)
     async with app.run_test(size=SIZE) as pilot:
@@ -390,10 +396,7 @@ async def test_a_transcript_loaded_into_another_models_chat_keeps_who_wrote_each
     tiny: LoadedModel, fake_stream: FakeStream
 ) -> None:
     """Saved again after the chat went on, the loaded replies still name the model that wrote them."""
-    first = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
-    async with ChatTestApp(first).run_test(size=SIZE) as pilot:
-        await send(pilot, first, "remember me?")
-        await pilot.press("ctrl+s")
+    path = await saved_chat(tiny)
     other = dataclasses.replace(tiny, name="other")
     screen = ChatScreen("other", GenerationSettings(max_new_tokens=2), loaded=other)
     async with ChatTestApp(screen).run_test(size=SIZE) as pilot:
@@ -402,10 +405,10 @@ async def test_a_transcript_loaded_into_another_models_chat_keeps_who_wrote_each
         await until(pilot, lambda: [t.prompt for t in screen.turns] == ["remember me?"])
         await send(pilot, screen, "and now?")
         await pilot.press("ctrl+s")
-        assert screen.saved_path == first.saved_path
-    saved = read_transcript(screen.saved_path)
+        assert screen.saved_path == path
+    saved = read_transcript(path)
     assert [[r.model for r in turn.replies] for turn in saved.turns] == [["tiny"], ["other"]]
-    assert "**tiny:**" in screen.saved_path.read_text(encoding="utf-8")
+    assert "**tiny:**" in path.read_text(encoding="utf-8")
 
 
 async def test_the_load_list_leaves_out_saved_grids(tiny: LoadedModel, fake_stream: FakeStream) -> None:
