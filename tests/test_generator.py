@@ -199,7 +199,11 @@ def test_a_grid_cell_from_the_child_is_compare_decodings_cell(
         assert remote.cell is not None and text == remote.cell.text == here.text
         timing = {"seconds", "tokens_per_second"}
         theirs = {k: v for k, v in remote.cell.to_dict().items() if k not in timing}
-        assert theirs == {k: v for k, v in here.to_dict().items() if k not in timing}, label
+        # The child plans its own threads (fewer on a busy machine), and a matmul split differently rounds
+        # differently: the text is the same, a mean log-probability may differ in its last bits.
+        assert theirs == pytest.approx(
+            {k: v for k, v in here.to_dict().items() if k not in timing}, rel=1e-5
+        ), label
 
 
 def test_token_texts_and_probabilities_cross_the_pipe(child: GeneratorProcess) -> None:
