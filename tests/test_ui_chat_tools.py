@@ -461,3 +461,27 @@ async def test_ctrl_o_settings_panel_changes_top_k_for_the_next_reply_and_its_tr
         await pilot.press("ctrl+s")
         assert screen.saved_path is not None
         assert "- top-k: 7" in screen.saved_path.read_text(encoding="utf-8")
+
+
+async def test_chat_with_from_a_chat_replaces_it_and_asks_first_when_unsaved(
+    tiny: LoadedModel, fake_stream: FakeStream
+) -> None:
+    """Each chat opened over another kept its model loaded in its own process underneath."""
+    from tests.test_ui_app import make_app
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        first = ChatScreen("tiny", GenerationSettings(max_new_tokens=2), loaded=tiny)
+        await app.push_screen(first)
+        depth = len(app.screen_stack)
+        await send(pilot, first, "unsaved?")
+        app.action_chat_with("tiny-b")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("n")  # stay
+        assert app.screen is first
+        app.action_chat_with("tiny-b")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen is not first)
+        assert app.screen.model_ref == "tiny-b" and first not in app.screen_stack
+        assert len(app.screen_stack) == depth  # replaced, not stacked

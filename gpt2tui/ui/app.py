@@ -334,10 +334,27 @@ class GPT2TUIApp(App[None]):
         self.push_screen(DatasetScreen(self.start_dir))
 
     def action_chat_with(self, name: str) -> None:
-        """Chat is available while runs train: each run is another process."""
-        from gpt2tui.ui.screens.chat import ChatScreen
+        """Chat is available while runs train: each run is another process.
 
-        self.push_screen(ChatScreen(name))
+        Asked for from a chat (its palette), the new chat replaces that one instead of opening over it: every
+        chat left underneath kept its model loaded in its own process. An unsaved chat asks first.
+        """
+        from gpt2tui.ui.screens.chat import LEAVE_QUESTION, ChatScreen
+        from gpt2tui.ui.widgets.dialogs import ConfirmDialog
+
+        current = self.screen
+        if not isinstance(current, ChatScreen):
+            self.push_screen(ChatScreen(name))
+            return
+
+        def replace(leave: bool | None = True) -> None:
+            if leave and self.screen is current:
+                self.switch_screen(ChatScreen(name))
+
+        if current.unsaved or current.active is not None:
+            self.push_screen(ConfirmDialog(LEAVE_QUESTION, yes_label="Leave", no_label="Stay"), replace)
+        else:
+            replace()
 
     def take_last_run_shown(self) -> str | None:
         """The run whose monitor opened since the last call (home asks once, when it comes back), or None."""
