@@ -930,3 +930,28 @@ async def test_chat_through_the_app_from_the_model_list(
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await until(pilot, lambda: isinstance(app.screen, HomeScreen))
+
+
+async def test_a_narrow_status_line_keeps_the_strategy_and_its_first_parameter() -> None:
+    """Two panes side by side at 80 columns get 38 each: the line showed 'big · chat · t…' while generating."""
+
+    class Narrow(App[None]):
+        CSS = "StatusLine { width: 40; }"
+
+        def compose(self) -> ComposeResult:
+            yield StatusLine()
+
+    app = Narrow()
+    async with app.run_test(size=(80, 5)) as pilot:
+        status = app.query_one(StatusLine)
+        status.model_name = "kjv-renamed-model"
+        status.state = "generating…"
+        status.tokens_per_second = 123.4
+        await pilot.pause()
+        assert status.plain.startswith("kjv-…") and "top-p T=0.80" in status.plain, status.plain
+        assert status.plain.endswith("123.4 tok/s") and len(status.plain) <= 38
+        status.state = ""  # between replies the line keeps its mode when there is room
+        status.model_name = "a"
+        status.settings = GenerationSettings(strategy="greedy")
+        await pilot.pause()
+        assert status.plain.startswith("a · chat · greedy max=100"), status.plain

@@ -2,8 +2,10 @@
 
 The tokens/s of the last reply and the state ("generating…", "stopped") sit right-aligned in their own column,
 so they are never the part a narrow terminal cuts. When the line is too long for the width, it gives up, in
-this order: the "(T=… unused)" hint, the word "mode", then characters of the model name (ellipsised). At 80
-columns or more the strategy and its parameters are always shown whole; narrower, the left part is cut.
+this order: the "(T=… unused)" hint, the word "mode", then characters of the model name (ellipsised), then
+the mode itself, then the state (the transcript shows it too: "thinking…", the text streaming in). At 80
+columns or more the strategy and its parameters are always shown whole; narrower (two panes side by side at 80
+columns have 38 each), the strategy and the first of its parameters stay and the rest is cut.
 """
 
 from __future__ import annotations
@@ -58,10 +60,10 @@ class StatusLine(Widget):
         """The text as shown at the current width (everything, before the widget is laid out)."""
         return self._text().plain
 
-    def _right(self) -> Text:
+    def _right(self, with_state: bool = True) -> Text:
         speed = "–" if self.tokens_per_second is None else f"{self.tokens_per_second:.1f}"
         text = Text()
-        if self.state:
+        if self.state and with_state:
             text.append(self.state, style="italic")
             text.append(SEPARATOR, style="dim")
         text.append(f"{speed} tok/s")
@@ -81,13 +83,16 @@ class StatusLine(Widget):
                 break
         else:
             assert room is not None
-            fixed = len(SEPARATOR.join(("", mode, settings)))
+            if len(SEPARATOR.join(("x" * (MIN_MODEL_CHARS + 1), mode, settings))) > room:
+                mode = ""  # the settings matter more: prompts are labelled "you ▸" or "raw ▸" by mode
+            fixed = len(SEPARATOR.join(("", mode, settings) if mode else ("", settings)))
             model = ellipsise(model, max(room - fixed, MIN_MODEL_CHARS + 1))
         text = Text()
         text.append(model, style="bold")
         text.append(SEPARATOR, style="dim")
-        text.append(mode, style=mode_style)
-        text.append(SEPARATOR, style="dim")
+        if mode:
+            text.append(mode, style=mode_style)
+            text.append(SEPARATOR, style="dim")
         text.append(settings)
         return text
 
@@ -98,11 +103,20 @@ class StatusLine(Widget):
             left = self._left(None)
             return Text.assemble(left, " " * GAP, right)
         room = width - GAP - right.cell_len
+        if self.state and room < self._strategy_room():
+            right = self._right(with_state=False)
+            room = width - GAP - right.cell_len
         left = self._left(room)
         if left.cell_len > room:  # narrower than 80 columns: cut the left part, keep the right column
             left.truncate(max(room, 1), overflow="ellipsis")
         padding = max(width - left.cell_len - right.cell_len, GAP)
         return Text.assemble(left, " " * padding, right, no_wrap=True, overflow="ellipsis")
+
+    def _strategy_room(self) -> int:
+        """The width the left part needs to show a shortened model name and the strategy's name and first
+        parameter (below it, the state gives up its room)."""
+        first = " ".join(describe_settings(self.settings, unused_hint=False).split(" ")[:2])
+        return len(SEPARATOR.join(("x" * (MIN_MODEL_CHARS + 1), first)))
 
     def render(self) -> Text:
         return self._text()
