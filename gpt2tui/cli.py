@@ -795,6 +795,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         replies=args.generate,
         settings=settings,
         on_reply=replies,
+        on_pack=_tokenizing_note(args.data, args.data_cache) if progress is not None else None,
     )
     for bar in (progress, replies):
         if bar is not None:
@@ -815,6 +816,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if stored is not None:
             print(f"stored with the model: gpt2tui models show {stored.name}")
     return 0
+
+
+def _tokenizing_note(path: str, cached: bool) -> Callable[[], None]:
+    """Says, on a terminal, that the file is being tokenized (an 11 MB file took ~30 s with nothing shown)."""
+
+    def note() -> None:
+        try:
+            size = f" ({os.path.getsize(path) / 1e6:,.1f} MB)"
+        except OSError:
+            size = ""
+        later = "; an unchanged file is read from the cache next time" if cached else " (--no-data-cache)"
+        sys.stderr.write(f"tokenizing {os.path.basename(path)}{size}{later}…\n")
+        sys.stderr.flush()
+
+    return note
 
 
 SHORT_OF_PROMPTS = (

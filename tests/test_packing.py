@@ -78,13 +78,20 @@ def test_a_second_pack_reads_the_cache_without_loading_the_file(
     tmp_path: Path, tokenizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write(tmp_path, "docs.txt", "one two three\n\nfour five six\n")
-    first = pack(Source(DataSpec(path)), tokenizer)
+    missed: list[str] = []
+    first = pack(Source(DataSpec(path)), tokenizer, on_pack=lambda: missed.append("miss"))
+    assert missed == ["miss"]
 
     def not_again(*args: object) -> None:
         raise AssertionError("the file was loaded again although its tokens are cached")
 
     monkeypatch.setattr("gpt2tui.core.packing.load_checked", not_again)
-    second = pack(Source(DataSpec(path)), tokenizer)
+    said: list[str] = []  # a command says "tokenizing …" only when it really tokenizes
+    second = pack(Source(DataSpec(path)), tokenizer, on_pack=lambda: said.append("hit"))
+    assert said == []
+    monkeypatch.undo()
+    pack(Source(DataSpec(path)), tokenizer, use_cache=False, on_pack=lambda: said.append("uncached"))
+    assert said == ["uncached"]
     assert second.cached and second.key == first.key and np.array_equal(second.ids, first.ids)
     assert (second.rows, second.characters, second.preview) == (2, 26, ["one two three", "four five six"])
 

@@ -109,6 +109,7 @@ def evaluate_file(
     replies: int = 0,
     settings: GenerationSettings | None = None,
     on_reply: Progress | None = None,
+    on_pack: Callable[[], None] | None = None,
 ) -> EvalResult:
     """Perplexity of a model on every block of a dataset file; with ``replies`` > 0, also the generation
     metrics of that many replies to held-out prompts of the file (:func:`score_replies`)."""
@@ -121,7 +122,7 @@ def evaluate_file(
     model, tokenizer, ctx = loaded.model, loaded.tokenizer, loaded.context_length
     size = block_size if block_size is not None else min(ctx, loaded.metadata.block_size or ctx)
     check_block_size(size, ctx)
-    packed = pack(source, tokenizer, use_cache=use_cache)
+    packed = pack(source, tokenizer, use_cache=use_cache, on_pack=on_pack)
     rows = packed.blocks(size)
     if not len(rows):
         raise UserError(

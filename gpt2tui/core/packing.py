@@ -17,6 +17,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,16 +135,21 @@ def pack(
     cache: Cache | None = None,
     use_cache: bool = True,
     num_proc: int | None = None,
+    on_pack: Callable[[], None] | None = None,
 ) -> Packed:
     """The file's tokens from the cache, packing them there first if needed (one packer per key at a time).
 
-    ``use_cache=False`` packs into a temporary folder that is gone when the process ends."""
+    ``use_cache=False`` packs into a temporary folder that is gone when the process ends. ``on_pack`` is called
+    when tokenizing starts (not when the cache has the tokens): a big file takes a while, which a command
+    should say before it goes quiet."""
     if tokenizer.eos_token_id is None:
         raise UserError("The tokenizer has no end-of-text token, so documents cannot be separated.")
     key = _key(*source.key_parts(), tokenizer_fingerprint(tokenizer))
     if not use_cache:
         with tempfile.TemporaryDirectory(prefix="gpt2tui-pack-") as scratch:
             store = Cache(Path(scratch), limit=2**62)
+            if on_pack is not None:
+                on_pack()
             started = time.perf_counter()
             folder = store.build("tokens", key, lambda f: _write(f, source, tokenizer, num_proc))
             # The mapping stays valid after the folder is removed (POSIX keeps an open file's data).
@@ -156,6 +162,8 @@ def pack(
         found = store.lookup("tokens", key)  # another process packed it while this one waited
         if found is not None:
             return _read(found, source, key, True, 0.0)
+        if on_pack is not None:
+            on_pack()
         started = time.perf_counter()
         folder = store.build("tokens", key, lambda f: _write(f, source, tokenizer, num_proc))
         return _read(folder, source, key, False, time.perf_counter() - started)
