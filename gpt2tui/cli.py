@@ -982,8 +982,11 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def _model_row(info: Any) -> str:
-    """One line of ``models list``: a broken folder or unreadable fields are said, never fatal."""
+    """One line of ``models list``: a broken folder or unreadable fields are said, never fatal; a model whose run
+    was stopped early says so, as on the home screen."""
     from pathlib import Path
+
+    from gpt2tui.core.card import stopped_note
 
     meta = info.metadata
     if info.broken:
@@ -992,7 +995,10 @@ def _model_row(info: Any) -> str:
     dataset = Path(meta.dataset.path).name if meta.dataset.path else "?"
     before, after = meta.perplexity_before, meta.perplexity_after
     ppl = f"{before:.2f} -> {after:.2f}" if before is not None and after is not None else "?"
-    note = f"  (unreadable: {', '.join(meta.problems)})" if meta.problems else ""
+    notes = [note for note in (stopped_note(meta),) if note]
+    if meta.problems:
+        notes.append(f"unreadable: {', '.join(meta.problems)}")
+    note = f"  ({'; '.join(notes)})" if notes else ""
     return f"{info.name:<32} {meta.base or '?':<18} {dataset:<22} {created:<20} {ppl}{note}"
 
 

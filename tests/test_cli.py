@@ -366,3 +366,17 @@ def test_a_prompt_argument_that_is_not_utf8_is_generated_from(
     which the tokenizer refused with a TypeError ("Unexpected error")."""
     assert main(["generate", tiny_model, "caf\udce9", "--raw", "--max-new-tokens", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["new_tokens"] == 2
+
+
+def test_models_list_marks_a_model_whose_run_was_stopped_early(
+    tiny_model: str, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the home screen does: its replies are those of a model that trained less than planned."""
+    meta_path = home / "models" / tiny_model / "gpt2tui.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(stopped=True, steps=12)
+    meta["hyperparameters"]["planned_steps"] = 40
+    meta_path.write_text(json.dumps(meta))
+    assert main(["models", "list"]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith(tiny_model)]
+    assert row.endswith("  (stopped early at step 12 of 40)")

@@ -398,6 +398,17 @@ def _evaluations_section(meta: ModelMetadata) -> str:
     )
 
 
+def stopped_note(meta: ModelMetadata) -> str | None:
+    """``stopped early at step 120 of 200`` when the user ended the run before its plan, else None (the home
+    screen, the chat and ``gpt2tui models list`` say it)."""
+    if not meta.stopped:
+        return None
+    planned = meta.hyperparameters.get("planned_steps")
+    at = f" at step {meta.steps:,}" if isinstance(meta.steps, int) else ""
+    of = f" of {planned:,}" if at and isinstance(planned, int) else ""
+    return f"stopped early{at}{of}"
+
+
 def model_card(meta: ModelMetadata) -> str:
     """A README.md in the Hub's model-card style; it names the model, so a rename rewrites it.
 

@@ -3,7 +3,9 @@ early, and whether it is too small to write sense. The home screen shows these; 
 
 from __future__ import annotations
 
-from gpt2tui.core.card import ModelMetadata
+from gpt2tui.core.card import ModelMetadata, stopped_note
+
+__all__ = ["expectations", "size_note", "stopped_note"]
 
 SIZE_NOTES = {
     "tiny": "a tiny model trained from scratch: gibberish is expected at its size (it learns the shape of "
@@ -12,16 +14,6 @@ SIZE_NOTES = {
     "long on a lot of text",
 }
 """Per scratch size, what its replies will be like; pretrained bases and the full gpt2 shape get no note."""
-
-
-def stopped_note(meta: ModelMetadata) -> str | None:
-    """``stopped early at step 120 of 200`` when the user ended the run before its plan, else None."""
-    if not meta.stopped:
-        return None
-    planned = meta.hyperparameters.get("planned_steps")
-    at = f" at step {meta.steps:,}" if isinstance(meta.steps, int) else ""
-    of = f" of {planned:,}" if at and isinstance(planned, int) else ""
-    return f"stopped early{at}{of}"
 
 
 def size_note(meta: ModelMetadata) -> str | None:
