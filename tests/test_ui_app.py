@@ -221,6 +221,8 @@ async def test_rename_shows_core_errors_in_place_then_renames(tiny_model: str) -
             "starting with a letter or digit."
         )
         assert text_of(app.screen.query_one("#error", Static)) == expected
+        await pilot.press("backspace")  # an edit takes the refusal of the old name away
+        assert text_of(app.screen.query_one("#error", Static)) == ""
         name_input.value = "renamed"
         await pilot.press("enter")
         await pilot.pause()

@@ -108,6 +108,11 @@ class NameDialog(ModalScreen[str | None]):
             return
         self.dismiss(name)
 
+    @on(Input.Changed, "#name")
+    def edited(self) -> None:
+        """The refusal was about the name as it was: an edit takes it away (Enter checks again)."""
+        self.query_one("#error", Static).update("")
+
     def action_cancel(self) -> None:
         self.dismiss(None)
 
