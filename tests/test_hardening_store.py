@@ -173,6 +173,26 @@ def test_a_folder_copied_in_under_an_odd_name_can_be_used_renamed_and_deleted(
     assert "is not a valid model name" in capsys.readouterr().err
 
 
+def test_folders_with_a_damaged_config_or_no_weights_are_listed_as_broken(
+    tiny_model: str, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They looked like the good models until opened; the good one is listed as before."""
+    models = home / "models"
+    shutil.copytree(models / "tiny", models / "bad-config")
+    (models / "bad-config" / "config.json").write_text('{"n_embd": 64,')
+    shutil.copytree(models / "tiny", models / "no-weights")
+    (models / "no-weights" / "model.safetensors").unlink()
+    listed = {info.name: info.broken for info in ModelStore().list(include_broken=True)}
+    assert listed == {
+        "tiny": None,
+        "bad-config": "its config.json is not a readable JSON object",
+        "no-weights": "it has no .safetensors weights",
+    }
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "no-weights                       broken: it has no .safetensors weights" in out
+
+
 def test_read_only_store_refusals_are_one_sentence(
     tiny_model: str, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

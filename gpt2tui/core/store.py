@@ -149,8 +149,7 @@ class ModelStore:
         return infos + broken if include_broken else infos
 
     def _info(self, folder: Path) -> ModelInfo:
-        broken = None if (folder / "config.json").is_file() else "it has no config.json"
-        return ModelInfo(folder.name, folder, read_metadata(folder), broken)
+        return ModelInfo(folder.name, folder, read_metadata(folder), folder_problem(folder))
 
     def listed_folder(self, name: str) -> Path | None:
         """The folder :meth:`list` shows as ``name``, whatever its name: one copied in by hand ("my model",
@@ -340,6 +339,24 @@ def remove_leftovers(root: Path) -> None:
             continue  # an old-style name records no owner: only an old one is surely abandoned
         log.info("removing leftover %s", folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why a model folder cannot load, from what is quick to see (None: it looks whole). Listed with it, so
+    that a folder with a damaged config or no weights is marked on the home screen and in ``models list``
+    instead of looking like the others until it is opened."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return "it has no config.json"
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        return "its config.json is not a readable JSON object"
+    if not any(folder.glob("*.safetensors")):
+        return "it has no .safetensors weights"
+    return None
 
 
 def _raw_metadata(folder: Path, doing: str, again: str) -> dict[str, Any]:
