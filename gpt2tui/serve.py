@@ -550,6 +550,8 @@ def _message_text(message: Any, index: int) -> dict[str, str]:
     role, content = message["role"], message.get("content")
     if role == "developer":
         role = "system"
+    if content is None and role != "assistant":  # OpenAI's rule: only an assistant turn may have none
+        raise bad(f"{where}.content is required in a {role} message.", "messages")
     if content is None:
         content = ""
     if isinstance(content, list):

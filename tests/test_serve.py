@@ -437,6 +437,10 @@ def test_errors_are_openai_error_objects(server: ServerProcess) -> None:
     assert caught.value.body["message"] == (
         "This model was trained on prompts and replies only; its chat template cannot write a tool message."
     )
+    status, _, body = request(
+        server, "POST", "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user"}]}
+    )
+    assert (status, error_of(body)["message"]) == (400, "messages[0].content is required in a user message.")
     with pytest.raises(openai.NotFoundError) as caught:
         api.completions.create(model="gpt-4", prompt="x")
     assert (
