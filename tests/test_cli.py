@@ -143,10 +143,10 @@ def _bad(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
             [str(tmp_path), *scratch],
             f"{tmp_path} is a directory; choose a .txt, .text, .md, .csv, .jsonl file.",
         ),
-        "empty": ([str(empty), *scratch], f"{empty} is empty: there is no text to train on."),
+        "empty": ([str(empty), *scratch], f"{empty} is empty: there is no text to use."),
         "whitespace": (
             [str(blank), *scratch],
-            f"{blank} contains only whitespace: there is no text to train on.",
+            f"{blank} contains only whitespace: there is no text to use.",
         ),
         "binary": (
             [str(binary), *scratch],

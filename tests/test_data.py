@@ -141,8 +141,8 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        ("", "is empty: there is no text to train on."),
-        (" \n\t\n  ", "contains only whitespace: there is no text to train on."),
+        ("", "is empty: there is no text to use."),
+        (" \n\t\n  ", "contains only whitespace: there is no text to use."),
     ],
 )
 def test_empty_and_whitespace_files(tmp_path: Path, content: str, reason: str) -> None:

@@ -225,7 +225,7 @@ def test_a_csv_field_over_128_kib_loads(tmp_path: Path) -> None:
 def test_a_csv_with_only_a_header_says_so(tmp_path: Path, content: str) -> None:
     path = write(tmp_path, "header.csv", content)
     assert refused_unchanged(DataSpec(path), tmp_path) == (
-        f"{path} has a header row but no data rows: there is no text to train on."
+        f"{path} has a header row but no data rows: there is no text to use."
     )
 
 
@@ -238,7 +238,7 @@ def test_refusals_leave_no_scratch_files(tmp_path: Path) -> None:
     path = write(tmp_path, "ok.csv", "text\nfine\n")
     load_data(DataSpec(path))
     blank = write(tmp_path, "blank.csv", 'text\n""\n')
-    assert error_of(DataSpec(blank)) == f"{blank} has no non-empty rows: there is no text to train on."
+    assert error_of(DataSpec(blank)) == f"{blank} has no non-empty rows: there is no text to use."
     assert {p.name for p in scratch.glob("gpt2tui-datasets-*")} == before
 
 

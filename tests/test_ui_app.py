@@ -313,7 +313,7 @@ async def test_dataset_errors_are_the_core_sentences(tmp_path: Path) -> None:
         screen = await open_path(pilot, app, empty)
         error = screen.query_one("#error", Static)
         await wait_for(pilot, lambda: bool(text_of(error)), "the empty-file error")
-        assert text_of(error) == f"{empty} is empty: there is no text to train on."
+        assert text_of(error) == f"{empty} is empty: there is no text to use."
 
         screen.query_one("#path", Input).value = str(odd)
         await pilot.press("enter")

@@ -139,10 +139,10 @@ def read_text(spec: DataSpec) -> tuple[str, str]:
         raise UserError(f"{name} has an unsupported type '{suffix or '(none)'}'; use a {SUPPORTED} file.")
     raw = _read_regular_file(path, name)
     if not raw:
-        raise UserError(f"{name} is empty: there is no text to train on.")
+        raise UserError(f"{name} is empty: there is no text to use.")
     text = _decode(raw, spec.encoding, name)
     if not text.strip():
-        raise UserError(f"{name} contains only whitespace: there is no text to train on.")
+        raise UserError(f"{name} contains only whitespace: there is no text to use.")
     return text, hashlib.sha256(raw).hexdigest()
 
 
@@ -289,7 +289,7 @@ def csv_columns(text: str, name: str) -> list[str]:
     except csv.Error as err:
         raise UserError(f"Line {reader.line_num} of {name} is not valid CSV: {err}.") from None
     if not rows:
-        raise UserError(f"{name} has a header row but no data rows: there is no text to train on.")
+        raise UserError(f"{name} has a header row but no data rows: there is no text to use.")
     return columns
 
 
@@ -352,7 +352,7 @@ def jsonl_records(text: str, name: str) -> Records:
             raise UserError(f"Line {number} of {name} is not a JSON object.")
         records.append((number, value))
     if not records:
-        raise UserError(f"{name} has no JSON lines: there is no text to train on.")
+        raise UserError(f"{name} has no JSON lines: there is no text to use.")
     return records
 
 
@@ -423,7 +423,7 @@ def load_checked(spec: DataSpec, checked: CheckedFile) -> LoadedData:
     fmt, columns, formatting, sha = checked.format, checked.columns, checked.formatting, checked.sha256
     dataset = _load_with_datasets(spec, fmt, formatting, columns, checked.text, checked.records)
     if len(dataset) == 0:
-        raise UserError(f"{name} has no non-empty rows: there is no text to train on.")
+        raise UserError(f"{name} has no non-empty rows: there is no text to use.")
     return LoadedData(
         spec=spec, format=fmt, formatting=formatting, dataset=dataset, columns=columns, sha256=sha
     )
