@@ -196,10 +196,13 @@ def test_unreachable_hub_fails_fast_with_the_offline_choices(home: Path) -> None
 def test_a_stop_before_the_first_step_saves_nothing(home: Path) -> None:
     stop = threading.Event()
     stop.set()
+    events: list = []
     with pytest.raises(UserError) as info:
-        train(tiny(name="never"), stop=stop)
+        train(tiny(name="never"), stop=stop, on_event=events.append)
     assert str(info.value) == "The run was stopped before its first training step; no model was saved."
     assert tree_snapshot(home / "models") == {}
+    # Stopped while the file was packed: no evaluation of every block first (a big file's took a minute).
+    assert [type(e) for e in events] == [RunFailed]
 
 
 def test_a_half_precision_base_trains_in_fp32(home: Path, tmp_path: Path) -> None:

@@ -166,6 +166,9 @@ class Job:
         return self.batches_per_epoch / self.config.grad_accum
 
 
+STOPPED_BEFORE_START = "The run was stopped before its first training step; no model was saved."
+
+
 def prepare(config: TrainConfig, store: ModelStore, run: Run | None, resume: bool) -> Job:
     import torch
     from accelerate.utils import set_seed
@@ -422,11 +425,13 @@ class Loop:
         if job.checkpoint is not None:
             self.load_checkpoint(job.checkpoint)
         state = self.state
+        accelerator = job.accelerator
+        if _agreed(accelerator, self.stop.is_set()):  # Ctrl+C while the file was packed: no evaluation first
+            raise UserError(STOPPED_BEFORE_START)  # (a big file's took a minute, with Ctrl+C seemingly ignored)
         self.measure_device()
         self.emit(self.started_event())
         if state.loss_before is None:
             state.loss_before = self.evaluate(0)
-        accelerator = job.accelerator
         halt = _agreed(accelerator, self.stop.is_set())
         job.model.train()
         lap = time.perf_counter()
@@ -454,7 +459,7 @@ class Loop:
         state.train_seconds += time.perf_counter() - lap
         self.settle_losses()
         if state.step == 0:
-            raise UserError("The run was stopped before its first training step; no model was saved.")
+            raise UserError(STOPPED_BEFORE_START)
         stopped = state.step < job.total_steps
         if stopped:
             self.emit(RunStopping(step=state.step))
