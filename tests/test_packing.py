@@ -225,6 +225,12 @@ def test_a_bad_cap_is_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
         limit_bytes()
     monkeypatch.setenv(LIMIT_ENV, "0.5")
     assert limit_bytes() == 500_000_000
+    for unlimited in ("inf", "1e400"):  # an OverflowError ("Unexpected error") in every command before
+        monkeypatch.setenv(LIMIT_ENV, unlimited)
+        assert limit_bytes() == 2**62
+    monkeypatch.setenv(LIMIT_ENV, "nan")
+    with pytest.raises(UserError, match=rf"^{LIMIT_ENV} must be 0 or more, not nan\.$"):
+        limit_bytes()
 
 
 def test_cache_list_and_clear_commands(tmp_path: Path, tokenizer, home: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import time
@@ -37,6 +38,10 @@ def cache_dir() -> Path:
     return data_dir() / "cache"
 
 
+UNLIMITED = 2**62
+"""The cap ``GPT2TUI_CACHE_LIMIT_GB=inf`` stands for: more bytes than any disk holds."""
+
+
 def limit_bytes() -> int:
     """The size cap: ``GPT2TUI_CACHE_LIMIT_GB`` (0 keeps only the entry just built), else 10 GB."""
     raw = os.environ.get(LIMIT_ENV, "").strip()
@@ -46,9 +51,9 @@ def limit_bytes() -> int:
         value = float(raw)
     except ValueError:
         raise UserError(f"{LIMIT_ENV} must be a number of gigabytes, not '{raw}'.") from None
-    if value < 0:
+    if math.isnan(value) or value < 0:
         raise UserError(f"{LIMIT_ENV} must be 0 or more, not {raw}.")
-    return int(value * 1e9)
+    return int(min(value * 1e9, UNLIMITED))  # "inf" (or 1e400): no cap
 
 
 @dataclass(frozen=True)
