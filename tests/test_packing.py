@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +142,38 @@ def test_a_failed_build_leaves_no_entry_and_a_leftover_is_replaced(tmp_path: Pat
     assert cache.lookup("tokens", "k") is None
     folder = cache.build("tokens", "k", lambda f: {"tokens": 0})
     assert (folder / COMPLETE).is_file() and cache.lookup("tokens", "k") == folder
+
+
+def test_an_entry_removed_between_lookup_and_read_is_packed_again(tmp_path: Path, tokenizer) -> None:
+    """``cache clear`` racing a reader: the entry still marked complete, its token file already gone."""
+    path = write(tmp_path, "docs.txt", "one two three\n\nfour five six\n")
+    cache = Cache(tmp_path / "cache")
+    first = pack(Source(DataSpec(path)), tokenizer, cache=cache)
+    (cache.path("tokens", first.key) / "tokens.bin").unlink()
+    again = pack(Source(DataSpec(path)), tokenizer, cache=cache)
+    assert not again.cached and again.ids.tolist() == expected_stream(path, tokenizer)
+
+
+def test_clear_removes_a_killed_builds_folder_at_once_and_never_a_live_ones(tmp_path: Path) -> None:
+    """Age said nothing: a live build's folder keeps its creation time, a killed one's stood for an hour."""
+    cache = Cache(tmp_path / "cache")
+    tokens = tmp_path / "cache" / "tokens"
+    killed = tokens / ".tmp-aaaa-12345678"
+    killed.mkdir(parents=True)
+    seen: dict[str, bool] = {}
+
+    def slow(folder: Path) -> dict[str, object]:
+        old = time.time() - 7200  # two hours into a big file's pack
+        os.utime(folder, (old, old))
+        cache.clear()
+        seen["live kept"] = folder.is_dir()
+        seen["killed removed"] = not killed.exists()
+        return {"tokens": 0}
+
+    with cache.locked("tokens", "bbbb"):
+        cache.build("tokens", "bbbb", slow)
+    assert seen == {"live kept": True, "killed removed": True}
+    assert cache.lookup("tokens", "bbbb") is not None
 
 
 def test_two_processes_packing_one_file_pack_it_once(tmp_path: Path, home: Path) -> None:

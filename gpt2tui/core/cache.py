@@ -186,14 +186,32 @@ class Cache:
             folder = self.root / kind
             if folder.is_dir():
                 for leftover in folder.iterdir():
-                    if leftover.name.startswith(".tmp-") and _stale(leftover):
+                    if self._leftover(kind, leftover):
                         shutil.rmtree(leftover, ignore_errors=True)
         locks = self.root / "locks"
         if locks.is_dir():
             for lock in locks.iterdir():
-                if _stale(lock, 60.0):  # a lock file a build may be holding right now stays
-                    lock.unlink(missing_ok=True)
+                with _unless_held(lock) as free:
+                    if free:  # a lock a build holds stays: unlinked, a second builder would get its own
+                        lock.unlink(missing_ok=True)
         return len(entries), sum(e.bytes for e in entries)
+
+    def _leftover(self, kind: str, folder: Path) -> bool:
+        """A temporary folder no build is writing: a crashed or killed build's ``.tmp-KEY-xxxxxxxx`` (whatever
+        its age: its build's lock is free), or a removal's that has stood for an hour.
+
+        A live build's folder keeps its creation time (it writes into subfolders and files), so age alone
+        once took a pack of a big file that had run for over an hour, and left a killed one's gigabytes for
+        an hour.
+        """
+        name = folder.name
+        if name.startswith(".tmp-removed-"):
+            return _stale(folder)
+        if not name.startswith(".tmp-"):
+            return False
+        key = name[len(".tmp-") :].rsplit("-", 1)[0]
+        with _unless_held(self.root / "locks" / f"{kind}-{key}.lock") as free:
+            return free
 
     def _remove(self, folder: Path) -> None:
         """Rename aside first, so a reader never sees a half-removed entry as complete."""
@@ -205,8 +223,31 @@ class Cache:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+@contextmanager
+def _unless_held(lock: Path) -> Iterator[bool]:
+    """True (holding it meanwhile) when no process holds the build lock ``lock`` (or it does not exist)."""
+    try:
+        handle = open(lock, "a")  # noqa: SIM115 (held across the yield)
+    except FileNotFoundError:
+        yield True
+        return
+    except OSError:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _stale(folder: Path, age: float = 3600.0) -> bool:
-    """A temporary folder no build has touched for an hour (a live build writes into it continuously)."""
+    """A removal's temporary folder untouched for an hour (another process may still be deleting it)."""
     try:
         return time.time() - folder.stat().st_mtime > age
     except OSError:

@@ -155,18 +155,31 @@ def pack(
             # The mapping stays valid after the folder is removed (POSIX keeps an open file's data).
             return _read(folder, source, key, False, time.perf_counter() - started)
     store = cache if cache is not None else Cache()
-    found = store.lookup("tokens", key)
+    found = _cached(store, source, key)
     if found is not None:
-        return _read(found, source, key, True, 0.0)
+        return found
     with store.locked("tokens", key):
-        found = store.lookup("tokens", key)  # another process packed it while this one waited
+        found = _cached(store, source, key)  # another process packed it while this one waited
         if found is not None:
-            return _read(found, source, key, True, 0.0)
+            return found
         if on_pack is not None:
             on_pack()
         started = time.perf_counter()
         folder = store.build("tokens", key, lambda f: _write(f, source, tokenizer, num_proc))
         return _read(folder, source, key, False, time.perf_counter() - started)
+
+
+def _cached(store: Cache, source: Source, key: str) -> Packed | None:
+    """The entry for ``key`` if it is there and stays there until mapped: ``gpt2tui cache clear`` (or another
+    process's trim) may remove it between the lookup and the read, which crashed 16 of 400 reads racing a
+    clearing loop (FileNotFoundError); such an entry is a miss, packed again."""
+    found = store.lookup("tokens", key)
+    if found is None:
+        return None
+    try:
+        return _read(found, source, key, True, 0.0)
+    except FileNotFoundError:
+        return None
 
 
 def _dtype_for(tokenizer: PreTrainedTokenizerBase) -> str:
