@@ -71,6 +71,19 @@ def test_csv_text_column_and_overrides(tmp_path: Path) -> None:
     assert pair.texts() == ["Question: who?\nAnswer: me"]
 
 
+def test_column_options_that_contradict_each_other_or_the_file_are_refused(tmp_path: Path) -> None:
+    """Silently, a text column with an answer column trained on the text alone; a .txt file's was ignored."""
+    path = write(tmp_path, "t.csv", "id,body,q,a\n1,hello there,who?,me\n")
+    assert error_of(DataSpec(path, text_column="body", answer_column="a")) == (
+        "--text-column cannot go with --answer-column: train on one text column, or on question and answer "
+        "columns."
+    )
+    txt = write(tmp_path, "t.txt", "hello there\n")
+    assert error_of(DataSpec(txt, text_column="body")) == (
+        f"{txt} is a plain text file with no columns, so --text-column does not apply to it."
+    )
+
+
 def test_csv_without_needed_columns_lists_its_columns(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.csv", "name,score\nann,3\n")
     assert error_of(DataSpec(path)) == (

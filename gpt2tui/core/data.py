@@ -126,6 +126,27 @@ class DatasetSummary:
 # --------------------------------------------------------------------------------------------- validation
 
 
+def _check_column_options(spec: DataSpec, suffix: str, name: str) -> None:
+    """Column options that contradict each other or the file: silently, a text column with an answer column
+    trained on the text column alone, and a column named for a .txt file was ignored."""
+    named = [
+        option
+        for option, value in (
+            ("--text-column", spec.text_column),
+            ("--question-column", spec.question_column),
+            ("--answer-column", spec.answer_column),
+        )
+        if value
+    ]
+    if suffix in TXT_SUFFIXES and named:
+        raise UserError(f"{name} is a plain text file with no columns, so {named[0]} does not apply to it.")
+    if spec.text_column and len(named) > 1:
+        raise UserError(
+            f"--text-column cannot go with {named[1]}: train on one text column, or on question and answer "
+            "columns."
+        )
+
+
 def read_text(spec: DataSpec) -> tuple[str, str]:
     """Return ``(text, sha256)`` of the file, or raise the one-sentence error for why it is unusable.
 
@@ -137,6 +158,7 @@ def read_text(spec: DataSpec) -> tuple[str, str]:
     suffix = path.suffix.lower()
     if suffix not in (*TXT_SUFFIXES, *CSV_SUFFIXES, *JSONL_SUFFIXES):
         raise UserError(f"{name} has an unsupported type '{suffix or '(none)'}'; use a {SUPPORTED} file.")
+    _check_column_options(spec, suffix, name)
     raw = _read_regular_file(path, name)
     if not raw:
         raise UserError(f"{name} is empty: there is no text to use.")
