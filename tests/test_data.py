@@ -168,6 +168,17 @@ def test_binary_file(tmp_path: Path) -> None:
     assert error_of(DataSpec(path)) == f"{path} looks like a binary file (it contains NUL bytes), not text."
 
 
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_named_with_its_option(tmp_path: Path, codec: str) -> None:
+    """It was called binary, with no hint that --encoding reads it."""
+    path = write(tmp_path, "u.txt", "Hello UTF16 world\n\nPara two\n".encode(codec))
+    assert error_of(DataSpec(path)) == (
+        f"{path} looks like {codec} text without a byte-order mark (every other byte is NUL); "
+        f"pass --encoding {codec}."
+    )
+    assert load_data(DataSpec(path, encoding=codec)).texts() == ["Hello UTF16 world", "Para two"]
+
+
 def test_non_utf8_names_the_encoding_option(tmp_path: Path) -> None:
     path = write(tmp_path, "latin.txt", "caf\xe9 au lait\n\nna\xefve\n".encode("latin-1"))
     assert error_of(DataSpec(path)) == (

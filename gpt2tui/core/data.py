@@ -239,6 +239,12 @@ def _decode(raw: bytes, encoding: str, name: str) -> str:
     wide = codecs.lookup(codec).name.startswith(("utf-16", "utf-32"))
     binary = f"{name} looks like a binary file (it contains NUL bytes), not text."
     if not wide and b"\x00" in raw:
+        utf16 = _utf16_without_mark(raw)
+        if utf16 is not None:
+            raise UserError(
+                f"{name} looks like {utf16} text without a byte-order mark (every other byte is NUL); "
+                f"pass --encoding {utf16}."
+            )
         raise UserError(binary)
     try:
         text = raw.decode(codec).removeprefix("\ufeff")
@@ -252,6 +258,18 @@ def _decode(raw: bytes, encoding: str, name: str) -> str:
     if "\x00" in text:
         raise UserError(binary)
     return text
+
+
+def _utf16_without_mark(raw: bytes) -> str | None:
+    """``utf-16-le`` or ``-be`` when the NUL bytes of ``raw``'s start sit at every odd (or even) offset, as in
+    mostly-ASCII UTF-16 (Windows tools write it); else None."""
+    head = raw[:4096]
+    odd, even = head[1::2], head[0::2]
+    if len(head) >= 4 and odd.count(0) >= 0.9 * len(odd) and 0 not in even:
+        return "utf-16-le"
+    if len(head) >= 4 and even.count(0) >= 0.9 * len(even) and 0 not in odd:
+        return "utf-16-be"
+    return None
 
 
 def _codec(encoding: str) -> str:
