@@ -235,7 +235,8 @@ def test_a_model_without_safetensors_is_refused(
     before = contents(home)
     assert main(["push", tiny_model, REPO]) == 2
     assert capsys.readouterr().err == (
-        "gpt2tui: The model 'tiny' has no safetensors weights to push; only safetensors are uploaded.\n"
+        "gpt2tui: The model folder 'tiny' is broken (its weights are a pickle (.bin), and gpt2tui loads only "
+        ".safetensors); remove it with 'gpt2tui models rm tiny'.\n"
     )
     assert hub.requests == [] and contents(home) == before
 

@@ -355,6 +355,8 @@ def folder_problem(folder: Path) -> str | None:
     if not isinstance(parsed, dict):
         return "its config.json is not a readable JSON object"
     if not any(folder.glob("*.safetensors")):
+        if any(folder.glob("*.bin")):
+            return "its weights are a pickle (.bin), and gpt2tui loads only .safetensors"
         return "it has no .safetensors weights"
     return None
 

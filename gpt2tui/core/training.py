@@ -426,8 +426,10 @@ class Loop:
             self.load_checkpoint(job.checkpoint)
         state = self.state
         accelerator = job.accelerator
-        if _agreed(accelerator, self.stop.is_set()):  # Ctrl+C while the file was packed: no evaluation first
-            raise UserError(STOPPED_BEFORE_START)  # (a big file's took a minute, with Ctrl+C seemingly ignored)
+        # Ctrl+C while the file was packed: no evaluation of every block first (a big file's took a minute,
+        # with Ctrl+C seemingly ignored).
+        if _agreed(accelerator, self.stop.is_set()):
+            raise UserError(STOPPED_BEFORE_START)
         self.measure_device()
         self.emit(self.started_event())
         if state.loss_before is None:

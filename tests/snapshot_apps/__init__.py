@@ -92,10 +92,12 @@ def fix_environment(home: Path, monkeypatch: Any) -> None:
 
 
 def write_model(home: Path, name: str = MODEL) -> Path:
-    """A stored model as the store lists it: a config and its metadata (no weights: nothing loads it)."""
+    """A stored model as the store lists it: a config, its metadata and a stand-in for its weights (nothing
+    loads it)."""
     folder = home / "models" / name
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 256}))
+    (folder / "model.safetensors").write_bytes(b"")
     metadata = ModelMetadata(
         name=name,
         created="2026-11-20T10:16:02+00:00",
