@@ -368,9 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def argument_text(value: str) -> str:
-    """A command-line argument as text: bytes that are not UTF-8 (Python holds them as lone surrogates, which no
-    tokenizer takes: "TypeError: TextEncodeInput must be …") become U+FFFD."""
-    return os.fsencode(value).decode("utf-8", "replace")
+    """A command-line argument as text: bytes that are not UTF-8 become U+FFFD (as lone surrogates, the
+    tokenizer refused them: "TypeError: TextEncodeInput must be …")."""
+    from gpt2tui.core.visible import readable
+
+    return readable(value)
 
 
 def _spec(args: argparse.Namespace) -> Any:
@@ -995,7 +997,8 @@ def _model_row(info: Any) -> str:
     dataset = Path(meta.dataset.path).name if meta.dataset.path else "?"
     before, after = meta.perplexity_before, meta.perplexity_after
     ppl = f"{before:.2f} -> {after:.2f}" if before is not None and after is not None else "?"
-    notes = [note for note in (stopped_note(meta),) if note]
+    stopped = stopped_note(meta)
+    notes = [stopped] if stopped else []
     if meta.problems:
         notes.append(f"unreadable: {', '.join(meta.problems)}")
     note = f"  ({'; '.join(notes)})" if notes else ""

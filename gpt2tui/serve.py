@@ -1199,17 +1199,16 @@ LOG_CONFIG: dict[str, Any] = {
     "formatters": {"plain": {"format": "%(asctime)s %(message)s", "datefmt": "%H:%M:%S"}},
     "filters": {"without_query": {"()": WithoutQuery}},
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"},
-        "access": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "stream": "ext://sys.stderr",
-            "filters": ["without_query"],
-        },
+        "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
     },
     "loggers": {
         "uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
-        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {
+            "handlers": ["stderr"],
+            "filters": ["without_query"],
+            "level": "INFO",
+            "propagate": False,
+        },
         "gpt2tui.serve": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
     },
 }

@@ -414,12 +414,9 @@ def model_card(meta: ModelMetadata) -> str:
 
     A file name that is not UTF-8 (Linux names are bytes; Python holds the odd ones as lone surrogates) shows
     as U+FFFD here: the card is UTF-8 text, and writing it once failed a whole finished run at its save."""
+    from gpt2tui.core.visible import readable
+
     return readable(_card_text(meta))
-
-
-def readable(text: str) -> str:
-    """``text`` with the bytes of a non-UTF-8 file name (lone surrogates) as U+FFFD, so it can be written."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _card_text(meta: ModelMetadata) -> str:

@@ -44,9 +44,9 @@ Mode = Literal["chat", "raw"]
 STRATEGIES: tuple[Strategy, ...] = ("greedy", "beam", "top-k", "top-p")
 POLL_SECONDS = 0.25
 HANDOFF_SECONDS = 0.005
+"""The longest the generating thread waits, after the first token, for the reader to take its text."""
 ABANDON_JOIN_SECONDS = 60.0
 """The longest an abandoned stream waits for its generating thread (one forward pass: a prefill at most)."""
-"""The longest the generating thread waits, after the first token, for the reader to take its text."""
 HANDOFF_ENV = "GPT2TUI_HANDOFF"
 """``default``: the generating thread goes straight on after the first token (the off switch of the wait)."""
 StopText = str | Sequence[str] | None

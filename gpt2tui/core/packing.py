@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpt2tui.core.cache import Cache
+from gpt2tui.core.cache import UNLIMITED, Cache
 from gpt2tui.core.data import (
     CheckedFile,
     DatasetSummary,
@@ -145,28 +145,25 @@ def pack(
     if tokenizer.eos_token_id is None:
         raise UserError("The tokenizer has no end-of-text token, so documents cannot be separated.")
     key = _key(*source.key_parts(), tokenizer_fingerprint(tokenizer))
+
+    def packed_into(store: Cache) -> Packed:
+        if on_pack is not None:
+            on_pack()
+        started = time.perf_counter()
+        folder = store.build("tokens", key, lambda f: _write(f, source, tokenizer, num_proc))
+        return _read(folder, source, key, False, time.perf_counter() - started)
+
     if not use_cache:
         with tempfile.TemporaryDirectory(prefix="gpt2tui-pack-") as scratch:
-            store = Cache(Path(scratch), limit=2**62)
-            if on_pack is not None:
-                on_pack()
-            started = time.perf_counter()
-            folder = store.build("tokens", key, lambda f: _write(f, source, tokenizer, num_proc))
             # The mapping stays valid after the folder is removed (POSIX keeps an open file's data).
-            return _read(folder, source, key, False, time.perf_counter() - started)
+            return packed_into(Cache(Path(scratch), limit=UNLIMITED))
     store = cache if cache is not None else Cache()
     found = _cached(store, source, key)
     if found is not None:
         return found
     with store.locked("tokens", key):
         found = _cached(store, source, key)  # another process packed it while this one waited
-        if found is not None:
-            return found
-        if on_pack is not None:
-            on_pack()
-        started = time.perf_counter()
-        folder = store.build("tokens", key, lambda f: _write(f, source, tokenizer, num_proc))
-        return _read(folder, source, key, False, time.perf_counter() - started)
+        return found if found is not None else packed_into(store)
 
 
 def _cached(store: Cache, source: Source, key: str) -> Packed | None:

@@ -18,6 +18,12 @@ VISIBLE_CONTROLS = str.maketrans(
 )
 
 
+def readable(text: str) -> str:
+    """``text`` with the bytes that were not UTF-8 (a file name's, a command-line argument's: Python holds them
+    as lone surrogates, which UTF-8 cannot write and no tokenizer takes) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def visible(text: str) -> str:
     """``text`` with its control characters (but newlines and tabs) as visible symbols, one for one."""
     return text.translate(VISIBLE_CONTROLS)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from gpt2tui.core.card import ModelMetadata, stopped_note
 
-__all__ = ["expectations", "size_note", "stopped_note"]
-
 SIZE_NOTES = {
     "tiny": "a tiny model trained from scratch: gibberish is expected at its size (it learns the shape of "
     "its data, not its facts)",

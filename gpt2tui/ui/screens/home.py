@@ -25,11 +25,11 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Header, Static
 
-from gpt2tui.core.card import EvaluationRecord
+from gpt2tui.core.card import EvaluationRecord, stopped_note
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.runs import RunStatus
 from gpt2tui.core.store import ModelInfo, ModelStore
-from gpt2tui.ui.expectations import expectations, stopped_note
+from gpt2tui.ui.expectations import expectations
 from gpt2tui.ui.messages import ChatRequested, ModelPushed, NewFinetuneRequested, RunOpened, RunResumed
 from gpt2tui.ui.runs import resume_error, run_folder, stop_error
 from gpt2tui.ui.samples import FIRST_SAMPLE, sample_files

@@ -41,12 +41,12 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
 
-from gpt2tui.core.card import ModelMetadata
+from gpt2tui.core.card import ModelMetadata, stopped_note
 from gpt2tui.core.errors import UserError
 from gpt2tui.core.generation import GenerationSettings, LoadedModel, Mode, Reply, ReplyStream
 from gpt2tui.core.generator import GeneratorProcess, RemoteReplyStream, in_process_requested
 from gpt2tui.core.transcripts import SAMPLING, SavedReply, SavedTurn
-from gpt2tui.ui.expectations import expectations, stopped_note
+from gpt2tui.ui.expectations import expectations
 from gpt2tui.ui.widgets.status_line import StatusLine
 from gpt2tui.ui.widgets.transcript import Transcript
 

@@ -20,6 +20,7 @@ USES_TEMPERATURE = ("top-k", "top-p")
 SEPARATOR = " · "
 GAP = 2  # at least this many spaces between the left part and the right-aligned column
 MIN_MODEL_CHARS = 4  # the model name is never shortened below this (plus the ellipsis)
+SHORTEST_MODEL = "x" * (MIN_MODEL_CHARS + 1)  # as long as a model name's shortest ellipsised form
 
 
 def describe_settings(settings: GenerationSettings, *, unused_hint: bool = True) -> str:
@@ -83,7 +84,7 @@ class StatusLine(Widget):
                 break
         else:
             assert room is not None
-            if len(SEPARATOR.join(("x" * (MIN_MODEL_CHARS + 1), mode, settings))) > room:
+            if len(SEPARATOR.join((SHORTEST_MODEL, mode, settings))) > room:
                 mode = ""  # the settings matter more: prompts are labelled "you ▸" or "raw ▸" by mode
             fixed = len(SEPARATOR.join(("", mode, settings) if mode else ("", settings)))
             model = ellipsise(model, max(room - fixed, MIN_MODEL_CHARS + 1))
@@ -116,7 +117,7 @@ class StatusLine(Widget):
         """The width the left part needs to show a shortened model name and the strategy's name and first
         parameter (below it, the state gives up its room)."""
         first = " ".join(describe_settings(self.settings, unused_hint=False).split(" ")[:2])
-        return len(SEPARATOR.join(("x" * (MIN_MODEL_CHARS + 1), first)))
+        return len(SEPARATOR.join((SHORTEST_MODEL, first)))
 
     def render(self) -> Text:
         return self._text()
